@@ -1,0 +1,195 @@
+// MatMul benchmark: the machine's read bandwidth, batch-1 decode matvec GB/s over a ~1.5 GB
+// bf16 weight set, and prefill GFLOP/s, for every ISA the processor runs and 1 / all threads.
+// Prints a table; with --json PATH also writes the rows as JSON.
+//
+//   g++ -O3 -std=c++20 -I. bench/matmul_bench.cc kernels/cpu/*.cc -lpthread -o matmul_bench
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_context.h"
+#include "kernels/dtype.h"
+#include "kernels/matmul.h"
+#include "kernels/weight_view.h"
+
+namespace dsv2 {
+namespace {
+
+double Seconds(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double BestOf(int reps, const std::function<void()>& fn) {
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) best = std::min(best, Seconds(fn));
+  return best;
+}
+
+// Finite bf16 values of magnitude ~[2^-8, 2), as a checkpoint would hold.
+void FillBf16(std::vector<uint16_t>& v, uint64_t seed) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (uint16_t& h : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    const uint32_t r = static_cast<uint32_t>(s >> 33);
+    const uint32_t exp = 119 + (r % 8);  // 2^-8 .. 2^-1
+    h = static_cast<uint16_t>(((r >> 8) & 0x8000u) | (exp << 7) | ((r >> 3) & 0x7fu));
+  }
+}
+
+// Read bandwidth: sum of a `bytes` buffer split over the context's threads.
+double ReadBandwidth(const CpuContext& ctx, const std::vector<uint64_t>& buf, int reps) {
+  std::vector<uint64_t> partial(64 * 8, 0);  // one cache line per chunk slot
+  const int64_t n = static_cast<int64_t>(buf.size());
+  const double t = BestOf(reps, [&] {
+    ctx.ParallelFor(n, n / ctx.num_threads(), [&](int64_t begin, int64_t end) {
+      uint64_t a = 0, b = 0, c = 0, d = 0;
+      for (int64_t i = begin; i + 4 <= end; i += 4) {
+        a += buf[i];
+        b += buf[i + 1];
+        c += buf[i + 2];
+        d += buf[i + 3];
+      }
+      partial[(begin * 8 / n) * 8] += a + b + c + d;
+    });
+  });
+  uint64_t total = 0;
+  for (uint64_t p : partial) total += p;
+  if (total == 42) std::printf(" ");  // keep the sum alive
+  return static_cast<double>(buf.size() * sizeof(uint64_t)) / t / 1e9;
+}
+
+struct Row {
+  std::string what, isa;
+  int threads;
+  double value;
+  std::string unit;
+  double pct_of_bw;  // < 0: not a bandwidth row
+};
+
+void Print(const Row& r) {
+  std::printf("%-34s %-7s %2d thr %9.2f %-8s", r.what.c_str(), r.isa.c_str(), r.threads, r.value,
+              r.unit.c_str());
+  if (r.pct_of_bw >= 0) std::printf(" %5.1f%% of read bw", r.pct_of_bw);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+}  // namespace
+}  // namespace dsv2
+
+int main(int argc, char** argv) {
+  using namespace dsv2;
+  std::string json_path;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+  }
+  const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  std::vector<int> thread_counts = {1};
+  if (hw > 1) thread_counts.push_back(hw);
+  std::vector<CpuIsa> isas;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512})
+    if (CpuSupports(isa)) isas.push_back(isa);
+  std::vector<Row> rows;
+  auto add = [&](Row r) {
+    Print(r);
+    rows.push_back(std::move(r));
+  };
+
+  // 1. Read bandwidth over a 2 GB buffer.
+  std::vector<double> bw_by_threads(hw + 1, 0.0);
+  {
+    std::vector<uint64_t> buf((quick ? 512ull : 2048ull) << 17, 1);  // 2 GB (0.5 GB quick)
+    for (int th : thread_counts) {
+      const CpuContext ctx(th, CpuIsa::kScalar);
+      bw_by_threads[th] = ReadBandwidth(ctx, buf, 5);
+      add({"read bandwidth (sum, " + std::to_string(buf.size() >> 17) + " MB)", "-", th,
+           bw_by_threads[th], "GB/s", -1});
+    }
+  }
+  const double peak_bw = *std::max_element(bw_by_threads.begin(), bw_by_threads.end());
+
+  // 2. Decode matvec (n = 1) over a bf16 weight set: an lm_head and dense-MLP-shaped pairs.
+  struct Mat {
+    int64_t rows, cols;
+    std::vector<uint16_t> data;
+  };
+  std::vector<Mat> mats;
+  mats.push_back({102400, 2048, {}});
+  for (int i = 0; i < (quick ? 4 : 12); ++i) {
+    mats.push_back({10944, 2048, {}});
+    mats.push_back({2048, 10944, {}});
+  }
+  double total_bytes = 0;
+  int64_t max_dim = 0;
+  for (size_t i = 0; i < mats.size(); ++i) {
+    mats[i].data.resize(mats[i].rows * mats[i].cols);
+    FillBf16(mats[i].data, i + 1);
+    total_bytes += 2.0 * mats[i].data.size();
+    max_dim = std::max({max_dim, mats[i].rows, mats[i].cols});
+  }
+  std::vector<float> x(max_dim, 0.01f), y(max_dim, 0.0f);
+  const std::string set_name =
+      "matvec n=1, bf16 " + std::to_string(static_cast<int>(total_bytes / 1e6)) + " MB";
+  for (CpuIsa isa : isas) {
+    for (int th : thread_counts) {
+      const CpuContext ctx(th, isa);
+      auto pass = [&] {
+        for (const Mat& m : mats) {
+          const WeightView w{m.data.data(), DType::kBF16, m.rows, m.cols, m.cols};
+          MatMul(ctx, MatMulArgs{x.data(), m.cols, 1, w, y.data(), m.rows, false});
+        }
+      };
+      pass();  // warm-up (page faults already taken by the fill)
+      const double gbs = total_bytes / BestOf(isa == CpuIsa::kScalar ? 1 : 3, pass) / 1e9;
+      add({set_name, CpuIsaName(isa), th, gbs, "GB/s", 100.0 * gbs / peak_bw});
+    }
+  }
+  mats.clear();
+
+  // 3. Batched decode and prefill on [2048, 2048] bf16.
+  const int64_t dim = 2048;
+  std::vector<uint16_t> wsq(dim * dim);
+  FillBf16(wsq, 77);
+  const WeightView w{wsq.data(), DType::kBF16, dim, dim, dim};
+  for (int64_t n : {int64_t{4}, int64_t{16}, int64_t{512}}) {
+    std::vector<float> xs(n * dim, 0.01f), ys(n * dim, 0.0f);
+    for (CpuIsa isa : isas) {
+      if (isa == CpuIsa::kScalar && n == 512) continue;  // minutes; adds nothing
+      for (int th : thread_counts) {
+        const CpuContext ctx(th, isa);
+        auto run = [&] { MatMul(ctx, MatMulArgs{xs.data(), dim, n, w, ys.data(), dim, false}); };
+        run();
+        const double t = BestOf(n == 512 ? 3 : 20, run);
+        add({"matmul n=" + std::to_string(n) + " [2048,2048] bf16", CpuIsaName(isa), th,
+             2.0 * n * dim * dim / t / 1e9, "GFLOP/s", -1});
+      }
+    }
+  }
+
+  if (!json_path.empty()) {
+    FILE* f = std::fopen(json_path.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+    std::fprintf(f, "[\n");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      std::fprintf(f, "  {\"what\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"value\": %.3f, "
+                   "\"unit\": \"%s\"}%s\n", r.what.c_str(), r.isa.c_str(), r.threads, r.value,
+                   r.unit.c_str(), i + 1 < rows.size() ? "," : "");
+    }
+    std::fprintf(f, "]\n");
+    std::fclose(f);
+  }
+  return 0;
+}

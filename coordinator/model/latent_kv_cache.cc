@@ -1,0 +1,75 @@
+#include "coordinator/model/latent_kv_cache.h"
+
+#include "absl/strings/str_cat.h"
+#include "kernels/check.h"
+
+namespace dsv2 {
+
+LatentKvCache::LatentKvCache(const LatentKvCacheOptions& options) : options_(options) {
+  DSV2_CHECK(options.num_layers > 0 && options.row_dim > 0 && options.page_size > 0);
+  storage_.assign(options.num_layers * options.num_pages * page_stride(), 0.0f);
+  free_.reserve(options.num_pages);
+  for (int64_t p = options.num_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
+}
+
+int64_t LatentKvCache::AddSequence() {
+  const int64_t id = next_seq_++;
+  block_tables_[id];
+  return id;
+}
+
+absl::Status LatentKvCache::Reserve(int64_t seq, int64_t num_tokens) {
+  auto it = block_tables_.find(seq);
+  DSV2_CHECK(it != block_tables_.end());
+  std::vector<int32_t>& table = it->second;
+  const int64_t need = (num_tokens + options_.page_size - 1) / options_.page_size;
+  const int64_t more = need - static_cast<int64_t>(table.size());
+  if (more <= 0) return absl::OkStatus();
+  if (more > free_pages()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("latent KV cache: ", num_tokens, " tokens need ", more, " more pages of ",
+                     options_.page_size, " rows, only ", free_pages(), " of ",
+                     options_.num_pages, " are free"));
+  }
+  for (int64_t i = 0; i < more; ++i) {
+    table.push_back(free_.back());
+    free_.pop_back();
+  }
+  return absl::OkStatus();
+}
+
+void LatentKvCache::FreeSequence(int64_t seq) {
+  auto it = block_tables_.find(seq);
+  if (it == block_tables_.end()) return;
+  for (auto p = it->second.rbegin(); p != it->second.rend(); ++p) free_.push_back(*p);
+  block_tables_.erase(it);
+}
+
+const std::vector<int32_t>& LatentKvCache::BlockTable(int64_t seq) const {
+  auto it = block_tables_.find(seq);
+  DSV2_CHECK(it != block_tables_.end());
+  return it->second;
+}
+
+int64_t LatentKvCache::Capacity(int64_t seq) const {
+  return static_cast<int64_t>(BlockTable(seq).size()) * options_.page_size;
+}
+
+float* LatentKvCache::Row(int64_t layer, int64_t seq, int64_t pos) {
+  const std::vector<int32_t>& table = BlockTable(seq);
+  DSV2_CHECK(pos >= 0 && pos / options_.page_size < static_cast<int64_t>(table.size()));
+  const int64_t page = table[pos / options_.page_size];
+  return storage_.data() + (layer * options_.num_pages + page) * page_stride() +
+         (pos % options_.page_size) * options_.row_dim;
+}
+
+LatentCacheLayerView LatentKvCache::LayerView(int64_t layer) const {
+  LatentCacheLayerView v;
+  v.base = storage_.data() + layer * options_.num_pages * page_stride();
+  v.page_stride = page_stride();
+  v.page_size = options_.page_size;
+  v.row_dim = options_.row_dim;
+  return v;
+}
+
+}  // namespace dsv2

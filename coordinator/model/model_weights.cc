@@ -1,0 +1,164 @@
+#include "coordinator/model/model_weights.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace dsv2 {
+
+WeightView AttentionWeights::WUkT(int64_t h, int64_t kv_lora_rank, int64_t nope) const {
+  WeightView v;
+  v.dtype = w_uk_t_dtype;
+  v.rows = kv_lora_rank;
+  v.cols = nope;
+  v.row_stride = nope;
+  v.data = w_uk_t.data() + h * kv_lora_rank * nope * DTypeSize(w_uk_t_dtype);
+  return v;
+}
+
+WeightView AttentionWeights::WUv(int64_t h, int64_t nope, int64_t v) const {
+  return kv_b_proj.RowSlice(h * (nope + v) + nope, v);
+}
+
+namespace {
+
+class Binder {
+ public:
+  explicit Binder(const Checkpoint& ckpt) : ckpt_(ckpt) {}
+
+  absl::StatusOr<const TensorInfo*> Get(const std::string& name, std::vector<int64_t> shape) {
+    const TensorInfo* t = ckpt_.Find(name);
+    if (t == nullptr) {
+      return absl::NotFoundError(absl::StrCat("checkpoint ", ckpt_.path(), ": tensor '", name,
+                                              "' is missing (expected shape [",
+                                              absl::StrJoin(shape, ", "), "])"));
+    }
+    if (t->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' in ", t->file, " has shape ", t->ShapeString(), ", expected [",
+          absl::StrJoin(shape, ", "), "] from config.json"));
+    }
+    if (!t->dtype || (*t->dtype != DType::kBF16 && *t->dtype != DType::kF16 &&
+                      *t->dtype != DType::kF32)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", t->file,
+                                                     " has dtype ", t->dtype_name,
+                                                     ", expected BF16, F16 or F32"));
+    }
+    bytes_ += t->nbytes;
+    return t;
+  }
+
+  absl::StatusOr<WeightView> Matrix(const std::string& name, int64_t rows, int64_t cols) {
+    DSV2_ASSIGN_OR_RETURN(const TensorInfo* t, Get(name, {rows, cols}));
+    return WeightView{t->data, *t->dtype, rows, cols, cols};
+  }
+
+  absl::StatusOr<std::vector<float>> Vector(const std::string& name, int64_t n) {
+    DSV2_ASSIGN_OR_RETURN(const TensorInfo* t, Get(name, {n}));
+    std::vector<float> v(n);
+    for (int64_t i = 0; i < n; ++i) v[i] = LoadAsFloat(t->data, *t->dtype, i);
+    return v;
+  }
+
+  absl::StatusOr<MlpWeights> Mlp(const std::string& prefix, int64_t width, int64_t hidden) {
+    MlpWeights m;
+    DSV2_ASSIGN_OR_RETURN(m.gate, Matrix(prefix + ".gate_proj.weight", width, hidden));
+    DSV2_ASSIGN_OR_RETURN(m.up, Matrix(prefix + ".up_proj.weight", width, hidden));
+    DSV2_ASSIGN_OR_RETURN(m.down, Matrix(prefix + ".down_proj.weight", hidden, width));
+    return m;
+  }
+
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  const Checkpoint& ckpt_;
+  int64_t bytes_ = 0;
+};
+
+absl::Status BindAttention(const ModelConfig& c, const std::string& p, Binder& b,
+                           AttentionWeights& a) {
+  const int64_t heads = c.num_attention_heads, hidden = c.hidden_size;
+  const int64_t nope = c.qk_nope_head_dim, v = c.v_head_dim, r = c.kv_lora_rank;
+  if (c.q_lora_rank) {
+    DSV2_ASSIGN_OR_RETURN(a.q_a_proj, b.Matrix(p + "q_a_proj.weight", *c.q_lora_rank, hidden));
+    DSV2_ASSIGN_OR_RETURN(a.q_a_norm, b.Vector(p + "q_a_layernorm.weight", *c.q_lora_rank));
+    DSV2_ASSIGN_OR_RETURN(a.q_b_proj, b.Matrix(p + "q_b_proj.weight", heads * c.qk_head_dim(),
+                                               *c.q_lora_rank));
+  } else {
+    DSV2_ASSIGN_OR_RETURN(a.q_proj, b.Matrix(p + "q_proj.weight", heads * c.qk_head_dim(), hidden));
+  }
+  DSV2_ASSIGN_OR_RETURN(a.kv_a_proj, b.Matrix(p + "kv_a_proj_with_mqa.weight",
+                                              r + c.qk_rope_head_dim, hidden));
+  DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, b.Vector(p + "kv_a_layernorm.weight", r));
+  DSV2_ASSIGN_OR_RETURN(a.kv_b_proj, b.Matrix(p + "kv_b_proj.weight", heads * (nope + v), r));
+  DSV2_ASSIGN_OR_RETURN(a.o_proj, b.Matrix(p + "o_proj.weight", hidden, heads * v));
+  // W_UK[h] = kv_b_proj rows [h·(nope+v), h·(nope+v) + nope): [nope, r]; store [r, nope].
+  const int64_t es = DTypeSize(a.kv_b_proj.dtype);
+  a.w_uk_t_dtype = a.kv_b_proj.dtype;
+  a.w_uk_t.resize(heads * r * nope * es);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < nope; ++i) {
+      const uint8_t* src = a.kv_b_proj.RowPtr(h * (nope + v) + i);
+      for (int64_t j = 0; j < r; ++j) {
+        std::memcpy(&a.w_uk_t[((h * r + j) * nope + i) * es], src + j * es, es);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelWeights> BindModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
+                                              const WeightBindOptions& options) {
+  Binder b(ckpt);
+  ModelWeights w;
+  const int64_t hidden = c.hidden_size;
+  DSV2_ASSIGN_OR_RETURN(w.embed, b.Matrix("model.embed_tokens.weight", c.vocab_size, hidden));
+  const int64_t expert_end = options.expert_end < 0 ? c.n_routed_experts : options.expert_end;
+  if (options.expert_begin < 0 || options.expert_begin > expert_end ||
+      expert_end > c.n_routed_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("expert range [", options.expert_begin, ", ",
+                                                   expert_end, ") is outside [0, ",
+                                                   c.n_routed_experts, ")"));
+  }
+  w.layers.resize(c.num_hidden_layers);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    LayerWeights& L = w.layers[l];
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    DSV2_ASSIGN_OR_RETURN(L.input_norm, b.Vector(p + "input_layernorm.weight", hidden));
+    DSV2_ASSIGN_OR_RETURN(L.post_attention_norm,
+                          b.Vector(p + "post_attention_layernorm.weight", hidden));
+    DSV2_RETURN_IF_ERROR(BindAttention(c, p + "self_attn.", b, L.attn));
+    L.is_moe = c.IsMoeLayer(l);
+    if (!L.is_moe) {
+      DSV2_ASSIGN_OR_RETURN(L.mlp, b.Mlp(p + "mlp", c.intermediate_size, hidden));
+      continue;
+    }
+    MoeWeights& m = L.moe;
+    DSV2_ASSIGN_OR_RETURN(m.router, b.Matrix(p + "mlp.gate.weight", c.n_routed_experts, hidden));
+    m.expert_begin = options.expert_begin;
+    for (int64_t e = options.expert_begin; e < expert_end; ++e) {
+      DSV2_ASSIGN_OR_RETURN(MlpWeights ew, b.Mlp(absl::StrCat(p, "mlp.experts.", e),
+                                                 c.moe_intermediate_size, hidden));
+      m.experts.push_back(ew);
+    }
+    m.has_shared = c.n_shared_experts > 0;
+    if (m.has_shared) {
+      DSV2_ASSIGN_OR_RETURN(m.shared, b.Mlp(p + "mlp.shared_experts",
+                                            c.n_shared_experts * c.moe_intermediate_size, hidden));
+    }
+  }
+  DSV2_ASSIGN_OR_RETURN(w.final_norm, b.Vector("model.norm.weight", hidden));
+  if (c.tie_word_embeddings && ckpt.Find("lm_head.weight") == nullptr) {
+    w.lm_head = w.embed;
+  } else {
+    DSV2_ASSIGN_OR_RETURN(w.lm_head, b.Matrix("lm_head.weight", c.vocab_size, hidden));
+  }
+  w.bytes_bound = b.bytes();
+  return w;
+}
+
+}  // namespace dsv2

@@ -1,0 +1,78 @@
+// The weights of a DeepSeek-V2-family model, bound by name (REFERENCE.md §2) to tensors of an
+// mmap'ed checkpoint. Large matrices stay where they are in the file (WeightView); only the
+// small norm vectors are converted to float32, and the per-head W_UK of kv_b_proj is stored
+// transposed for the absorbed attention (same dtype, 1/27 of the attention weights).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "common/safetensors.h"
+#include "kernels/weight_view.h"
+
+namespace dsv2 {
+
+struct MlpWeights {
+  WeightView gate;  // [width, hidden]
+  WeightView up;    // [width, hidden]
+  WeightView down;  // [hidden, width]
+};
+
+struct AttentionWeights {
+  WeightView q_proj;             // [heads·qk_head_dim, hidden]     (q_lora_rank null)
+  WeightView q_a_proj;           // [q_lora_rank, hidden]           (q_lora_rank set)
+  std::vector<float> q_a_norm;   // [q_lora_rank]
+  WeightView q_b_proj;           // [heads·qk_head_dim, q_lora_rank]
+  WeightView kv_a_proj;          // [kv_lora_rank + rope_dim, hidden]
+  std::vector<float> kv_a_norm;  // [kv_lora_rank]
+  WeightView kv_b_proj;          // [heads·(nope + v), kv_lora_rank]
+  std::vector<uint8_t> w_uk_t;   // [heads, kv_lora_rank, nope]: W_UK per head, transposed
+  DType w_uk_t_dtype = DType::kBF16;
+  WeightView o_proj;  // [hidden, heads·v]
+
+  // W_UKᵀ of head h as a [kv_lora_rank, nope] weight: q_lat = q_nope · W_UK.
+  WeightView WUkT(int64_t h, int64_t kv_lora_rank, int64_t nope) const;
+  // W_UV of head h as a [v, kv_lora_rank] weight: o = W_UV · o_lat.
+  WeightView WUv(int64_t h, int64_t nope, int64_t v) const;
+};
+
+struct MoeWeights {
+  WeightView router;                // [n_routed_experts, hidden]
+  int64_t expert_begin = 0;         // the experts bound here: [expert_begin, expert_end)
+  std::vector<MlpWeights> experts;  // experts[e - expert_begin]
+  bool has_shared = false;
+  MlpWeights shared;  // width n_shared · moe_intermediate_size
+};
+
+struct LayerWeights {
+  std::vector<float> input_norm;           // [hidden]
+  std::vector<float> post_attention_norm;  // [hidden]
+  AttentionWeights attn;
+  bool is_moe = false;
+  MlpWeights mlp;  // dense layers
+  MoeWeights moe;  // MoE layers
+};
+
+struct ModelWeights {
+  WeightView embed;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [hidden]
+  WeightView lm_head;             // [vocab, hidden]
+  int64_t bytes_bound = 0;        // checkpoint bytes referenced
+};
+
+struct WeightBindOptions {
+  // Routed experts to bind; [0, n_routed_experts) by default (standalone).
+  int64_t expert_begin = 0;
+  int64_t expert_end = -1;
+};
+
+// Checks that every expected tensor exists with the expected shape and a float dtype; errors
+// name the tensor, the file and what was expected.
+absl::StatusOr<ModelWeights> BindModelWeights(const ModelConfig& config, const Checkpoint& ckpt,
+                                              const WeightBindOptions& options = {});
+
+}  // namespace dsv2

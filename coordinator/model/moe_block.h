@@ -1,0 +1,28 @@
+// The MoE block of one layer (REFERENCE.md §4): router, the routed experts each token selected,
+// weighted and summed in float32, plus the shared experts; accumulated into the residual.
+#pragma once
+
+#include <cstdint>
+
+#include "common/model_config.h"
+#include "coordinator/model/model_weights.h"
+#include "coordinator/model/router.h"
+#include "kernels/cpu_context.h"
+
+namespace dsv2 {
+
+struct MoeArgs {
+  const float* x = nullptr;  // [n, hidden] normalized input
+  int64_t n = 0;
+  float* residual = nullptr;  // [n, hidden]: residual += moe(x)
+};
+
+void MoeForward(const CpuContext& ctx, const ModelConfig& config, const MoeWeights& w,
+                const MoeArgs& args);
+
+// out[t] += Σ_k weight[t,k] · expert_{id[t,k]}(x[t]) over the experts bound in `w`; tokens are
+// grouped per expert so that each expert's weights are read once per call.
+void RoutedExpertsForward(const CpuContext& ctx, const MoeWeights& w, const RouterSelection& sel,
+                          const float* x, int64_t hidden, float* out);
+
+}  // namespace dsv2

@@ -1,0 +1,153 @@
+// MatMul on the CPU: argument checks, the split of work over threads, the scalar kernel and the
+// double-precision reference. The SIMD tiles live in matmul_avx512.cc and matmul_avx2.cc.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/check.h"
+#include "kernels/cpu/matmul_internal.h"
+
+namespace dsv2 {
+namespace {
+
+using matmul_internal::StoreOut;
+using matmul_internal::TileFn;
+
+// ---- Scalar kernel ------------------------------------------------------------------------
+
+template <DType D>
+inline float WeightAt(const uint8_t* row, int64_t k) {
+  if constexpr (D == DType::kF32) return reinterpret_cast<const float*>(row)[k];
+  if constexpr (D == DType::kF16) return F16ToFloat(reinterpret_cast<const uint16_t*>(row)[k]);
+  return Bf16ToFloat(reinterpret_cast<const uint16_t*>(row)[k]);
+}
+
+// Up to 4 rows at a time share each load of x.
+template <DType D>
+void ScalarRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+  const int64_t cols = a.w.cols;
+  for (int64_t r = r0; r < r1; r += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+    const uint8_t* w[4];
+    for (int j = 0; j < 4; ++j) w[j] = a.w.RowPtr(r + std::min(j, nr - 1));
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* x = a.x + t * a.x_stride;
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int64_t k = 0; k < cols; ++k) {
+        const float xv = x[k];
+        for (int j = 0; j < 4; ++j) acc[j] += xv * WeightAt<D>(w[j], k);
+      }
+      for (int j = 0; j < nr; ++j) StoreOut(a.y + t * a.y_stride + r + j, acc[j], a.accumulate);
+    }
+  }
+}
+
+void DotScalar(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+  switch (a.w.dtype) {
+    case DType::kBF16:
+      return ScalarRange<DType::kBF16>(a, t0, t1, r0, r1);
+    case DType::kF16:
+      return ScalarRange<DType::kF16>(a, t0, t1, r0, r1);
+    default:
+      return ScalarRange<DType::kF32>(a, t0, t1, r0, r1);
+  }
+}
+
+// ---- Dispatch -----------------------------------------------------------------------------
+
+struct Kernels {
+  TileFn dot = DotScalar;
+  TileFn packed = nullptr;  // nullptr: the dot kernel serves every n
+  int64_t slab_rows = 1;    // rows of W per packed work item
+  int64_t packed_min_n = 0;  // the packed kernel takes over from this many tokens
+};
+
+Kernels KernelsFor(CpuIsa isa) {
+  Kernels k;
+  if (isa == CpuIsa::kAvx512) {
+    k.dot = matmul_internal::DotAvx512;
+    k.packed = matmul_internal::PackedAvx512;
+    k.slab_rows = matmul_internal::kAvx512SlabRows;
+    k.packed_min_n = 8;
+  } else if (isa == CpuIsa::kAvx2) {
+    k.dot = matmul_internal::DotAvx2;
+    k.packed = matmul_internal::PackedAvx2;
+    k.slab_rows = matmul_internal::kAvx2SlabRows;
+    k.packed_min_n = 6;
+  }
+  return k;
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void Validate(const MatMulArgs& a) {
+  DSV2_CHECK(a.n >= 0 && a.w.rows >= 0 && a.w.cols >= 0);
+  DSV2_CHECK_MSG(a.w.dtype == DType::kF32 || a.w.dtype == DType::kF16 ||
+                     a.w.dtype == DType::kBF16,
+                 "MatMul: weight dtype must be F32, F16 or BF16");
+  if (a.n == 0 || a.w.rows == 0) return;
+  DSV2_CHECK(a.x != nullptr && a.y != nullptr);
+  DSV2_CHECK(a.w.data != nullptr || a.w.cols == 0);
+  DSV2_CHECK(a.w.row_stride >= a.w.cols || a.w.rows == 1);
+  DSV2_CHECK(a.n == 1 || (a.x_stride >= a.w.cols && a.y_stride >= a.w.rows));
+}
+
+}  // namespace
+
+void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
+  Validate(a);
+  const int64_t n = a.n, rows = a.w.rows, cols = a.w.cols;
+  if (n == 0 || rows == 0) return;
+  if (cols == 0) {  // an empty sum
+    for (int64_t t = 0; t < n && !a.accumulate; ++t) std::fill_n(a.y + t * a.y_stride, rows, 0.f);
+    return;
+  }
+  const Kernels k = KernelsFor(ctx.isa());
+
+  if (k.packed == nullptr || n < k.packed_min_n) {
+    // Work items are groups of 4 rows; a chunk covers at least ~64K weight elements per token.
+    const int64_t groups = CeilDiv(rows, 4);
+    const int64_t grain = std::max<int64_t>(4, (1 << 16) / (4 * cols * n));
+    ctx.ParallelFor(groups, grain, [&](int64_t begin, int64_t end) {
+      k.dot(a, 0, n, begin * 4, std::min(rows, end * 4));
+    });
+    return;
+  }
+
+  // Work items are slab × token-chunk. Tokens are split only when there are too few slabs to
+  // keep every thread busy; each split re-reads (and re-converts) the slab.
+  const int64_t slabs = CeilDiv(rows, k.slab_rows);
+  const int64_t want_items = 4 * ctx.num_threads();
+  int64_t token_chunk = n;
+  if (slabs < want_items) {
+    const int64_t splits = std::min(CeilDiv(want_items, slabs), CeilDiv(n, 12));
+    token_chunk = CeilDiv(CeilDiv(n, splits), 12) * 12;  // a multiple of every micro-tile
+  }
+  const int64_t token_chunks = CeilDiv(n, token_chunk);
+  ctx.ParallelFor(slabs * token_chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t s = i / token_chunks, c = i % token_chunks;
+      k.packed(a, c * token_chunk, std::min(n, (c + 1) * token_chunk), s * k.slab_rows,
+               std::min(rows, (s + 1) * k.slab_rows));
+    }
+  });
+}
+
+void MatMulReference(const MatMulArgs& a) {
+  Validate(a);
+  for (int64_t t = 0; t < a.n; ++t) {
+    for (int64_t r = 0; r < a.w.rows; ++r) {
+      const uint8_t* w = a.w.RowPtr(r);
+      double sum = 0.0;
+      for (int64_t k = 0; k < a.w.cols; ++k) {
+        sum += static_cast<double>(a.x[t * a.x_stride + k]) *
+               static_cast<double>(LoadAsFloat(w, a.w.dtype, k));
+      }
+      float* y = a.y + t * a.y_stride + r;
+      *y = static_cast<float>(a.accumulate ? static_cast<double>(*y) + sum : sum);
+    }
+  }
+}
+
+}  // namespace dsv2

@@ -1,0 +1,33 @@
+// Internal to the CPU MatMul: the per-ISA tile functions that cpu/matmul.cc schedules over
+// threads. Each computes the block y[t0:t1, r0:r1] of one MatMulArgs and touches nothing else.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/matmul.h"
+
+namespace dsv2::matmul_internal {
+
+// y[t0:t1, r0:r1] (+)= x[t0:t1, :] · W[r0:r1, :]ᵀ
+using TileFn = void (*)(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+
+// "Dot" kernels: a few rows × a few tokens at a time, W converted in registers and reduced
+// along cols. Best for n == 1 and small n (each weight byte is read from memory once; tokens
+// reuse a row group from L1/L2).
+void DotAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+void DotAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+
+// "Packed" kernels for larger n: a slab of kSlabRows rows × a block of cols is converted to
+// float32 and transposed into a stack buffer, then a register-blocked micro-kernel sweeps the
+// tokens over it. [r0, r1) must not cross a slab boundary relative to row 0 other than the last.
+void PackedAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+void PackedAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+
+inline constexpr int64_t kAvx512SlabRows = 32;  // rows of W per packed slab (2 zmm)
+inline constexpr int64_t kAvx2SlabRows = 16;    // rows of W per packed slab (2 ymm)
+inline constexpr int64_t kPackedCols = 256;     // cols of W per packed block
+
+// y = (add ? y : 0) + v, the epilogue every kernel ends with.
+inline void StoreOut(float* y, float v, bool add) { *y = add ? *y + v : v; }
+
+}  // namespace dsv2::matmul_internal

@@ -1,0 +1,37 @@
+#include "kernels/rms_norm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/check.h"
+
+namespace dsv2 {
+namespace {
+
+// One row: y = x · rsqrt(mean(x²) + eps) · weight, computed as torch does in float32 (the sum
+// of squares is kept in double, which only makes it closer to torch's pairwise sum).
+void RmsNormRow(const float* x, float* y, const float* weight, int64_t dim, float eps) {
+  double sum_sq = 0.0;
+  for (int64_t i = 0; i < dim; ++i) sum_sq += static_cast<double>(x[i]) * x[i];
+  const float mean_sq = static_cast<float>(sum_sq / static_cast<double>(dim));
+  const float inv_rms = 1.0f / std::sqrt(mean_sq + eps);
+  for (int64_t i = 0; i < dim; ++i) y[i] = weight[i] * (x[i] * inv_rms);
+}
+
+}  // namespace
+
+void RmsNorm(const CpuContext& ctx, const RmsNormArgs& a) {
+  DSV2_CHECK(a.n >= 0 && a.dim >= 0);
+  if (a.n == 0 || a.dim == 0) return;
+  DSV2_CHECK(a.x != nullptr && a.y != nullptr && a.weight != nullptr);
+  DSV2_CHECK(a.n == 1 || (a.x_stride >= a.dim && a.y_stride >= a.dim));
+  // A row is cheap: only hand rows to other threads when there are many of them.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / a.dim);
+  ctx.ParallelFor(a.n, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      RmsNormRow(a.x + r * a.x_stride, a.y + r * a.y_stride, a.weight, a.dim, a.eps);
+    }
+  });
+}
+
+}  // namespace dsv2

@@ -1,0 +1,49 @@
+#include "kernels/rope.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/check.h"
+
+namespace dsv2 {
+namespace {
+
+constexpr int64_t kPairsPerBlock = 64;  // cos/sin computed once per token for this many pairs
+
+// Rotates every vector of one token. Angles as torch float32: float(pos) · inv_freq[i], then
+// cos/sin in float.
+void RopeToken(const RopeArgs& a, float* token, int32_t pos) {
+  float cos_a[kPairsPerBlock], sin_a[kPairsPerBlock];
+  const int64_t pairs = a.dim / 2;
+  for (int64_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
+    const int64_t np = std::min(kPairsPerBlock, pairs - p0);
+    for (int64_t i = 0; i < np; ++i) {
+      const float angle = static_cast<float>(pos) * a.inv_freq[p0 + i];
+      cos_a[i] = std::cos(angle);
+      sin_a[i] = std::sin(angle);
+    }
+    for (int64_t v = 0; v < a.n_vecs; ++v) {
+      float* x = token + v * a.vec_stride + 2 * p0;  // [np, 2]
+      for (int64_t i = 0; i < np; ++i) {
+        const float x0 = x[2 * i], x1 = x[2 * i + 1];
+        x[2 * i] = (x0 * cos_a[i] - x1 * sin_a[i]) * a.attn_factor;
+        x[2 * i + 1] = (x1 * cos_a[i] + x0 * sin_a[i]) * a.attn_factor;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void ApplyRope(const CpuContext& ctx, const RopeArgs& a) {
+  DSV2_CHECK(a.n_tokens >= 0 && a.n_vecs >= 0 && a.dim >= 0);
+  DSV2_CHECK_MSG(a.dim % 2 == 0, "ApplyRope: dim must be even");
+  if (a.n_tokens == 0 || a.n_vecs == 0 || a.dim == 0) return;
+  DSV2_CHECK(a.x != nullptr && a.positions != nullptr && a.inv_freq != nullptr);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / (a.n_vecs * a.dim));
+  ctx.ParallelFor(a.n_tokens, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) RopeToken(a, a.x + t * a.token_stride, a.positions[t]);
+  });
+}
+
+}  // namespace dsv2

@@ -1,0 +1,57 @@
+// The CPU "stream": which instruction set the ops use and the worker threads they split work
+// over. Ops never create threads themselves; they call ParallelFor on the context they are given.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dsv2 {
+
+enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512 };
+
+const char* CpuIsaName(CpuIsa isa);
+
+// The best ISA this processor and OS support; DSV2_CPU_ISA=scalar|avx2|avx512 lowers it.
+CpuIsa DetectCpuIsa();
+// True when the processor can run `isa` (so tests can exercise every available variant).
+bool CpuSupports(CpuIsa isa);
+
+class CpuContext {
+ public:
+  // num_threads <= 0: one per available core (DSV2_NUM_THREADS overrides).
+  explicit CpuContext(int num_threads = 0, CpuIsa isa = DetectCpuIsa());
+  ~CpuContext();
+  CpuContext(const CpuContext&) = delete;
+  CpuContext& operator=(const CpuContext&) = delete;
+
+  CpuIsa isa() const { return isa_; }
+  int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Splits [0, n) into contiguous chunks of at least `grain` items and runs fn(begin, end) on
+  // the calling thread and the workers; returns when all chunks are done. Not re-entrant.
+  void ParallelFor(int64_t n, int64_t grain,
+                   const std::function<void(int64_t begin, int64_t end)>& fn) const;
+
+ private:
+  void WorkerLoop(int index);
+  void RunChunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) const;
+
+  CpuIsa isa_;
+  std::vector<std::thread> workers_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable work_cv_;
+  mutable std::condition_variable done_cv_;
+  mutable const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  mutable int64_t job_n_ = 0;
+  mutable int64_t job_chunk_ = 0;
+  mutable int64_t next_chunk_ = 0;  // guarded by mu_
+  mutable int active_ = 0;
+  mutable uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace dsv2

@@ -1,0 +1,197 @@
+// The small ops against direct scalar formulas on fresh random inputs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu_context.h"
+#include "kernels/dtype.h"
+#include "kernels/embedding.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rope.h"
+#include "kernels/silu_mul.h"
+#include "kernels/softmax.h"
+#include "kernels/topk.h"
+
+namespace dsv2 {
+namespace {
+
+std::vector<float> RandomFloats(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> uni(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = uni(rng);
+  return v;
+}
+
+// |got - want| <= tol · max(1, |want|)
+void ExpectClose(float got, double want, double tol) {
+  EXPECT_LE(std::abs(got - want), tol * std::max(1.0, std::abs(want))) << got << " vs " << want;
+}
+
+TEST(OpsRmsNorm, MatchesFormulaWithStridesAndThreads) {
+  std::mt19937 rng(7);
+  for (int threads : {1, 3}) {
+    const CpuContext ctx(threads);
+    for (int64_t dim : {1, 7, 64, 2048}) {
+      for (int64_t n : {1, 3, 40}) {
+        const int64_t xs = dim + 3, ys = dim + 1;
+        const std::vector<float> x = RandomFloats(n * xs, rng, -3.0f, 3.0f);
+        const std::vector<float> w = RandomFloats(dim, rng, 0.5f, 1.5f);
+        std::vector<float> y(n * ys, 0.0f);
+        RmsNorm(ctx, RmsNormArgs{x.data(), y.data(), w.data(), n, dim, xs, ys, 1e-6f});
+        for (int64_t r = 0; r < n; ++r) {
+          double ss = 0.0;
+          for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x[r * xs + i]) * x[r * xs + i];
+          const double inv = 1.0 / std::sqrt(ss / dim + 1e-6);
+          for (int64_t i = 0; i < dim; ++i) {
+            ExpectClose(y[r * ys + i], w[i] * (x[r * xs + i] * inv), 1e-6);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(OpsRmsNorm, InPlace) {
+  std::mt19937 rng(8);
+  const CpuContext ctx(2);
+  const int64_t n = 5, dim = 100;
+  std::vector<float> x = RandomFloats(n * dim, rng);
+  const std::vector<float> w = RandomFloats(dim, rng);
+  std::vector<float> separate(n * dim);
+  RmsNorm(ctx, RmsNormArgs{x.data(), separate.data(), w.data(), n, dim, dim, dim, 1e-5f});
+  RmsNorm(ctx, RmsNormArgs{x.data(), x.data(), w.data(), n, dim, dim, dim, 1e-5f});
+  EXPECT_EQ(x, separate);
+}
+
+TEST(OpsRope, MatchesInterleavedFormula) {
+  std::mt19937 rng(11);
+  for (int threads : {1, 3}) {
+    const CpuContext ctx(threads);
+    for (int64_t dim : {2, 64, 192}) {
+      const int64_t n_tokens = 9, n_vecs = 3, vec_stride = dim + 5, token_stride = 3 * vec_stride + 2;
+      std::vector<float> inv_freq(dim / 2);
+      for (int64_t i = 0; i < dim / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / dim);
+      std::vector<int32_t> pos(n_tokens);
+      for (int64_t t = 0; t < n_tokens; ++t) pos[t] = static_cast<int32_t>(t * 517 % 4096);
+      const std::vector<float> orig = RandomFloats(n_tokens * token_stride, rng);
+      std::vector<float> x = orig;
+      const float factor = 0.75f;
+      ApplyRope(ctx, RopeArgs{x.data(), n_tokens, n_vecs, token_stride, vec_stride, dim,
+                              pos.data(), inv_freq.data(), factor});
+      std::vector<float> want = orig;
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        for (int64_t v = 0; v < n_vecs; ++v) {
+          float* o = want.data() + t * token_stride + v * vec_stride;
+          for (int64_t i = 0; i < dim / 2; ++i) {
+            const double a = static_cast<float>(pos[t]) * inv_freq[i];  // float angle, as torch
+            const double x0 = o[2 * i], x1 = o[2 * i + 1];
+            o[2 * i] = static_cast<float>((x0 * std::cos(a) - x1 * std::sin(a)) * factor);
+            o[2 * i + 1] = static_cast<float>((x1 * std::cos(a) + x0 * std::sin(a)) * factor);
+          }
+        }
+      }
+      for (size_t i = 0; i < x.size(); ++i) ExpectClose(x[i], want[i], 2e-6);
+    }
+  }
+}
+
+TEST(OpsSoftmax, MatchesFormulaAndIsStable) {
+  std::mt19937 rng(3);
+  for (int64_t cols : {1, 6, 64, 1000}) {
+    const int64_t rows = 4, stride = cols + 2;
+    std::vector<float> x = RandomFloats(rows * stride, rng, -20.0f, 20.0f);
+    x[0] = 1000.0f;  // exp would overflow without subtracting the max
+    const std::vector<float> orig = x;
+    SoftmaxRows(x.data(), rows, cols, stride);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* o = orig.data() + r * stride;
+      const double mx = *std::max_element(o, o + cols);
+      double sum = 0.0;
+      for (int64_t i = 0; i < cols; ++i) sum += std::exp(o[i] - mx);
+      for (int64_t i = 0; i < cols; ++i) ExpectClose(x[r * stride + i], std::exp(o[i] - mx) / sum, 1e-6);
+      for (int64_t i = cols; i < stride && r + 1 < rows; ++i) EXPECT_EQ(x[r * stride + i], o[i]);
+    }
+  }
+}
+
+TEST(OpsSiluMul, MatchesFormulaIncludingInPlace) {
+  std::mt19937 rng(5);
+  const size_t n = 1001;
+  const std::vector<float> gate = RandomFloats(n, rng, -30.0f, 30.0f);
+  const std::vector<float> up = RandomFloats(n, rng, -2.0f, 2.0f);
+  std::vector<float> out(n), in_place = gate;
+  SiluMul(gate.data(), up.data(), n, out.data());
+  SiluMul(in_place.data(), up.data(), n, in_place.data());
+  for (size_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    ExpectClose(out[i], g / (1.0 + std::exp(-g)) * up[i], 1e-6);
+  }
+  EXPECT_EQ(in_place, out);
+}
+
+TEST(OpsTopK, MatchesStableSortWithTies) {
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<int> small(0, 9);  // many ties
+  for (int64_t n : {1, 5, 64, 160, 400}) {
+    for (int64_t k : {int64_t{1}, int64_t{6}, std::min<int64_t>(n, 64), n}) {
+      if (k > n) continue;
+      for (bool ties : {false, true}) {
+        std::vector<float> v = RandomFloats(n, rng);
+        if (ties) {
+          for (float& f : v) f = static_cast<float>(small(rng)) * 0.5f;
+        }
+        std::vector<int32_t> order(n);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return v[a] > v[b]; });
+        std::vector<int32_t> idx(k);
+        std::vector<float> val(k);
+        TopK(v.data(), n, k, idx.data(), val.data());
+        for (int64_t i = 0; i < k; ++i) {
+          ASSERT_EQ(idx[i], order[i]) << "n=" << n << " k=" << k << " i=" << i;
+          ASSERT_EQ(val[i], v[order[i]]);
+        }
+      }
+    }
+  }
+}
+
+TEST(OpsTopK, NanRanksFirstAndZeroSignsTie) {
+  const std::vector<float> v = {0.0f, -0.0f, NAN, 1.0f};
+  std::vector<int32_t> idx(4);
+  std::vector<float> val(4);
+  TopK(v.data(), 4, 4, idx.data(), val.data());
+  EXPECT_EQ(idx, (std::vector<int32_t>{2, 3, 0, 1}));
+}
+
+TEST(OpsEmbedding, CopiesRowsForEveryDtype) {
+  std::mt19937 rng(13);
+  const int64_t vocab = 50, dim = 33, stride = 40;
+  const std::vector<float> f = RandomFloats(vocab * stride, rng, -4.0f, 4.0f);
+  std::vector<uint16_t> bf(f.size()), hf(f.size());
+  for (size_t i = 0; i < f.size(); ++i) {
+    bf[i] = FloatToBf16(f[i]);
+    hf[i] = static_cast<uint16_t>(rng() & 0xbfffu);  // finite halves, subnormals included
+  }
+  const std::vector<int32_t> ids = {0, 49, 7, 7, 23};
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const void* data = dt == DType::kF32 ? static_cast<const void*>(f.data())
+                       : dt == DType::kBF16 ? static_cast<const void*>(bf.data())
+                                            : static_cast<const void*>(hf.data());
+    const WeightView table{data, dt, vocab, dim, stride};
+    std::vector<float> out(ids.size() * dim, -1.0f);
+    EmbeddingLookup(table, ids.data(), static_cast<int64_t>(ids.size()), out.data());
+    for (size_t t = 0; t < ids.size(); ++t) {
+      for (int64_t i = 0; i < dim; ++i) {
+        ASSERT_EQ(out[t * dim + i], LoadAsFloat(data, dt, ids[t] * stride + i)) << DTypeName(dt);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv2

@@ -1,0 +1,204 @@
+// MatMul against the double-precision reference for every ISA this processor runs, every weight
+// dtype, decode and prefill token counts, odd shapes, padded strides, accumulate and threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu_context.h"
+#include "kernels/dtype.h"
+#include "kernels/matmul.h"
+#include "kernels/weight_view.h"
+
+namespace dsv2 {
+namespace {
+
+constexpr float kSentinel = -12345.0f;  // fills the padding that must stay untouched
+
+// A random weight [rows, cols] in `dtype`, rows `row_stride` elements apart.
+struct RandomWeight {
+  std::vector<uint8_t> bytes;
+  WeightView view;
+
+  RandomWeight(DType dtype, int64_t rows, int64_t cols, int64_t row_stride, std::mt19937& rng) {
+    bytes.resize(static_cast<size_t>(rows * row_stride * DTypeSize(dtype)) + 1);
+    std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+    std::uniform_int_distribution<int> bits(0, 0xffff);
+    for (int64_t i = 0; i < rows * row_stride; ++i) {
+      if (dtype == DType::kF32) {
+        reinterpret_cast<float*>(bytes.data())[i] = uni(rng);
+      } else if (dtype == DType::kBF16) {
+        reinterpret_cast<uint16_t*>(bytes.data())[i] = FloatToBf16(uni(rng));
+      } else {
+        // Sign, exponent 0..15 (subnormals included, magnitude < 2) and mantissa at random.
+        const uint16_t b = static_cast<uint16_t>(bits(rng));
+        reinterpret_cast<uint16_t*>(bytes.data())[i] = static_cast<uint16_t>(b & 0xbfffu);
+      }
+    }
+    view = WeightView{bytes.data(), dtype, rows, cols, row_stride};
+  }
+};
+
+std::vector<float> RandomFloats(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = uni(rng);
+  return v;
+}
+
+struct Shape {
+  int64_t n, rows, cols, pad;  // pad: extra elements per row of x, y and W
+  bool accumulate;
+};
+
+std::string Describe(const Shape& s, int threads) {
+  return "n=" + std::to_string(s.n) + " rows=" + std::to_string(s.rows) +
+         " cols=" + std::to_string(s.cols) + " pad=" + std::to_string(s.pad) +
+         " accumulate=" + std::to_string(s.accumulate) + " threads=" + std::to_string(threads);
+}
+
+// Runs MatMul and MatMulReference on the same fresh inputs and compares per token row.
+void CheckShape(const CpuContext& ctx, DType dtype, const Shape& s, std::mt19937& rng) {
+  SCOPED_TRACE(Describe(s, ctx.num_threads()));
+  const RandomWeight w(dtype, s.rows, s.cols, s.cols + s.pad, rng);
+  const int64_t x_stride = s.cols + s.pad, y_stride = s.rows + s.pad;
+  const std::vector<float> x = RandomFloats(s.n * x_stride, rng);
+  std::vector<float> y = RandomFloats(s.n * y_stride, rng);
+  for (int64_t t = 0; t < s.n; ++t)
+    for (int64_t r = s.rows; r < y_stride; ++r) y[t * y_stride + r] = kSentinel;
+  std::vector<float> ref = y;
+
+  // Relative error per token row, ‖y − ref‖ ≤ 1e-5·‖ref‖, plus 1e-7 of the magnitude of the
+  // summed terms so that rows which cancel to almost nothing (rows=1, accumulate) still pass.
+  std::vector<float> magnitude = y;
+  for (float& m : magnitude) m = s.accumulate ? std::abs(m) : 0.0f;
+  for (int64_t t = 0; t < s.n; ++t) {
+    for (int64_t r = 0; r < s.rows; ++r) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < s.cols; ++k) {
+        sum += std::abs(x[t * x_stride + k] * LoadAsFloat(w.view.RowPtr(r), dtype, k));
+      }
+      magnitude[t * y_stride + r] += static_cast<float>(sum);
+    }
+  }
+
+  MatMulArgs args{x.data(), x_stride, s.n, w.view, y.data(), y_stride, s.accumulate};
+  MatMul(ctx, args);
+  args.y = ref.data();
+  MatMulReference(args);
+
+  for (int64_t t = 0; t < s.n; ++t) {
+    double err = 0.0, norm = 0.0, mag = 0.0;
+    for (int64_t r = 0; r < s.rows; ++r) {
+      const int64_t i = t * y_stride + r;
+      const double d = static_cast<double>(y[i]) - ref[i];
+      err += d * d;
+      norm += static_cast<double>(ref[i]) * ref[i];
+      mag += static_cast<double>(magnitude[i]) * magnitude[i];
+    }
+    ASSERT_LE(std::sqrt(err), 1e-5 * std::sqrt(norm) + 1e-7 * std::sqrt(mag)) << "token " << t;
+    for (int64_t r = s.rows; r < y_stride; ++r) {
+      ASSERT_EQ(y[t * y_stride + r], kSentinel) << "padding written, token " << t << " row " << r;
+    }
+  }
+}
+
+class OpsMatMul : public ::testing::TestWithParam<std::tuple<CpuIsa, DType>> {
+ protected:
+  void SetUp() override {
+    if (!CpuSupports(isa())) GTEST_SKIP() << CpuIsaName(isa()) << " not supported here";
+  }
+  CpuIsa isa() const { return std::get<0>(GetParam()); }
+  DType dtype() const { return std::get<1>(GetParam()); }
+};
+
+TEST_P(OpsMatMul, MatchesReferenceOnOddShapes) {
+  std::mt19937 rng(1234);
+  for (int threads : {1, 3}) {
+    const CpuContext ctx(threads, isa());
+    for (int64_t n : {1, 2, 3, 7, 16, 33}) {
+      for (int64_t cols : {1, 5, 17, 130, 2048}) {
+        for (int64_t rows : {1, 13, 67}) {
+          for (bool accumulate : {false, true}) {
+            const int64_t pad = (n + cols + rows) % 2 == 0 ? 0 : 3;
+            CheckShape(ctx, dtype(), Shape{n, rows, cols, pad, accumulate}, rng);
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Enough rows for many work chunks per thread, in both the decode and the prefill paths.
+TEST_P(OpsMatMul, MatchesReferenceOnManyRows) {
+  std::mt19937 rng(99);
+  const CpuContext ctx(2, isa());
+  for (int64_t n : {1, 5, 12, 25}) {
+    for (int64_t rows : {515, 1029}) {
+      CheckShape(ctx, dtype(), Shape{n, rows, 300, 5, n % 2 == 1}, rng);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_P(OpsMatMul, EmptyColsGiveZeroOrKeepY) {
+  const CpuContext ctx(2, isa());
+  const uint16_t dummy = 0;
+  const WeightView w{&dummy, dtype(), 3, 0, 0};
+  const float x = 1.0f;
+  for (bool accumulate : {false, true}) {
+    std::vector<float> y = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
+    MatMul(ctx, MatMulArgs{&x, 0, 2, w, y.data(), 3, accumulate});
+    const std::vector<float> want =
+        accumulate ? std::vector<float>{1, 2, 3, 4, 5, 6} : std::vector<float>(6, 0.0f);
+    EXPECT_EQ(y, want);
+  }
+}
+
+std::string ParamName(const ::testing::TestParamInfo<std::tuple<CpuIsa, DType>>& info) {
+  return std::string(CpuIsaName(std::get<0>(info.param))) + "_" +
+         std::string(DTypeName(std::get<1>(info.param)));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsasAndDtypes, OpsMatMul,
+                         ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
+                                                              CpuIsa::kAvx512),
+                                            ::testing::Values(DType::kBF16, DType::kF16,
+                                                              DType::kF32)),
+                         ParamName);
+
+TEST(OpsMatMulReference, SmallExample) {
+  // W = [[1, 2], [3, 4], [5, 6]] (BF16, exact), x = [[1, -1], [0.5, 2]].
+  std::vector<uint16_t> w_bits;
+  for (float f : {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f}) w_bits.push_back(FloatToBf16(f));
+  const WeightView w{w_bits.data(), DType::kBF16, 3, 2, 2};
+  const std::vector<float> x = {1.0f, -1.0f, 0.5f, 2.0f};
+  std::vector<float> y(6, 1.0f);
+  MatMulReference(MatMulArgs{x.data(), 2, 2, w, y.data(), 3, /*accumulate=*/true});
+  EXPECT_EQ(y, (std::vector<float>{0.0f, 0.0f, 0.0f, 5.5f, 10.5f, 15.5f}));
+}
+
+TEST(OpsCpuContext, ParallelForCoversEachIndexOnce) {
+  for (int threads : {1, 2, 5}) {
+    const CpuContext ctx(threads);
+    for (int64_t n : {0, 1, 7, 1000}) {
+      for (int64_t grain : {1, 3, 64}) {
+        std::vector<int> hits(static_cast<size_t>(n), 0);
+        for (int rep = 0; rep < 3; ++rep) {
+          ctx.ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+          });
+        }
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)], 3) << i;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv2
