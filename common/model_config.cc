@@ -106,7 +106,6 @@ class FieldReader {
   std::string prefix_;
 };
 
-
 absl::Status ParseRopeScaling(const JsonValue& rs, absl::string_view field, ModelConfig& c) {
   if (rs.is_null()) return absl::OkStatus();
   FieldReader top(rs, "");
@@ -125,8 +124,8 @@ absl::Status ParseRopeScaling(const JsonValue& rs, absl::string_view field, Mode
   FieldReader r(rs, absl::StrCat(field, "."));
   YarnRopeScaling y;
   DSV2_RETURN_IF_ERROR(r.Double("factor", y.factor, /*positive=*/true));
-  DSV2_RETURN_IF_ERROR(r.Int("original_max_position_embeddings",
-                             y.original_max_position_embeddings, false, 1));
+  DSV2_RETURN_IF_ERROR(
+      r.Int("original_max_position_embeddings", y.original_max_position_embeddings, false, 1));
   DSV2_RETURN_IF_ERROR(r.Double("beta_fast", y.beta_fast, true));
   DSV2_RETURN_IF_ERROR(r.Double("beta_slow", y.beta_slow, true));
   DSV2_RETURN_IF_ERROR(r.Double("mscale", y.mscale, false));
@@ -150,7 +149,8 @@ absl::Status Validate(const ModelConfig& c) {
     if (c.n_group < 1 || c.n_routed_experts % c.n_group != 0) {
       return bad("n_group", "must divide n_routed_experts");
     }
-    if (c.topk_group < 1 || c.topk_group > c.n_group) return bad("topk_group", "must be in [1, n_group]");
+    if (c.topk_group < 1 || c.topk_group > c.n_group)
+      return bad("topk_group", "must be in [1, n_group]");
     if (c.topk_method == TopkMethod::kGroupLimitedGreedy &&
         c.num_experts_per_tok > c.topk_group * (c.n_routed_experts / c.n_group)) {
       return bad("num_experts_per_tok", "exceeds the experts in the top groups");
@@ -249,7 +249,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const JsonValue& json) {
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   std::string file = path;
-  if (std::filesystem::is_directory(file)) file = (std::filesystem::path(path) / "config.json").string();
+  if (std::filesystem::is_directory(file))
+    file = (std::filesystem::path(path) / "config.json").string();
   absl::StatusOr<JsonValue> json = ParseJsonFile(file);
   if (!json.ok()) return json.status();
   absl::StatusOr<ModelConfig> c = ParseModelConfig(*json);

@@ -26,7 +26,9 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-std::string TensorInfo::ShapeString() const { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string TensorInfo::ShapeString() const {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 namespace {
 
@@ -72,9 +74,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   f->size_ = st.st_size;
   if (f->size_ < 8) {
     ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": truncated file (", f->size_, " bytes; a safetensors file starts "
-                     "with an 8-byte header length)"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated file (", f->size_,
+                                                   " bytes; a safetensors file starts "
+                                                   "with an 8-byte header length)"));
   }
   void* map = mmap(nullptr, static_cast<size_t>(f->size_), PROT_READ, MAP_SHARED, fd, 0);
   ::close(fd);
@@ -98,8 +100,8 @@ absl::Status SafetensorsFile::ParseHeader() {
   }
   if (static_cast<int64_t>(header_len) > size_ - 8) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": truncated file: the header says ",
-                                                   header_len, " bytes, the file has ",
-                                                   size_ - 8, " after the length"));
+                                                   header_len, " bytes, the file has ", size_ - 8,
+                                                   " after the length"));
   }
   const std::string_view text(reinterpret_cast<const char*>(bytes + 8), header_len);
   absl::StatusOr<JsonValue> header = ParseJson(text);
@@ -151,8 +153,8 @@ absl::Status SafetensorsFile::ParseHeader() {
     }
     t.nbytes = e.as_int() - b.as_int();
     if (t.nbytes != t.numel() * elem) {
-      return bad(absl::StrCat("data_offsets span ", t.nbytes, " bytes but shape ",
-                              t.ShapeString(), " of ", t.dtype_name, " needs ", t.numel() * elem));
+      return bad(absl::StrCat("data_offsets span ", t.nbytes, " bytes but shape ", t.ShapeString(),
+                              " of ", t.dtype_name, " needs ", t.numel() * elem));
     }
     t.data = bytes + data_start + b.as_int();
     tensors_.emplace(name, std::move(t));
@@ -192,7 +194,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
       std::sort(files.begin(), files.end());
     }
     if (files.empty()) {
-      return absl::NotFoundError(absl::StrCat(path, ": no model.safetensors.index.json and no "
+      return absl::NotFoundError(absl::StrCat(path,
+                                              ": no model.safetensors.index.json and no "
                                               "*.safetensors files"));
     }
   } else {
@@ -202,8 +205,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     DSV2_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(f));
     for (const auto& [name, info] : file->tensors()) {
       if (auto it = ckpt->by_name_.find(name); it != ckpt->by_name_.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' appears in both ",
-                                                       it->second->file, " and ", f));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", name, "' appears in both ", it->second->file, " and ", f));
       }
       ckpt->by_name_[name] = &info;
     }
@@ -212,9 +215,9 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   for (const auto& [name, file] : expected) {
     const TensorInfo* t = ckpt->Find(name);
     if (t == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model.safetensors.index.json maps tensor '", name, "' to ", file,
-          " but that file does not contain it"));
+      return absl::InvalidArgumentError(absl::StrCat("model.safetensors.index.json maps tensor '",
+                                                     name, "' to ", file,
+                                                     " but that file does not contain it"));
     }
   }
   return ckpt;

@@ -4,9 +4,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define DSV2_RETURN_IF_ERROR(expr)    \
-  do {                                \
-    absl::Status dsv2_status_ = (expr); \
+#define DSV2_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    absl::Status dsv2_status_ = (expr);          \
     if (!dsv2_status_.ok()) return dsv2_status_; \
   } while (0)
 

@@ -7,14 +7,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/cli_flags.h"
 #include "coordinator/model/deepseek_v2_model.h"
 
-ABSL_FLAG(std::string, model, "", "Checkpoint directory: config.json plus *.safetensors "
+ABSL_FLAG(std::string, model, "",
+          "Checkpoint directory: config.json plus *.safetensors "
           "(one file or shards with model.safetensors.index.json).");
 ABSL_FLAG(std::string, prompt_ids, "", "Comma-separated prompt token ids, e.g. 100000,1234,42.");
 ABSL_FLAG(int, max_new_tokens, 16, "Tokens to generate after the prompt (greedy, argmax).");
@@ -35,15 +35,14 @@ int32_t Argmax(const float* v, int64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Greedy generation with a DeepSeek-V2-family checkpoint on the CPU.\n"
-      "  dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16");
-  absl::ParseCommandLine(argc, argv);
+  dsv2::ParseFlags(argc, argv,
+                   "Greedy generation with a DeepSeek-V2-family checkpoint on the CPU.\n"
+                   "  dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16");
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return Fail("--model DIR is required (see --help)");
   std::vector<int32_t> prompt;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',',
-                                               absl::SkipWhitespace())) {
+  for (absl::string_view part :
+       absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',', absl::SkipWhitespace())) {
     int32_t id;
     if (!absl::SimpleAtoi(part, &id)) {
       return Fail("--prompt-ids: '" + std::string(part) + "' is not an integer token id");
@@ -90,7 +89,8 @@ int main(int argc, char** argv) {
     generated.push_back(next);
     const bool eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) !=
                      config.eos_token_ids.end();
-    if (static_cast<int>(generated.size()) == max_new || (eos && absl::GetFlag(FLAGS_stop_at_eos))) {
+    if (static_cast<int>(generated.size()) == max_new ||
+        (eos && absl::GetFlag(FLAGS_stop_at_eos))) {
       break;
     }
     batch = {};

@@ -6,7 +6,8 @@
 
 namespace dsv2 {
 
-[[noreturn]] inline void CheckFailed(const char* file, int line, const char* cond, const char* msg) {
+[[noreturn]] inline void CheckFailed(const char* file, int line, const char* cond,
+                                     const char* msg) {
   std::fprintf(stderr, "%s:%d: check failed: %s %s\n", file, line, cond, msg ? msg : "");
   std::fflush(stderr);
   std::abort();
@@ -14,12 +15,12 @@ namespace dsv2 {
 
 }  // namespace dsv2
 
-#define DSV2_CHECK(cond)                                                \
-  do {                                                                  \
+#define DSV2_CHECK(cond)                                                  \
+  do {                                                                    \
     if (!(cond)) ::dsv2::CheckFailed(__FILE__, __LINE__, #cond, nullptr); \
   } while (0)
 
-#define DSV2_CHECK_MSG(cond, msg)                                    \
-  do {                                                               \
+#define DSV2_CHECK_MSG(cond, msg)                                     \
+  do {                                                                \
     if (!(cond)) ::dsv2::CheckFailed(__FILE__, __LINE__, #cond, msg); \
   } while (0)

@@ -2,6 +2,7 @@
 // over. Ops never create threads themselves; they call ParallelFor on the context they are given.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -37,21 +38,26 @@ class CpuContext {
                    const std::function<void(int64_t begin, int64_t end)>& fn) const;
 
  private:
-  void WorkerLoop(int index);
-  void RunChunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) const;
+  void WorkerLoop();
+  void RunChunks(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int64_t chunk) const;
 
   CpuIsa isa_;
   std::vector<std::thread> workers_;
+  // A job is published by bumping generation_ under mu_. Idle workers spin on published_ for a
+  // short while before sleeping on work_cv_, and the caller spins on active_ before sleeping on
+  // done_cv_: waking a sleeping thread costs tens of microseconds, as much as a small matvec.
   mutable std::mutex mu_;
   mutable std::condition_variable work_cv_;
   mutable std::condition_variable done_cv_;
-  mutable const std::function<void(int64_t, int64_t)>* job_ = nullptr;
-  mutable int64_t job_n_ = 0;
-  mutable int64_t job_chunk_ = 0;
-  mutable int64_t next_chunk_ = 0;  // guarded by mu_
-  mutable int active_ = 0;
-  mutable uint64_t generation_ = 0;
-  bool stop_ = false;
+  mutable const std::function<void(int64_t, int64_t)>* job_ = nullptr;  // guarded by mu_
+  mutable int64_t job_n_ = 0;                                           // guarded by mu_
+  mutable int64_t job_chunk_ = 0;                                       // guarded by mu_
+  mutable uint64_t generation_ = 0;                                     // guarded by mu_
+  mutable int sleepers_ = 0;                                            // guarded by mu_
+  mutable std::atomic<uint64_t> published_{0};  // == generation_, readable without mu_
+  mutable std::atomic<int64_t> next_chunk_{0};  // first item of the next unclaimed chunk
+  mutable std::atomic<int> active_{0};          // workers that joined the current job
+  std::atomic<bool> stop_{false};               // set under mu_
 };
 
 }  // namespace dsv2

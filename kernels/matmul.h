@@ -1,9 +1,12 @@
 // MatMul: y[n, rows] (+)= x[n, cols] · Wᵀ  with W a checkpoint weight [rows, cols].
 //
-// x and y are float32; W is F32, F16 or BF16 and is converted element by element in registers
-// (no float32 copy of the weight is ever made). Accumulation is float32. n == 1 is the decode
-// matvec and is bandwidth-bound: the work is split across threads by rows of W. For n > 1 rows
-// of W are reused across a block of tokens so that each weight byte is read from memory once.
+// x and y are float32; W is F32, F16 or BF16 and is widened to float32 as it is used: in
+// registers for small n, or one 32-row × 1024-column panel at a time (a thread-local stack
+// buffer) for large n — never a full-size float32 copy. Accumulation is float32 (fp32 FMA; the
+// bf16 dot-product instructions would round x to bf16 and break parity with the reference).
+// n == 1 is the decode matvec and is bandwidth-bound: the work is split across threads by rows
+// of W. For larger n a panel of W is reused across all tokens, so each weight byte is read
+// from memory once per call.
 #pragma once
 
 #include <cstdint>

@@ -27,7 +27,7 @@ struct MlaAttentionArgs {
   int64_t n_heads = 0;
   int64_t kv_lora_rank = 0;
   int64_t rope_dim = 0;
-  const int32_t* positions = nullptr;                 // [n_tokens]
+  const int32_t* positions = nullptr;                  // [n_tokens]
   const int32_t* const* token_block_tables = nullptr;  // [n_tokens]: its sequence's pages
   LatentCacheLayerView cache;
   float softmax_scale = 1.0f;

@@ -44,7 +44,8 @@ absl::StatusOr<TokenLayout> DeepseekV2Model::Prepare(LatentKvCache& cache,
       return absl::InvalidArgumentError(absl::StrCat(where, ": sequence appears twice"));
     }
     if (ch.num_tokens < 1 || ch.start_pos < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": needs num_tokens >= 1 and "
+      return absl::InvalidArgumentError(absl::StrCat(where,
+                                                     ": needs num_tokens >= 1 and "
                                                      "start_pos >= 0"));
     }
     if (ch.start_pos + ch.num_tokens > config_.max_position_embeddings) {
@@ -55,14 +56,13 @@ absl::StatusOr<TokenLayout> DeepseekV2Model::Prepare(LatentKvCache& cache,
     total += ch.num_tokens;
   }
   if (total != static_cast<int64_t>(batch.tokens.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("batch has ", batch.tokens.size(),
-                                                   " tokens but its chunks count ", total));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch has ", batch.tokens.size(), " tokens but its chunks count ", total));
   }
   for (size_t i = 0; i < batch.tokens.size(); ++i) {
     if (batch.tokens[i] < 0 || batch.tokens[i] >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", batch.tokens[i], " at index ",
-                                                     i, " is outside [0, ",
-                                                     config_.vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("token id ", batch.tokens[i], " at index ", i,
+                                                     " is outside [0, ", config_.vocab_size, ")"));
     }
   }
   for (const SequenceChunk& ch : batch.chunks) {
@@ -93,11 +93,23 @@ absl::Status DeepseekV2Model::Forward(const CpuContext& ctx, LatentKvCache& cach
   std::vector<float> scratch;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = weights_.layers[l];
-    RmsNorm(ctx, {.x = x.data(), .y = h.data(), .weight = L.input_norm.data(), .n = n,
-                  .dim = hidden, .x_stride = hidden, .y_stride = hidden, .eps = eps});
+    RmsNorm(ctx, {.x = x.data(),
+                  .y = h.data(),
+                  .weight = L.input_norm.data(),
+                  .n = n,
+                  .dim = hidden,
+                  .x_stride = hidden,
+                  .y_stride = hidden,
+                  .eps = eps});
     MlaAttentionForward({ctx, c, rope_, cache, layout, l}, L.attn, h.data(), x.data());
-    RmsNorm(ctx, {.x = x.data(), .y = h.data(), .weight = L.post_attention_norm.data(), .n = n,
-                  .dim = hidden, .x_stride = hidden, .y_stride = hidden, .eps = eps});
+    RmsNorm(ctx, {.x = x.data(),
+                  .y = h.data(),
+                  .weight = L.post_attention_norm.data(),
+                  .n = n,
+                  .dim = hidden,
+                  .x_stride = hidden,
+                  .y_stride = hidden,
+                  .eps = eps});
     if (L.is_moe) {
       MoeForward(ctx, c, L.moe, {.x = h.data(), .n = n, .residual = x.data()});
     } else {
@@ -118,13 +130,22 @@ absl::Status DeepseekV2Model::Forward(const CpuContext& ctx, LatentKvCache& cach
   }
   const int64_t n_out = static_cast<int64_t>(rows.size());
   for (int64_t i = 0; i < n_out; ++i) {
-    RmsNorm(ctx, {.x = x.data() + rows[i] * hidden, .y = h.data() + i * hidden,
-                  .weight = weights_.final_norm.data(), .n = 1, .dim = hidden,
-                  .x_stride = hidden, .y_stride = hidden, .eps = eps});
+    RmsNorm(ctx, {.x = x.data() + rows[i] * hidden,
+                  .y = h.data() + i * hidden,
+                  .weight = weights_.final_norm.data(),
+                  .n = 1,
+                  .dim = hidden,
+                  .x_stride = hidden,
+                  .y_stride = hidden,
+                  .eps = eps});
   }
   logits->resize(n_out * c.vocab_size);
-  MatMul(ctx, {.x = h.data(), .x_stride = hidden, .n = n_out, .w = weights_.lm_head,
-               .y = logits->data(), .y_stride = c.vocab_size});
+  MatMul(ctx, {.x = h.data(),
+               .x_stride = hidden,
+               .n = n_out,
+               .w = weights_.lm_head,
+               .y = logits->data(),
+               .y_stride = c.vocab_size});
   return absl::OkStatus();
 }
 

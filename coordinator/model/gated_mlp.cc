@@ -10,8 +10,8 @@ void GatedMlp(const CpuContext& ctx, const MlpWeights& w, const GatedMlpArgs& a,
   const int64_t hidden = w.gate.cols;
   const int64_t width = w.gate.rows;
   scratch.resize(2 * a.n * width);
-  float* gate = scratch.data();          // [n, width]
-  float* up = gate + a.n * width;        // [n, width]
+  float* gate = scratch.data();    // [n, width]
+  float* up = gate + a.n * width;  // [n, width]
   MatMul(ctx, {.x = a.x, .x_stride = hidden, .n = a.n, .w = w.gate, .y = gate, .y_stride = width});
   MatMul(ctx, {.x = a.x, .x_stride = hidden, .n = a.n, .w = w.up, .y = up, .y_stride = width});
   SiluMul(gate, up, a.n * width, gate);  // [n, width]

@@ -13,7 +13,7 @@ namespace dsv2 {
 struct GatedMlpArgs {
   const float* x = nullptr;  // [n, hidden]
   int64_t n = 0;
-  float* out = nullptr;  // [n, hidden]
+  float* out = nullptr;     // [n, hidden]
   bool accumulate = false;  // out += mlp(x)
 };
 

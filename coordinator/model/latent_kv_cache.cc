@@ -26,10 +26,9 @@ absl::Status LatentKvCache::Reserve(int64_t seq, int64_t num_tokens) {
   const int64_t more = need - static_cast<int64_t>(table.size());
   if (more <= 0) return absl::OkStatus();
   if (more > free_pages()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("latent KV cache: ", num_tokens, " tokens need ", more, " more pages of ",
-                     options_.page_size, " rows, only ", free_pages(), " of ",
-                     options_.num_pages, " are free"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "latent KV cache: ", num_tokens, " tokens need ", more, " more pages of ",
+        options_.page_size, " rows, only ", free_pages(), " of ", options_.num_pages, " are free"));
   }
   for (int64_t i = 0; i < more; ++i) {
     table.push_back(free_.back());

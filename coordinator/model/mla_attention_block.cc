@@ -25,22 +25,41 @@ void MlaAttentionForward(const AttentionEnv& env, const AttentionWeights& w, con
   if (c.q_lora_rank) {
     const int64_t qr = *c.q_lora_rank;
     std::vector<float> qa(n * qr);  // [n, q_lora_rank]
-    MatMul(ctx, {.x = x, .x_stride = hidden, .n = n, .w = w.q_a_proj, .y = qa.data(), .y_stride = qr});
-    RmsNorm(ctx, {.x = qa.data(), .y = qa.data(), .weight = w.q_a_norm.data(), .n = n, .dim = qr,
-                  .x_stride = qr, .y_stride = qr, .eps = static_cast<float>(c.rms_norm_eps)});
-    MatMul(ctx, {.x = qa.data(), .x_stride = qr, .n = n, .w = w.q_b_proj, .y = q.data(),
+    MatMul(ctx,
+           {.x = x, .x_stride = hidden, .n = n, .w = w.q_a_proj, .y = qa.data(), .y_stride = qr});
+    RmsNorm(ctx, {.x = qa.data(),
+                  .y = qa.data(),
+                  .weight = w.q_a_norm.data(),
+                  .n = n,
+                  .dim = qr,
+                  .x_stride = qr,
+                  .y_stride = qr,
+                  .eps = static_cast<float>(c.rms_norm_eps)});
+    MatMul(ctx, {.x = qa.data(),
+                 .x_stride = qr,
+                 .n = n,
+                 .w = w.q_b_proj,
+                 .y = q.data(),
                  .y_stride = heads * qk});
   } else {
-    MatMul(ctx, {.x = x, .x_stride = hidden, .n = n, .w = w.q_proj, .y = q.data(),
-                 .y_stride = heads * qk});
+    MatMul(
+        ctx,
+        {.x = x, .x_stride = hidden, .n = n, .w = w.q_proj, .y = q.data(), .y_stride = heads * qk});
   }
 
   // 2. Compressed KV: [n, r + rope_dim] = [c | k_pe]; normalize c, rope k_pe, write the cache.
   std::vector<float> ckv(n * row_dim);
-  MatMul(ctx, {.x = x, .x_stride = hidden, .n = n, .w = w.kv_a_proj, .y = ckv.data(),
-               .y_stride = row_dim});
-  RmsNorm(ctx, {.x = ckv.data(), .y = ckv.data(), .weight = w.kv_a_norm.data(), .n = n, .dim = r,
-                .x_stride = row_dim, .y_stride = row_dim, .eps = static_cast<float>(c.rms_norm_eps)});
+  MatMul(
+      ctx,
+      {.x = x, .x_stride = hidden, .n = n, .w = w.kv_a_proj, .y = ckv.data(), .y_stride = row_dim});
+  RmsNorm(ctx, {.x = ckv.data(),
+                .y = ckv.data(),
+                .weight = w.kv_a_norm.data(),
+                .n = n,
+                .dim = r,
+                .x_stride = row_dim,
+                .y_stride = row_dim,
+                .eps = static_cast<float>(c.rms_norm_eps)});
   const RopeArgs rope_common{.positions = env.layout.positions.data(),
                              .inv_freq = env.rope.inv_freq.data(),
                              .attn_factor = env.rope.attn_factor};
@@ -68,8 +87,12 @@ void MlaAttentionForward(const AttentionEnv& env, const AttentionWeights& w, con
   ApplyRope(ctx, q_rope);
   std::vector<float> q_abs(n * heads * row_dim);
   for (int64_t h = 0; h < heads; ++h) {
-    MatMul(ctx, {.x = q.data() + h * qk, .x_stride = heads * qk, .n = n, .w = w.WUkT(h, r, nope),
-                 .y = q_abs.data() + h * row_dim, .y_stride = heads * row_dim});
+    MatMul(ctx, {.x = q.data() + h * qk,
+                 .x_stride = heads * qk,
+                 .n = n,
+                 .w = w.WUkT(h, r, nope),
+                 .y = q_abs.data() + h * row_dim,
+                 .y_stride = heads * row_dim});
   }
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < heads; ++h) {
@@ -94,11 +117,20 @@ void MlaAttentionForward(const AttentionEnv& env, const AttentionWeights& w, con
   // 5. Values per head, o = W_UV · o_lat: [n, heads, v]; then residual += o_proj(o).
   std::vector<float> o(n * heads * v_dim);
   for (int64_t h = 0; h < heads; ++h) {
-    MatMul(ctx, {.x = o_lat.data() + h * r, .x_stride = heads * r, .n = n,
-                 .w = w.WUv(h, nope, v_dim), .y = o.data() + h * v_dim, .y_stride = heads * v_dim});
+    MatMul(ctx, {.x = o_lat.data() + h * r,
+                 .x_stride = heads * r,
+                 .n = n,
+                 .w = w.WUv(h, nope, v_dim),
+                 .y = o.data() + h * v_dim,
+                 .y_stride = heads * v_dim});
   }
-  MatMul(ctx, {.x = o.data(), .x_stride = heads * v_dim, .n = n, .w = w.o_proj, .y = residual,
-               .y_stride = hidden, .accumulate = true});
+  MatMul(ctx, {.x = o.data(),
+               .x_stride = heads * v_dim,
+               .n = n,
+               .w = w.o_proj,
+               .y = residual,
+               .y_stride = hidden,
+               .accumulate = true});
 }
 
 }  // namespace dsv2

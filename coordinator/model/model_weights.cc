@@ -36,12 +36,12 @@ class Binder {
                                               absl::StrJoin(shape, ", "), "])"));
     }
     if (t->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", name, "' in ", t->file, " has shape ", t->ShapeString(), ", expected [",
-          absl::StrJoin(shape, ", "), "] from config.json"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' in ", t->file, " has shape ", t->ShapeString(),
+                       ", expected [", absl::StrJoin(shape, ", "), "] from config.json"));
     }
-    if (!t->dtype || (*t->dtype != DType::kBF16 && *t->dtype != DType::kF16 &&
-                      *t->dtype != DType::kF32)) {
+    if (!t->dtype ||
+        (*t->dtype != DType::kBF16 && *t->dtype != DType::kF16 && *t->dtype != DType::kF32)) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", t->file,
                                                      " has dtype ", t->dtype_name,
                                                      ", expected BF16, F16 or F32"));
@@ -84,13 +84,13 @@ absl::Status BindAttention(const ModelConfig& c, const std::string& p, Binder& b
   if (c.q_lora_rank) {
     DSV2_ASSIGN_OR_RETURN(a.q_a_proj, b.Matrix(p + "q_a_proj.weight", *c.q_lora_rank, hidden));
     DSV2_ASSIGN_OR_RETURN(a.q_a_norm, b.Vector(p + "q_a_layernorm.weight", *c.q_lora_rank));
-    DSV2_ASSIGN_OR_RETURN(a.q_b_proj, b.Matrix(p + "q_b_proj.weight", heads * c.qk_head_dim(),
-                                               *c.q_lora_rank));
+    DSV2_ASSIGN_OR_RETURN(a.q_b_proj,
+                          b.Matrix(p + "q_b_proj.weight", heads * c.qk_head_dim(), *c.q_lora_rank));
   } else {
     DSV2_ASSIGN_OR_RETURN(a.q_proj, b.Matrix(p + "q_proj.weight", heads * c.qk_head_dim(), hidden));
   }
-  DSV2_ASSIGN_OR_RETURN(a.kv_a_proj, b.Matrix(p + "kv_a_proj_with_mqa.weight",
-                                              r + c.qk_rope_head_dim, hidden));
+  DSV2_ASSIGN_OR_RETURN(a.kv_a_proj,
+                        b.Matrix(p + "kv_a_proj_with_mqa.weight", r + c.qk_rope_head_dim, hidden));
   DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, b.Vector(p + "kv_a_layernorm.weight", r));
   DSV2_ASSIGN_OR_RETURN(a.kv_b_proj, b.Matrix(p + "kv_b_proj.weight", heads * (nope + v), r));
   DSV2_ASSIGN_OR_RETURN(a.o_proj, b.Matrix(p + "o_proj.weight", hidden, heads * v));

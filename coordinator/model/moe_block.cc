@@ -45,7 +45,11 @@ void MoeForward(const CpuContext& ctx, const ModelConfig& c, const MoeWeights& w
                 const MoeArgs& a) {
   const int64_t hidden = c.hidden_size;
   std::vector<float> logits(a.n * c.n_routed_experts);  // [n, n_routed_experts]
-  MatMul(ctx, {.x = a.x, .x_stride = hidden, .n = a.n, .w = w.router, .y = logits.data(),
+  MatMul(ctx, {.x = a.x,
+               .x_stride = hidden,
+               .n = a.n,
+               .w = w.router,
+               .y = logits.data(),
                .y_stride = c.n_routed_experts});
   const RouterSelection sel = RouteTokens(c, logits.data(), a.n);
 

@@ -1,6 +1,7 @@
 #include "kernels/cpu_context.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -49,6 +50,31 @@ CpuIsa DetectCpuIsa() {
   return best;
 }
 
+namespace {
+
+// How long an idle thread spins before it sleeps: long enough to cover the small ops a decode
+// step runs on the calling thread between two matmuls.
+constexpr auto kSpinTime = std::chrono::microseconds(100);
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins until done() holds or kSpinTime has passed; returns done().
+template <typename Pred>
+bool SpinUntil(Pred done) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    CpuRelax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > kSpinTime) return done();
+  }
+}
+
+}  // namespace
+
 CpuContext::CpuContext(int num_threads, CpuIsa isa) : isa_(isa) {
   DSV2_CHECK_MSG(CpuSupports(isa), "CpuContext: this processor cannot run the requested ISA");
   if (num_threads <= 0) {
@@ -56,7 +82,7 @@ CpuContext::CpuContext(int num_threads, CpuIsa isa) : isa_(isa) {
   }
   if (num_threads <= 0) num_threads = static_cast<int>(std::thread::hardware_concurrency());
   num_threads = std::max(1, num_threads);
-  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 CpuContext::~CpuContext() {
@@ -68,40 +94,44 @@ CpuContext::~CpuContext() {
   for (auto& t : workers_) t.join();
 }
 
-void CpuContext::RunChunks(int64_t n, int64_t chunk,
-                           const std::function<void(int64_t, int64_t)>& fn) const {
+void CpuContext::RunChunks(const std::function<void(int64_t, int64_t)>& fn, int64_t n,
+                           int64_t chunk) const {
   while (true) {
-    int64_t begin;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      begin = next_chunk_;
-      next_chunk_ += chunk;
-    }
+    const int64_t begin = next_chunk_.fetch_add(chunk, std::memory_order_relaxed);
     if (begin >= n) return;
     fn(begin, std::min(n, begin + chunk));
   }
 }
 
-void CpuContext::WorkerLoop(int /*index*/) {
+void CpuContext::WorkerLoop() {
   uint64_t seen = 0;
   while (true) {
+    SpinUntil([&] {
+      return published_.load(std::memory_order_acquire) != seen ||
+             stop_.load(std::memory_order_relaxed);
+    });
     const std::function<void(int64_t, int64_t)>* job;
     int64_t n, chunk;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (generation_ == seen && !stop_) {
+        ++sleepers_;
+        work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        --sleepers_;
+      }
       if (stop_) return;
       seen = generation_;
-      if (job_ == nullptr) continue;  // woke after that job was already finished
+      if (job_ == nullptr) continue;  // that job was finished before this worker arrived
       job = job_;
       n = job_n_;
       chunk = job_chunk_;
-      ++active_;
+      // Under mu_: once the caller has cleared job_, the set of joined workers is final.
+      active_.fetch_add(1, std::memory_order_relaxed);
     }
-    RunChunks(n, chunk, *job);
-    {
+    RunChunks(*job, n, chunk);
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--active_ == 0) done_cv_.notify_all();
+      done_cv_.notify_all();
     }
   }
 }
@@ -115,22 +145,31 @@ void CpuContext::ParallelFor(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
-  // A few chunks per thread balance uneven work without much locking.
-  int64_t chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
+  // A few chunks per thread balance uneven work; claiming one is a single atomic add.
+  const int64_t chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
     job_n_ = n;
     job_chunk_ = chunk;
-    next_chunk_ = 0;
+    next_chunk_.store(0, std::memory_order_relaxed);
     ++generation_;
+    published_.store(generation_, std::memory_order_release);
+    wake = sleepers_ > 0;
   }
-  work_cv_.notify_all();
-  RunChunks(n, chunk, fn);
-  std::unique_lock<std::mutex> lock(mu_);
-  // Workers that woke for this generation finish their chunks; late ones find nothing left.
-  done_cv_.wait(lock, [&] { return active_ == 0; });
-  job_ = nullptr;
+  if (wake) work_cv_.notify_all();
+  RunChunks(fn, n, chunk);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = nullptr;  // workers arriving from now on skip this job
+  }
+  // Every chunk is claimed; wait for the workers still running theirs.
+  auto done = [&] { return active_.load(std::memory_order_acquire) == 0; };
+  if (!SpinUntil(done)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, done);
+  }
 }
 
 }  // namespace dsv2

@@ -21,10 +21,12 @@ void EmbeddingLookup(const WeightView& table, const int32_t* ids, int64_t n, flo
         std::memcpy(dst, row, dim * sizeof(float));
         break;
       case DType::kBF16:
-        for (int64_t i = 0; i < dim; ++i) dst[i] = Bf16ToFloat(reinterpret_cast<const uint16_t*>(row)[i]);
+        for (int64_t i = 0; i < dim; ++i)
+          dst[i] = Bf16ToFloat(reinterpret_cast<const uint16_t*>(row)[i]);
         break;
       case DType::kF16:
-        for (int64_t i = 0; i < dim; ++i) dst[i] = F16ToFloat(reinterpret_cast<const uint16_t*>(row)[i]);
+        for (int64_t i = 0; i < dim; ++i)
+          dst[i] = F16ToFloat(reinterpret_cast<const uint16_t*>(row)[i]);
         break;
       default:
         DSV2_CHECK_MSG(false, "EmbeddingLookup: table dtype must be F32, F16 or BF16");

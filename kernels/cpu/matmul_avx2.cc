@@ -25,6 +25,11 @@ DSV2_AVX2 inline __m256 Load8(const uint8_t* row, int64_t k) {
   }
 }
 
+// Software prefetch this far ahead in each weight row (as in matmul_avx512.cc).
+constexpr int64_t kPrefetchBytes = 1024;
+
+inline void Prefetch(const uint8_t* p) { __builtin_prefetch(p, 0, 3); }
+
 DSV2_AVX2 inline float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -44,6 +49,9 @@ DSV2_AVX2 void DotTile(const float* x, int64_t xs, const uint8_t* w, int64_t ws,
   int64_t k = 0;
   for (; k + 8 <= cols; k += 8) {
     __m256 wv[R];
+    if ((k * DTypeSize(D)) % 64 == 0) {  // once per cache line of each row
+      for (int r = 0; r < R; ++r) Prefetch(w + r * ws + k * DTypeSize(D) + kPrefetchBytes);
+    }
     for (int r = 0; r < R; ++r) wv[r] = Load8<D>(w + r * ws, k);
     for (int m = 0; m < M; ++m) {
       const __m256 xv = _mm256_loadu_ps(x + m * xs + k);
@@ -147,21 +155,15 @@ DSV2_AVX2 void PackedTile(const float* x, int64_t xs, const float* slab, int64_t
       acc1[m] = _mm256_fmadd_ps(w1, xb, acc1[m]);
     }
   }
+  // Unrolled, so that the accumulators stay in registers inside the k loop.
+  alignas(32) float tile[M][kNr];
+#pragma GCC unroll 8
   for (int m = 0; m < M; ++m) {
-    float* yr = y + m * ys;
-    if (nr == kNr) {
-      if (add) {
-        acc0[m] = _mm256_add_ps(acc0[m], _mm256_loadu_ps(yr));
-        acc1[m] = _mm256_add_ps(acc1[m], _mm256_loadu_ps(yr + 8));
-      }
-      _mm256_storeu_ps(yr, acc0[m]);
-      _mm256_storeu_ps(yr + 8, acc1[m]);
-    } else {
-      alignas(32) float tmp[kNr];
-      _mm256_store_ps(tmp, acc0[m]);
-      _mm256_store_ps(tmp + 8, acc1[m]);
-      for (int64_t j = 0; j < nr; ++j) StoreOut(yr + j, tmp[j], add);
-    }
+    _mm256_store_ps(tile[m], acc0[m]);
+    _mm256_store_ps(tile[m] + 8, acc1[m]);
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int64_t j = 0; j < nr; ++j) StoreOut(y + m * ys + j, tile[m][j], add);
   }
 }
 
@@ -171,13 +173,20 @@ DSV2_AVX2 void PackedTiles(const MatMulArgs& a, int64_t t, int64_t m, int64_t r0
   float* y = a.y + t * a.y_stride + r0;
   const int64_t xs = a.x_stride, ys = a.y_stride;
   switch (m) {
-    case 6: return PackedTile<6>(x, xs, slab, kc, y, ys, nr, add);
-    case 5: return PackedTile<5>(x, xs, slab, kc, y, ys, nr, add);
-    case 4: return PackedTile<4>(x, xs, slab, kc, y, ys, nr, add);
-    case 3: return PackedTile<3>(x, xs, slab, kc, y, ys, nr, add);
-    case 2: return PackedTile<2>(x, xs, slab, kc, y, ys, nr, add);
-    case 1: return PackedTile<1>(x, xs, slab, kc, y, ys, nr, add);
-    default: return;
+    case 6:
+      return PackedTile<6>(x, xs, slab, kc, y, ys, nr, add);
+    case 5:
+      return PackedTile<5>(x, xs, slab, kc, y, ys, nr, add);
+    case 4:
+      return PackedTile<4>(x, xs, slab, kc, y, ys, nr, add);
+    case 3:
+      return PackedTile<3>(x, xs, slab, kc, y, ys, nr, add);
+    case 2:
+      return PackedTile<2>(x, xs, slab, kc, y, ys, nr, add);
+    case 1:
+      return PackedTile<1>(x, xs, slab, kc, y, ys, nr, add);
+    default:
+      return;
   }
 }
 

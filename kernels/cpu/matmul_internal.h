@@ -17,15 +17,16 @@ using TileFn = void (*)(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0,
 void DotAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 void DotAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
-// "Packed" kernels for larger n: a slab of kSlabRows rows × a block of cols is converted to
-// float32 and transposed into a stack buffer, then a register-blocked micro-kernel sweeps the
-// tokens over it. [r0, r1) must not cross a slab boundary relative to row 0 other than the last.
+// "Packed" kernels for larger n: a slab of kSlabRows rows × kPackedCols cols is converted to
+// float32 and transposed into a stack buffer (128 KiB for AVX-512, in L2), then a
+// register-blocked micro-kernel sweeps the tokens [t0, t1) over it: each weight byte is read
+// from memory once per token range. Slabs start at r0.
 void PackedAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 void PackedAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
 inline constexpr int64_t kAvx512SlabRows = 32;  // rows of W per packed slab (2 zmm)
 inline constexpr int64_t kAvx2SlabRows = 16;    // rows of W per packed slab (2 ymm)
-inline constexpr int64_t kPackedCols = 256;     // cols of W per packed block
+inline constexpr int64_t kPackedCols = 1024;    // cols of W per packed block
 
 // y = (add ? y : 0) + v, the epilogue every kernel ends with.
 inline void StoreOut(float* y, float v, bool add) { *y = add ? *y + v : v; }

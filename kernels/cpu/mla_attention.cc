@@ -44,9 +44,9 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
       for (int64_t j = 0; j < len; ++j) {
         const float* r = row(j);
         // Two dots rather than one over 576 values: the same sums the reference forms.
-        const float s = (Dot(q, r, a.kv_lora_rank) +
-                         Dot(q + a.kv_lora_rank, r + a.kv_lora_rank, a.rope_dim)) *
-                        a.softmax_scale;
+        const float s =
+            (Dot(q, r, a.kv_lora_rank) + Dot(q + a.kv_lora_rank, r + a.kv_lora_rank, a.rope_dim)) *
+            a.softmax_scale;
         scores[j] = s;
         max_score = std::max(max_score, s);
       }

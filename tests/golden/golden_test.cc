@@ -27,7 +27,8 @@ struct PromptCase {
 
 std::vector<int32_t> Ints(const TensorInfo& t) {
   std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(static_cast<const int64_t*>(t.data)[i]);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    v[i] = static_cast<int32_t>(static_cast<const int64_t*>(t.data)[i]);
   return v;
 }
 
@@ -45,7 +46,9 @@ double RowRelError(const float* ours, const float* ref, int64_t n) {
   return std::sqrt(diff / norm);
 }
 
-int32_t Argmax(const float* v, int64_t n) { return static_cast<int32_t>(std::max_element(v, v + n) - v); }
+int32_t Argmax(const float* v, int64_t n) {
+  return static_cast<int32_t>(std::max_element(v, v + n) - v);
+}
 
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:

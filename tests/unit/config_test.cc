@@ -75,9 +75,11 @@ TEST(ConfigTest, YarnFrequenciesOfLite) {
   EXPECT_FLOAT_EQ(t.attn_factor, 1.0f);
   for (int i = 0; i < 32; ++i) {
     const double extra = std::pow(10000.0, -2.0 * i / 64);
-    if (i <= 10) EXPECT_NEAR(t.inv_freq[i], extra, 1e-6 * extra) << i;        // unscaled
-    if (i >= 23) EXPECT_NEAR(t.inv_freq[i], extra / 40, 1e-6 * extra) << i;   // interpolated
-    if (i > 10 && i < 23) {                                                    // blended
+    if (i <= 10) {  // unscaled
+      EXPECT_NEAR(t.inv_freq[i], extra, 1e-6 * extra) << i;
+    } else if (i >= 23) {  // interpolated
+      EXPECT_NEAR(t.inv_freq[i], extra / 40, 1e-6 * extra) << i;
+    } else {  // blended
       EXPECT_LT(t.inv_freq[i], extra);
       EXPECT_GT(t.inv_freq[i], extra / 40);
     }

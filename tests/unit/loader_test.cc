@@ -15,8 +15,8 @@ namespace dsv2 {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using testing::CopyTensors;
+using ::testing::HasSubstr;
 using testing::SafetensorsBytes;
 using testing::TensorToWrite;
 using testing::WriteFile;
@@ -33,7 +33,8 @@ class LoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("dsv2_loader_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("dsv2_loader_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     fs::copy_file(kLite + "/config.json", dir_ / "config.json");
@@ -158,8 +159,8 @@ TEST_F(LoaderTest, ShardedCheckpointWithIndex) {
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const bool first = i % 2 == 0;
     (first ? a : b).push_back(tensors_[i]);
-    map += absl::StrCat(i ? "," : "", "\"", tensors_[i].name, "\":\"model-0000",
-                        first ? 1 : 2, "-of-000002.safetensors\"");
+    map += absl::StrCat(i ? "," : "", "\"", tensors_[i].name, "\":\"model-0000", first ? 1 : 2,
+                        "-of-000002.safetensors\"");
   }
   WriteFile((dir_ / "model-00001-of-000002.safetensors").string(), SafetensorsBytes(a));
   WriteFile((dir_ / "model-00002-of-000002.safetensors").string(), SafetensorsBytes(b));
@@ -169,8 +170,8 @@ TEST_F(LoaderTest, ShardedCheckpointWithIndex) {
 
   // An index entry whose file lacks the tensor is named.
   b.pop_back();
-  const std::string dropped = tensors_.size() % 2 == 0 ? tensors_.back().name
-                                                       : tensors_[tensors_.size() - 2].name;
+  const std::string dropped =
+      tensors_.size() % 2 == 0 ? tensors_.back().name : tensors_[tensors_.size() - 2].name;
   WriteFile((dir_ / "model-00002-of-000002.safetensors").string(), SafetensorsBytes(b));
   const absl::Status s = Load();
   EXPECT_THAT(s.message(), HasSubstr("'" + dropped + "'"));

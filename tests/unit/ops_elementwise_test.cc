@@ -45,7 +45,8 @@ TEST(OpsRmsNorm, MatchesFormulaWithStridesAndThreads) {
         RmsNorm(ctx, RmsNormArgs{x.data(), y.data(), w.data(), n, dim, xs, ys, 1e-6f});
         for (int64_t r = 0; r < n; ++r) {
           double ss = 0.0;
-          for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x[r * xs + i]) * x[r * xs + i];
+          for (int64_t i = 0; i < dim; ++i)
+            ss += static_cast<double>(x[r * xs + i]) * x[r * xs + i];
           const double inv = 1.0 / std::sqrt(ss / dim + 1e-6);
           for (int64_t i = 0; i < dim; ++i) {
             ExpectClose(y[r * ys + i], w[i] * (x[r * xs + i] * inv), 1e-6);
@@ -73,7 +74,8 @@ TEST(OpsRope, MatchesInterleavedFormula) {
   for (int threads : {1, 3}) {
     const CpuContext ctx(threads);
     for (int64_t dim : {2, 64, 192}) {
-      const int64_t n_tokens = 9, n_vecs = 3, vec_stride = dim + 5, token_stride = 3 * vec_stride + 2;
+      const int64_t n_tokens = 9, n_vecs = 3, vec_stride = dim + 5,
+                    token_stride = 3 * vec_stride + 2;
       std::vector<float> inv_freq(dim / 2);
       for (int64_t i = 0; i < dim / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / dim);
       std::vector<int32_t> pos(n_tokens);
@@ -81,8 +83,8 @@ TEST(OpsRope, MatchesInterleavedFormula) {
       const std::vector<float> orig = RandomFloats(n_tokens * token_stride, rng);
       std::vector<float> x = orig;
       const float factor = 0.75f;
-      ApplyRope(ctx, RopeArgs{x.data(), n_tokens, n_vecs, token_stride, vec_stride, dim,
-                              pos.data(), inv_freq.data(), factor});
+      ApplyRope(ctx, RopeArgs{x.data(), n_tokens, n_vecs, token_stride, vec_stride, dim, pos.data(),
+                              inv_freq.data(), factor});
       std::vector<float> want = orig;
       for (int64_t t = 0; t < n_tokens; ++t) {
         for (int64_t v = 0; v < n_vecs; ++v) {
@@ -113,7 +115,8 @@ TEST(OpsSoftmax, MatchesFormulaAndIsStable) {
       const double mx = *std::max_element(o, o + cols);
       double sum = 0.0;
       for (int64_t i = 0; i < cols; ++i) sum += std::exp(o[i] - mx);
-      for (int64_t i = 0; i < cols; ++i) ExpectClose(x[r * stride + i], std::exp(o[i] - mx) / sum, 1e-6);
+      for (int64_t i = 0; i < cols; ++i)
+        ExpectClose(x[r * stride + i], std::exp(o[i] - mx) / sum, 1e-6);
       for (int64_t i = cols; i < stride && r + 1 < rows; ++i) EXPECT_EQ(x[r * stride + i], o[i]);
     }
   }
@@ -147,7 +150,8 @@ TEST(OpsTopK, MatchesStableSortWithTies) {
         }
         std::vector<int32_t> order(n);
         std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return v[a] > v[b]; });
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int32_t a, int32_t b) { return v[a] > v[b]; });
         std::vector<int32_t> idx(k);
         std::vector<float> val(k);
         TopK(v.data(), n, k, idx.data(), val.data());
@@ -179,7 +183,7 @@ TEST(OpsEmbedding, CopiesRowsForEveryDtype) {
   }
   const std::vector<int32_t> ids = {0, 49, 7, 7, 23};
   for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
-    const void* data = dt == DType::kF32 ? static_cast<const void*>(f.data())
+    const void* data = dt == DType::kF32    ? static_cast<const void*>(f.data())
                        : dt == DType::kBF16 ? static_cast<const void*>(bf.data())
                                             : static_cast<const void*>(hf.data());
     const WeightView table{data, dt, vocab, dim, stride};

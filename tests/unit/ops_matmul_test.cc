@@ -2,6 +2,7 @@
 // dtype, decode and prefill token counts, odd shapes, padded strides, accumulate and threads.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -120,8 +121,10 @@ TEST_P(OpsMatMul, MatchesReferenceOnOddShapes) {
   std::mt19937 rng(1234);
   for (int threads : {1, 3}) {
     const CpuContext ctx(threads, isa());
-    for (int64_t n : {1, 2, 3, 7, 16, 33}) {
-      for (int64_t cols : {1, 5, 17, 130, 2048}) {
+    // Decode, small batches (dot kernel) and prefill sizes (packed kernel: n >= 32 or 48).
+    for (int64_t n : {1, 2, 3, 7, 16, 33, 50, 77}) {
+      // 1100 and 2048 span two packed column blocks of 1024, 1100 ending in a partial vector.
+      for (int64_t cols : {1, 5, 17, 130, 1100, 2048}) {
         for (int64_t rows : {1, 13, 67}) {
           for (bool accumulate : {false, true}) {
             const int64_t pad = (n + cols + rows) % 2 == 0 ? 0 : 3;
@@ -138,7 +141,7 @@ TEST_P(OpsMatMul, MatchesReferenceOnOddShapes) {
 TEST_P(OpsMatMul, MatchesReferenceOnManyRows) {
   std::mt19937 rng(99);
   const CpuContext ctx(2, isa());
-  for (int64_t n : {1, 5, 12, 25}) {
+  for (int64_t n : {1, 5, 12, 25, 60, 130}) {
     for (int64_t rows : {515, 1029}) {
       CheckShape(ctx, dtype(), Shape{n, rows, 300, 5, n % 2 == 1}, rng);
       if (HasFatalFailure()) return;
@@ -165,12 +168,11 @@ std::string ParamName(const ::testing::TestParamInfo<std::tuple<CpuIsa, DType>>&
          std::string(DTypeName(std::get<1>(info.param)));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllIsasAndDtypes, OpsMatMul,
-                         ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
-                                                              CpuIsa::kAvx512),
-                                            ::testing::Values(DType::kBF16, DType::kF16,
-                                                              DType::kF32)),
-                         ParamName);
+INSTANTIATE_TEST_SUITE_P(
+    AllIsasAndDtypes, OpsMatMul,
+    ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
+                       ::testing::Values(DType::kBF16, DType::kF16, DType::kF32)),
+    ParamName);
 
 TEST(OpsMatMulReference, SmallExample) {
   // W = [[1, 2], [3, 4], [5, 6]] (BF16, exact), x = [[1, -1], [0.5, 2]].
@@ -197,6 +199,19 @@ TEST(OpsCpuContext, ParallelForCoversEachIndexOnce) {
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)], 3) << i;
       }
     }
+  }
+}
+
+// Many short jobs back to back: workers arrive late, spin, sleep and wake in every order.
+TEST(OpsCpuContext, ManyBackToBackJobs) {
+  const CpuContext ctx(3);
+  for (int64_t i = 0; i < 20000; ++i) {
+    const int64_t n = i % 37 + 1;
+    std::atomic<int64_t> sum{0};
+    ctx.ParallelFor(n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) sum += j;
+    });
+    ASSERT_EQ(sum.load(), n * (n - 1) / 2) << "job " << i;
   }
 }
 

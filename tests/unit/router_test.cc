@@ -1,11 +1,12 @@
 // The router rules of REFERENCE.md §4, checked directly (the HF port covers only
 // norm_topk_prob = false, so renormalization is tested here against the formula).
+#include "coordinator/model/router.h"
+
 #include <cmath>
 #include <numeric>
 #include <vector>
 
 #include "common/model_config.h"
-#include "coordinator/model/router.h"
 #include "gtest/gtest.h"
 
 namespace dsv2 {

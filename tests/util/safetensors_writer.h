@@ -36,9 +36,8 @@ inline std::string SafetensorsBytes(const std::vector<TensorToWrite>& tensors,
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorToWrite& t = tensors[i];
     header += absl::StrCat(i ? "," : "", "\"", t.name, "\":{\"dtype\":\"", t.dtype,
-                           "\",\"shape\":[", absl::StrJoin(t.shape, ","),
-                           "],\"data_offsets\":[", data.size(), ",", data.size() + t.bytes.size(),
-                           "]}");
+                           "\",\"shape\":[", absl::StrJoin(t.shape, ","), "],\"data_offsets\":[",
+                           data.size(), ",", data.size() + t.bytes.size(), "]}");
     data += t.bytes;
   }
   header += "}";

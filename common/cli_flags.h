@@ -1,0 +1,34 @@
+// Command-line parsing for the executables: abseil flags, with `--max-new-tokens` accepted as
+// a spelling of `--max_new_tokens` (dashes and underscores are interchangeable in flag names).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+
+namespace dsv2 {
+
+// Sets the usage text, rewrites dashed flag names and parses; returns positional arguments.
+inline std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
+  absl::SetProgramUsageMessage(usage);
+  std::vector<std::string> storage(argv, argv + argc);
+  bool positional_only = false;
+  for (size_t i = 1; i < storage.size(); ++i) {
+    std::string& a = storage[i];
+    if (a == "--") positional_only = true;
+    if (positional_only || a.size() < 3 || a[0] != '-') continue;
+    const size_t start = a[1] == '-' ? 2 : 1;
+    const size_t end = a.find('=');
+    for (size_t j = start; j < std::min(end, a.size()); ++j) {
+      if (a[j] == '-') a[j] = '_';
+    }
+  }
+  std::vector<char*> args;
+  for (std::string& s : storage) args.push_back(s.data());
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  return std::vector<std::string>(rest.begin() + 1, rest.end());
+}
+
+}  // namespace dsv2
