@@ -1,8 +1,12 @@
-// dsv2-generate: greedy generation from token ids on the CPU, with per-token timing.
+// dsv2-generate: greedy generation on the CPU, with per-token timing.
 //   dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16
+//   dsv2-generate --model DIR --prompt "Once upon a time"   (needs DIR/tokenizer.json)
+//   dsv2-generate --model DIR --chat "Hello!"               (chat template of the tokenizer)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,11 +16,14 @@
 #include "absl/strings/str_split.h"
 #include "common/cli_flags.h"
 #include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "",
           "Checkpoint directory: config.json plus *.safetensors "
           "(one file or shards with model.safetensors.index.json).");
 ABSL_FLAG(std::string, prompt_ids, "", "Comma-separated prompt token ids, e.g. 100000,1234,42.");
+ABSL_FLAG(std::string, prompt, "", "Prompt text (encoded with DIR/tokenizer.json, BOS added).");
+ABSL_FLAG(std::string, chat, "", "One user message, formatted with the tokenizer's chat template.");
 ABSL_FLAG(int, max_new_tokens, 16, "Tokens to generate after the prompt (greedy, argmax).");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: one per core; DSV2_NUM_THREADS also sets it).");
 ABSL_FLAG(bool, stop_at_eos, true, "Stop when the model emits an eos_token_id of config.json.");
@@ -32,15 +39,43 @@ int32_t Argmax(const float* v, int64_t n) {
   return static_cast<int32_t>(std::max_element(v, v + n) - v);
 }
 
+// The prompt ids of --prompt or --chat, encoded with the model directory's tokenizer.
+absl::StatusOr<std::vector<int32_t>> TextPrompt(const dsv2::Tokenizer& tok) {
+  if (!absl::GetFlag(FLAGS_prompt).empty()) return tok.Encode(absl::GetFlag(FLAGS_prompt), true);
+  absl::StatusOr<std::string> text =
+      tok.ApplyChatTemplate({{"user", absl::GetFlag(FLAGS_chat)}}, /*add_generation_prompt=*/true);
+  if (!text.ok()) return text.status();
+  return tok.Encode(*text, /*add_special=*/false);  // the template wrote BOS itself
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   dsv2::ParseFlags(argc, argv,
                    "Greedy generation with a DeepSeek-V2-family checkpoint on the CPU.\n"
-                   "  dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16");
+                   "  dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16\n"
+                   "  dsv2-generate --model DIR --prompt \"text\" | --chat \"user message\"");
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return Fail("--model DIR is required (see --help)");
+  const bool has_text = !absl::GetFlag(FLAGS_prompt).empty();
+  const bool has_chat = !absl::GetFlag(FLAGS_chat).empty();
+  if (has_text + has_chat + !absl::GetFlag(FLAGS_prompt_ids).empty() > 1) {
+    return Fail("give only one of --prompt, --chat and --prompt-ids");
+  }
+  std::unique_ptr<dsv2::Tokenizer> tokenizer;
   std::vector<int32_t> prompt;
+  if (has_text || has_chat) {
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
+      return Fail(dir +
+                  " has no tokenizer.json: --prompt and --chat need one (or use --prompt-ids)");
+    }
+    absl::StatusOr<std::unique_ptr<dsv2::Tokenizer>> tok = dsv2::Tokenizer::Load(dir);
+    if (!tok.ok()) return Fail(std::string(tok.status().message()));
+    tokenizer = *std::move(tok);
+    absl::StatusOr<std::vector<int32_t>> ids = TextPrompt(*tokenizer);
+    if (!ids.ok()) return Fail(std::string(ids.status().message()));
+    prompt = *std::move(ids);
+  }
   for (absl::string_view part :
        absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',', absl::SkipWhitespace())) {
     int32_t id;
@@ -49,7 +84,7 @@ int main(int argc, char** argv) {
     }
     prompt.push_back(id);
   }
-  if (prompt.empty()) return Fail("--prompt-ids: give at least one token id");
+  if (prompt.empty()) return Fail("give --prompt-ids, --prompt or --chat (at least one token)");
   const int max_new = absl::GetFlag(FLAGS_max_new_tokens);
   if (max_new < 0) return Fail("--max-new-tokens must be >= 0");
 
@@ -72,6 +107,8 @@ int main(int argc, char** argv) {
 
   std::vector<float> logits;
   std::vector<int32_t> generated;
+  std::optional<dsv2::IncrementalDetokenizer> detok;
+  if (tokenizer) detok.emplace(*tokenizer, /*skip_special=*/true);
   std::vector<double> step_ms;
   dsv2::ForwardBatch batch;
   batch.Add(seq, 0, prompt);
@@ -87,6 +124,15 @@ int main(int argc, char** argv) {
     if (static_cast<int>(generated.size()) == max_new) break;
     const int32_t next = Argmax(logits.data(), config.vocab_size);
     generated.push_back(next);
+    if (detok) {  // stream the text as it completes
+      absl::StatusOr<std::string> piece = detok->Add(next);
+      if (!piece.ok()) {  // e.g. an unused embedding row past the tokenizer's vocabulary
+        std::fprintf(stderr, "[%s]", std::string(piece.status().message()).c_str());
+        piece = std::string();
+      }
+      std::fputs(piece->c_str(), stdout);
+      std::fflush(stdout);
+    }
     const bool eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) !=
                      config.eos_token_ids.end();
     if (static_cast<int>(generated.size()) == max_new ||
@@ -96,7 +142,13 @@ int main(int argc, char** argv) {
     batch = {};
     batch.Add(seq, pos, {next});
   }
-  std::printf("%s\n", absl::StrJoin(generated, ",").c_str());
+  if (detok) {
+    std::printf("%s\n", detok->Flush().c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "ids: %s\n", absl::StrJoin(generated, ",").c_str());
+  } else {
+    std::printf("%s\n", absl::StrJoin(generated, ",").c_str());
+  }
   double decode_ms = 0;
   for (size_t i = 1; i < step_ms.size(); ++i) decode_ms += step_ms[i];
   const size_t decode_steps = step_ms.size() - 1;

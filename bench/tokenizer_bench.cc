@@ -1,0 +1,91 @@
+// tokenizer_bench: Encode throughput (MB/s, one thread) of a tokenizer.json over a text file.
+//   tokenizer_bench --tokenizer DIR --text FILE [--runs 7] [--mode whole|lines] [--json OUT]
+// Prints one table row per mode and, with --json, writes the numbers. The median of the runs
+// counts; the BPE cache is warmed by one untimed run first (as HF's is in a long-lived process).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
+#include "coordinator/tokenizer/tokenizer.h"
+
+ABSL_FLAG(std::string, tokenizer, "", "Directory with tokenizer.json (and tokenizer_config.json).");
+ABSL_FLAG(std::string, text, "", "UTF-8 text file to encode.");
+ABSL_FLAG(int, runs, 7, "Timed runs; the median is reported.");
+ABSL_FLAG(std::string, mode, "whole,lines",
+          "Comma-separated: whole (one Encode of the file) and/or lines (one Encode per line).");
+ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+
+namespace {
+
+double MedianSeconds(const std::vector<std::string>& inputs, const dsv2::Tokenizer& tok, int runs,
+                     size_t* tokens) {
+  std::vector<double> times;
+  for (int r = -1; r < runs; ++r) {  // r == -1: warm-up
+    size_t n = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const std::string& s : inputs) {
+      absl::StatusOr<std::vector<int32_t>> ids = tok.Encode(s, false);
+      if (!ids.ok()) {
+        std::fprintf(stderr, "encode failed: %s\n", std::string(ids.status().message()).c_str());
+        std::exit(1);
+      }
+      n += ids->size();
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r >= 0) times.push_back(s);
+    *tokens = n;
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  auto tok = dsv2::Tokenizer::Load(absl::GetFlag(FLAGS_tokenizer));
+  if (!tok.ok()) {
+    std::fprintf(stderr, "tokenizer_bench: %s\n", std::string(tok.status().message()).c_str());
+    return 2;
+  }
+  std::ifstream in(absl::GetFlag(FLAGS_text), std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "tokenizer_bench: cannot read --text\n");
+    return 2;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string text = buf.str();
+  std::string json = "{\"bytes\": " + std::to_string(text.size()) + ", \"results\": [";
+  bool first = true;
+  for (absl::string_view mode : absl::StrSplit(absl::GetFlag(FLAGS_mode), ',')) {
+    std::vector<std::string> inputs;
+    if (mode == "whole") {
+      inputs.push_back(text);
+    } else if (mode == "lines") {
+      for (absl::string_view line : absl::StrSplit(text, '\n')) inputs.emplace_back(line);
+    } else {
+      std::fprintf(stderr, "tokenizer_bench: unknown mode\n");
+      return 2;
+    }
+    size_t tokens = 0;
+    const double s = MedianSeconds(inputs, **tok, absl::GetFlag(FLAGS_runs), &tokens);
+    const double mbs = text.size() / 1e6 / s;
+    std::printf("dsv2  %-6s %8.2f MB/s  %9zu tokens  %8.1f ms\n", std::string(mode).c_str(), mbs,
+                tokens, s * 1e3);
+    json += std::string(first ? "" : ", ") + "{\"mode\": \"" + std::string(mode) +
+            "\", \"mb_per_s\": " + std::to_string(mbs) + ", \"tokens\": " + std::to_string(tokens) +
+            "}";
+    first = false;
+  }
+  json += "]}\n";
+  if (!absl::GetFlag(FLAGS_json).empty()) std::ofstream(absl::GetFlag(FLAGS_json)) << json;
+  return 0;
+}

@@ -1,0 +1,114 @@
+// dsv2-coordinator: the standalone server. Serves dsv2.v1.Inference, grpc.health.v1.Health and
+// server reflection over gRPC. Without --model it serves the built-in demo checkpoint.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/cli_flags.h"
+#include "coordinator/server/coordinator_server.h"
+#include "coordinator/server/demo_model.h"
+
+ABSL_FLAG(std::string, model, "",
+          "Checkpoint directory (config.json, *.safetensors, optionally tokenizer.json). "
+          "Empty: the built-in demo checkpoint (random weights), written on first use.");
+ABSL_FLAG(std::string, demo_dir, "",
+          "Where the demo checkpoint is written (default $DSV2_DEMO_DIR or "
+          "~/.cache/dsv2-serve/demo-model).");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 50051, "Port to listen on.");
+ABSL_FLAG(std::string, device, "auto",
+          "cpu, cuda or auto. This build runs the model on the CPU; cuda is refused until the "
+          "CUDA engine lands, auto picks cpu.");
+ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: one per core).");
+ABSL_FLAG(int64_t, max_batch_tokens, 256,
+          "Token budget of one scheduler step: decode tokens of the running batch plus chunks "
+          "of prompts (chunked prefill).");
+ABSL_FLAG(int64_t, max_running, 64, "Sequences decoded together at most.");
+ABSL_FLAG(int64_t, queue_capacity, 256,
+          "Requests waiting for admission at most; beyond it Generate fails at once with "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_context, 4096, "Prompt plus generated tokens of one request at most.");
+ABSL_FLAG(int64_t, cache_pages, 0,
+          "Pages of the latent KV cache (0: max_running / 4 sequences of max_context).");
+ABSL_FLAG(int64_t, page_size, 64, "Tokens per cache page.");
+ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens of requests that set none.");
+ABSL_FLAG(int32_t, max_new_tokens_limit, 4096, "The largest max_new_tokens a request may ask.");
+
+namespace {
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "dsv2-coordinator: %s\n", msg.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dsv2::ParseFlags(argc, argv,
+                   "The dsv2-serve standalone server (gRPC).\n"
+                   "  dsv2-coordinator --port 50051                 # built-in demo checkpoint\n"
+                   "  dsv2-coordinator --model DIR --port 50051     # a real checkpoint");
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device != "cpu" && device != "cuda" && device != "auto") {
+    return Fail("--device must be cpu, cuda or auto, got '" + device + "'");
+  }
+  if (device == "cuda") {
+    return Fail("--device cuda: this build has no CUDA model path yet; use --device cpu");
+  }
+  std::string path = absl::GetFlag(FLAGS_model);
+  const bool demo = path.empty();
+  if (demo) {
+    std::string dir = absl::GetFlag(FLAGS_demo_dir);
+    if (dir.empty()) dir = dsv2::DefaultDemoModelDir();
+    absl::StatusOr<std::string> made = dsv2::EnsureDemoModel(dir);
+    if (!made.ok()) return Fail(std::string(made.status().message()));
+    path = *made;
+  }
+  // SIGINT and SIGTERM are taken by one thread with sigwait; every thread started from here on
+  // inherits the blocked mask, so no handler runs inside gRPC or the engine.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  absl::StatusOr<std::unique_ptr<dsv2::CoordinatorServer>> server = dsv2::CoordinatorServer::Start(
+      {.model_dir = path,
+       .demo = demo,
+       .host = absl::GetFlag(FLAGS_host),
+       .port = absl::GetFlag(FLAGS_port),
+       .engine = {.max_step_tokens = absl::GetFlag(FLAGS_max_batch_tokens),
+                  .max_running = absl::GetFlag(FLAGS_max_running),
+                  .queue_capacity = absl::GetFlag(FLAGS_queue_capacity),
+                  .cache_pages = absl::GetFlag(FLAGS_cache_pages),
+                  .page_size = absl::GetFlag(FLAGS_page_size),
+                  .max_context = absl::GetFlag(FLAGS_max_context),
+                  .default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens),
+                  .max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit),
+                  .threads = absl::GetFlag(FLAGS_threads)}});
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  const dsv2::EngineStats stats = (*server)->engine().Stats();
+  std::fprintf(stderr,
+               "dsv2-coordinator: serving %s%s on %s:%d (cpu, %s, %lld cache pages of %lld "
+               "tokens)\n",
+               path.c_str(), demo ? " (demo, random weights)" : "",
+               absl::GetFlag(FLAGS_host).c_str(), (*server)->port(),
+               (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
+               static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "dsv2-coordinator: %s received, shutting down\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_thread.join();
+  std::fprintf(stderr, "dsv2-coordinator: stopped\n");
+  return 0;
+}

@@ -1,0 +1,58 @@
+#include "coordinator/server/coordinator_server.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace dsv2 {
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    const CoordinatorServerOptions& options) {
+  std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
+  DSV2_ASSIGN_OR_RETURN(s->model_, DeepseekV2Model::Load(options.model_dir));
+  if (std::filesystem::exists(std::filesystem::path(options.model_dir) / "tokenizer.json")) {
+    DSV2_ASSIGN_OR_RETURN(s->tokenizer_, Tokenizer::Load(options.model_dir));
+    if (s->tokenizer_->vocab_size() > s->model_->config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.model_dir, ": tokenizer.json has ", s->tokenizer_->vocab_size(),
+          " token ids but config.json's vocab_size is ", s->model_->config().vocab_size));
+    }
+  }
+  s->engine_ = std::make_unique<InferenceEngine>(*s->model_, s->tokenizer_.get(), options.engine);
+  s->service_ = std::make_unique<InferenceService>(ServedModel{.model = s->model_.get(),
+                                                               .tokenizer = s->tokenizer_.get(),
+                                                               .engine = s->engine_.get(),
+                                                               .path = options.model_dir,
+                                                               .device = "cpu",
+                                                               .demo = options.demo});
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(options.host, ":", options.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  return s;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+void CoordinatorServer::Shutdown() {
+  if (server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  // Running streams get a short grace period, then are cancelled.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+void CoordinatorServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace dsv2

@@ -1,0 +1,52 @@
+// A running standalone coordinator: model, tokenizer, engine and the gRPC server with the
+// Inference service, the standard health service and server reflection. dsv2-coordinator is a
+// thin main over it; the end-to-end tests start one in process.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/server/inference_service.h"
+#include "coordinator/serving/inference_engine.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "grpcpp/grpcpp.h"
+
+namespace dsv2 {
+
+struct CoordinatorServerOptions {
+  std::string model_dir;  // a checkpoint directory, optionally with tokenizer.json
+  bool demo = false;      // model_dir holds the built-in demo checkpoint
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0: any free port
+  InferenceEngineOptions engine;
+};
+
+class CoordinatorServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      const CoordinatorServerOptions& options);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+  const InferenceEngine& engine() const { return *engine_; }
+  const DeepseekV2Model& model() const { return *model_; }
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  // Stops accepting calls, ends the running ones and returns; safe from any thread but a
+  // signal handler.
+  void Shutdown();
+  void Wait();
+
+ private:
+  CoordinatorServer() = default;
+
+  std::unique_ptr<DeepseekV2Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<InferenceEngine> engine_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace dsv2

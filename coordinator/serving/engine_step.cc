@@ -1,0 +1,217 @@
+// One scheduling step of the InferenceEngine: plan the batch, run it, turn logits into tokens,
+// text and events.
+#include <algorithm>
+#include <iterator>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/serving/inference_engine.h"
+
+namespace dsv2 {
+namespace {
+
+double Ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+bool Contains(const std::vector<int32_t>& v, int64_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+bool InferenceEngine::ReservePages(Sequence& seq, int64_t tokens) {
+  if (seq.cache_seq < 0) seq.cache_seq = cache_.AddSequence();
+  return cache_.Reserve(seq.cache_seq, tokens).ok();
+}
+
+void InferenceEngine::ReleasePages(Sequence& seq) {
+  if (seq.cache_seq >= 0) cache_.FreeSequence(seq.cache_seq);
+  seq.cache_seq = -1;
+  seq.num_computed = 0;
+}
+
+void InferenceEngine::Preempt(Sequence& victim) {
+  // Recompute later: its tokens (prompt and generated so far) are prefilled again.
+  ReleasePages(victim);
+  ++preemptions_;
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [&](const auto& s) { return s.get() == &victim; });
+  waiting_.push_front(std::move(*it));
+  running_.erase(it);
+}
+
+std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
+  std::vector<ScheduledChunk> plan;
+  int64_t budget = options_.max_step_tokens;
+  auto chunk_of = [&](Sequence& s, int64_t count) {
+    const bool logprobs =
+        s.request.prompt_logprobs && !s.prompt_logprobs_done && s.num_computed < s.prompt_len;
+    return ScheduledChunk{&s, s.num_computed, count, logprobs};
+  };
+  // 1. The running batch, oldest first; decoding sequences need one token each.
+  for (auto it = running_.begin(); it != running_.end() && budget > 0;) {
+    Sequence& s = **it;
+    const int64_t count = std::min(s.pending(), budget);
+    bool ok = ReservePages(s, s.num_computed + count);
+    // Out of pages: preempt the most recently admitted sequences after this one.
+    while (!ok && std::next(it) != running_.end()) {
+      Preempt(*running_.back());
+      ok = ReservePages(s, s.num_computed + count);
+    }
+    if (!ok) {
+      if (it == running_.begin()) {  // alone and still too big: cannot happen with sane sizing
+        Finish(s, FinishReason::kNone,
+               absl::ResourceExhaustedError("the latent KV cache cannot hold this sequence"));
+        ++it;
+        continue;
+      }
+      Sequence& self = s;
+      ++it;
+      Preempt(self);
+      continue;
+    }
+    plan.push_back(chunk_of(s, count));
+    budget -= count;
+    ++it;
+  }
+  // 2. Admit waiting requests in arrival order while the budget and free pages allow.
+  while (budget > 0 && !waiting_.empty() &&
+         static_cast<int64_t>(running_.size()) < options_.max_running) {
+    Sequence& s = *waiting_.front();
+    const int64_t count = std::min(s.pending(), budget);
+    if (!ReservePages(s, count)) {
+      ReleasePages(s);
+      break;
+    }
+    if (!s.first_scheduled) s.first_scheduled = SteadyClock::now();
+    plan.push_back(chunk_of(s, count));
+    budget -= count;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  return plan;
+}
+
+void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
+  ForwardBatch batch;
+  for (const ScheduledChunk& c : plan) {
+    batch.chunks.push_back({c.seq->cache_seq, c.start, c.count, c.all_logits});
+    batch.tokens.insert(batch.tokens.end(), c.seq->tokens.begin() + c.start,
+                        c.seq->tokens.begin() + c.start + c.count);
+  }
+  const absl::Status status = model_.Forward(ctx_, cache_, batch, &logits_);
+  ++steps_;
+  if (!status.ok()) {
+    for (const ScheduledChunk& c : plan) {
+      Finish(*c.seq, FinishReason::kNone,
+             absl::InternalError(absl::StrCat("forward failed: ", status.message())));
+    }
+    return;
+  }
+  const int64_t vocab = model_.config().vocab_size;
+  const float* rows = logits_.data();
+  for (const ScheduledChunk& c : plan) {
+    c.seq->num_computed += c.count;
+    ProcessLogits(c, rows);
+    rows += (c.all_logits ? c.count : 1) * vocab;
+  }
+}
+
+void InferenceEngine::ProcessLogits(const ScheduledChunk& c, const float* rows) {
+  Sequence& s = *c.seq;
+  const int64_t vocab = model_.config().vocab_size;
+  if (c.all_logits) {
+    // Row r predicts token start + r + 1.
+    for (int64_t r = 0; r < c.count; ++r) {
+      const int64_t target = c.start + r + 1;
+      if (target >= s.prompt_len) break;
+      TokenLogprobs lp;
+      ComputeLogprobs(rows + r * vocab, vocab, s.tokens[target], s.request.top_logprobs, &lp.chosen,
+                      &lp.top);
+      s.prompt_logprobs.push_back(std::move(lp));
+    }
+    if (c.start + c.count >= s.prompt_len) s.prompt_logprobs_done = true;
+  }
+  if (s.pending() > 0) return;  // still prefilling
+  const float* last = rows + (c.all_logits ? c.count - 1 : 0) * vocab;
+  std::vector<float> scratch(last, last + vocab);  // the sampler edits logits in place
+  AppendToken(s, s.sampler->Sample(scratch.data()), last);
+}
+
+void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_logits) {
+  const SteadyClock::time_point now = SteadyClock::now();
+  s.sampler->Accept(token);
+  s.tokens.push_back(token);
+  if (!s.first_token) s.first_token = now;
+  s.last_token = now;
+  GenerationEvent ev;
+  ev.tokens.push_back(token);
+  if (s.request.logprobs) {
+    TokenLogprobs lp;
+    ComputeLogprobs(raw_logits, model_.config().vocab_size, token, s.request.top_logprobs,
+                    &lp.chosen, &lp.top);
+    ev.logprobs.push_back(std::move(lp));
+  }
+  if (s.generated() == 1 && !s.prompt_logprobs.empty()) {
+    ev.prompt_logprobs = std::move(s.prompt_logprobs);
+    s.prompt_logprobs.clear();
+  }
+  const std::vector<int64_t>& eos_ids = model_.config().eos_token_ids;
+  const bool eos =
+      !s.request.ignore_eos && (std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end() ||
+                                (tokenizer_ != nullptr && token == tokenizer_->eos_id()));
+  const bool stop_token = Contains(s.request.stop_token_ids, token);
+  FinishReason finish = FinishReason::kNone;
+  if (eos) {
+    finish = FinishReason::kEos;
+  } else if (stop_token) {
+    finish = FinishReason::kStop;
+  } else if (s.detokenizer) {
+    absl::StatusOr<std::string> delta = s.detokenizer->Add(token);
+    ev.text = s.stop_matcher->Push(delta.ok() ? *delta : std::string());
+    if (s.stop_matcher->stopped()) finish = FinishReason::kStop;
+  }
+  if (finish == FinishReason::kNone && s.generated() >= s.max_new_tokens) {
+    finish = FinishReason::kLength;
+  }
+  if (finish != FinishReason::kNone && s.detokenizer && !s.stop_matcher->stopped()) {
+    ev.text += s.stop_matcher->Push(s.detokenizer->Flush());
+    if (!s.stop_matcher->stopped()) ev.text += s.stop_matcher->Flush();
+  }
+  if (finish == FinishReason::kNone) {
+    s.stream->Push(std::move(ev));
+    return;
+  }
+  ev.final = true;
+  ev.finish = finish;
+  ReleasePages(s);
+  s.done = true;
+  ++finished_;
+  ev.prompt_tokens = static_cast<int32_t>(s.prompt_len);
+  ev.completion_tokens = static_cast<int32_t>(s.generated());
+  ev.timings.queued_ms = s.first_scheduled ? Ms(*s.first_scheduled - s.arrival) : 0;
+  ev.timings.time_to_first_token_ms = Ms(*s.first_token - s.arrival);
+  ev.timings.mean_per_token_ms =
+      s.generated() > 1 ? Ms(s.last_token - *s.first_token) / (s.generated() - 1) : 0;
+  ev.timings.total_ms = Ms(now - s.arrival);
+  s.stream->Push(std::move(ev));
+}
+
+void InferenceEngine::Finish(Sequence& s, FinishReason reason, absl::Status error) {
+  if (s.done) return;
+  ReleasePages(s);
+  s.done = true;
+  if (reason == FinishReason::kCancelled) {
+    ++cancelled_;
+  } else {
+    ++finished_;
+  }
+  GenerationEvent ev;
+  ev.final = true;
+  ev.finish = reason;
+  ev.error = std::move(error);
+  ev.prompt_tokens = static_cast<int32_t>(s.prompt_len);
+  ev.completion_tokens = static_cast<int32_t>(s.generated());
+  ev.timings.total_ms = Ms(SteadyClock::now() - s.arrival);
+  s.stream->Push(std::move(ev));
+}
+
+}  // namespace dsv2

@@ -1,0 +1,190 @@
+#include "coordinator/serving/inference_engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace dsv2 {
+namespace {
+
+InferenceEngineOptions WithDefaults(InferenceEngineOptions o) {
+  o.page_size = std::max<int64_t>(1, o.page_size);
+  o.max_step_tokens = std::max<int64_t>(1, o.max_step_tokens);
+  o.max_running = std::max<int64_t>(1, o.max_running);
+  const int64_t pages_per_context = (o.max_context + o.page_size - 1) / o.page_size;
+  if (o.cache_pages <= 0)
+    o.cache_pages = std::max<int64_t>(1, o.max_running / 4) * pages_per_context;
+  // One sequence of the longest context, and one step's chunk, must always fit.
+  const int64_t step_pages = (o.max_step_tokens + o.page_size - 1) / o.page_size;
+  o.cache_pages = std::max({o.cache_pages, pages_per_context, step_pages});
+  return o;
+}
+
+}  // namespace
+
+InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* tokenizer,
+                                 const InferenceEngineOptions& options)
+    : model_(model),
+      tokenizer_(tokenizer),
+      options_(WithDefaults(options)),
+      ctx_(options.threads),
+      cache_(model.MakeCache(options_.cache_pages, options_.page_size)) {
+  PublishStats();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+InferenceEngine::~InferenceEngine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+absl::Status InferenceEngine::Validate(const GenerationRequest& r) const {
+  const ModelConfig& c = model_.config();
+  if (r.prompt.empty()) return absl::InvalidArgumentError("prompt: the prompt is empty");
+  for (size_t i = 0; i < r.prompt.size(); ++i) {
+    if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token_ids.ids[", i, "]: token id ",
+                                                     r.prompt[i], " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+  }
+  if (static_cast<int64_t>(r.prompt.size()) >= options_.max_context) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt: ", r.prompt.size(), " tokens do not fit the context limit of ",
+                     options_.max_context, " tokens (prompt plus at least one new token)"));
+  }
+  if (r.max_new_tokens < 0 || r.max_new_tokens > options_.max_new_tokens_limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stopping.max_new_tokens: ", r.max_new_tokens, " is outside [1, ",
+                     options_.max_new_tokens_limit, "] (0 means the default, ",
+                     options_.default_max_new_tokens, ")"));
+  }
+  DSV2_RETURN_IF_ERROR(ValidateSamplingOptions(r.sampling));
+  DSV2_RETURN_IF_ERROR(ValidateStopStrings(r.stop_strings));
+  for (size_t i = 0; i < r.stop_token_ids.size(); ++i) {
+    if (r.stop_token_ids[i] < 0 || r.stop_token_ids[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stopping.stop_token_ids[", i, "]: ", r.stop_token_ids[i], " is outside the vocabulary"));
+    }
+  }
+  if (r.top_logprobs < 0 || r.top_logprobs > 20) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logprobs.top_logprobs: ", r.top_logprobs, " is outside [0, 20]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> InferenceEngine::Submit(GenerationRequest request) {
+  DSV2_RETURN_IF_ERROR(Validate(request));
+  auto seq = std::make_unique<Sequence>();
+  seq->arrival = SteadyClock::now();
+  if (request.request_id.empty()) {
+    request.request_id = absl::StrCat("req-", next_request_number_.fetch_add(1));
+  }
+  seq->tokens = request.prompt;
+  seq->prompt_len = static_cast<int64_t>(request.prompt.size());
+  const int32_t asked =
+      request.max_new_tokens > 0 ? request.max_new_tokens : options_.default_max_new_tokens;
+  seq->max_new_tokens =
+      static_cast<int32_t>(std::min<int64_t>(asked, options_.max_context - seq->prompt_len));
+  seq->sampler =
+      std::make_unique<Sampler>(request.sampling, model_.config().vocab_size, request.prompt);
+  if (tokenizer_ != nullptr) {
+    seq->detokenizer = std::make_unique<IncrementalDetokenizer>(*tokenizer_, /*skip_special=*/true);
+  }
+  seq->stop_matcher = std::make_unique<StopMatcher>(request.stop_strings);
+  seq->stream = std::make_shared<RequestStream>();
+  seq->request = std::move(request);
+  std::shared_ptr<RequestStream> stream = seq->stream;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return absl::UnavailableError("the server is shutting down");
+    if (stats_.waiting + static_cast<int64_t>(submitted_.size()) >= options_.queue_capacity) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the request queue is full (", options_.queue_capacity, " waiting); retry later"));
+    }
+    submitted_.push_back(std::move(seq));
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+EngineStats InferenceEngine::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void InferenceEngine::PublishStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.running = static_cast<int64_t>(running_.size());
+  stats_.waiting = static_cast<int64_t>(waiting_.size());
+  stats_.pages_total = cache_.num_pages();
+  stats_.pages_free = cache_.free_pages();
+  stats_.page_size = cache_.page_size();
+  stats_.finished = finished_;
+  stats_.cancelled = cancelled_;
+  stats_.preemptions = preemptions_;
+  stats_.steps = steps_;
+}
+
+void InferenceEngine::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // Idle: sleep until a request arrives. Busy but blocked: re-check every few ms.
+      const bool busy = !waiting_.empty() || !running_.empty();
+      cv_.wait_for(lock, std::chrono::milliseconds(busy ? 0 : 100),
+                   [&] { return stop_ || !submitted_.empty(); });
+      if (stop_) break;
+      while (!submitted_.empty()) {
+        waiting_.push_back(std::move(submitted_.front()));
+        submitted_.pop_front();
+      }
+      stats_.waiting = static_cast<int64_t>(waiting_.size());
+    }
+    ReapCancelledAndExpired();
+    const std::vector<ScheduledChunk> plan = PlanStep();
+    PublishStats();  // admissions count before any event of this step reaches a client
+    if (!plan.empty()) RunStep(plan);
+    std::erase_if(running_, [](const auto& s) { return s->done; });
+    std::erase_if(waiting_, [](const auto& s) { return s->done; });
+    PublishStats();
+    if (plan.empty() && !waiting_.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  for (auto* list : {&running_, &waiting_}) {
+    for (auto& s : *list) Finish(*s, FinishReason::kNone, absl::UnavailableError("server stopped"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& s : submitted_) {
+    GenerationEvent ev;
+    ev.final = true;
+    ev.error = absl::UnavailableError("server stopped");
+    s->stream->Push(std::move(ev));
+  }
+}
+
+void InferenceEngine::ReapCancelledAndExpired() {
+  const SteadyClock::time_point now = SteadyClock::now();
+  for (auto* list : {&running_, &waiting_}) {
+    for (auto& s : *list) {
+      if (s->done) continue;
+      if (s->stream->cancelled()) {
+        Finish(*s, FinishReason::kCancelled);
+      } else if (s->request.deadline && now >= *s->request.deadline) {
+        Finish(*s, FinishReason::kNone,
+               absl::DeadlineExceededError(
+                   absl::StrCat("deadline exceeded after ", s->generated(), " generated tokens")));
+      }
+    }
+    std::erase_if(*list, [](const auto& s) { return s->done; });
+  }
+}
+
+}  // namespace dsv2

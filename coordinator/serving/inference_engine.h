@@ -1,0 +1,110 @@
+// InferenceEngine: continuous batching over one model. Requests join the running batch between
+// steps; each step runs, under a token budget, one token of every decoding sequence and chunks
+// of prompts (chunked prefill) in a single forward call. The latent cache is paged: a request is
+// admitted when pages are free, a running sequence that needs a page it cannot get preempts the
+// most recently admitted one (whose pages are freed and whose tokens are recomputed later), and
+// pages come back when a request finishes, is cancelled or fails.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/serving/generation.h"
+#include "coordinator/serving/sequence.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "kernels/cpu_context.h"
+
+namespace dsv2 {
+
+struct InferenceEngineOptions {
+  int64_t max_step_tokens = 256;  // token budget of one forward call
+  int64_t max_running = 64;       // sequences in the running batch
+  int64_t queue_capacity = 256;   // waiting requests; beyond: RESOURCE_EXHAUSTED
+  int64_t cache_pages = 0;        // 0: enough for max_running sequences of max_context / 4
+  int64_t page_size = 64;
+  int64_t max_context = 4096;  // prompt + generated tokens of one sequence
+  int32_t default_max_new_tokens = 256;
+  int32_t max_new_tokens_limit = 4096;
+  int threads = 0;  // CPU threads (0: one per core)
+};
+
+struct EngineStats {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t pages_total = 0;
+  int64_t pages_free = 0;
+  int64_t page_size = 0;
+  int64_t finished = 0;
+  int64_t cancelled = 0;
+  int64_t preemptions = 0;
+  int64_t steps = 0;
+};
+
+class InferenceEngine {
+ public:
+  // `tokenizer` may be null: then requests are token ids only and events carry no text.
+  InferenceEngine(const DeepseekV2Model& model, const Tokenizer* tokenizer,
+                  const InferenceEngineOptions& options);
+  ~InferenceEngine();  // cancels what is left and joins the engine thread
+  InferenceEngine(const InferenceEngine&) = delete;
+  InferenceEngine& operator=(const InferenceEngine&) = delete;
+
+  // Validates the request (INVALID_ARGUMENT naming the field) and queues it
+  // (RESOURCE_EXHAUSTED when the queue is full). Events arrive on the returned stream.
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
+
+  EngineStats Stats() const;
+  const InferenceEngineOptions& options() const { return options_; }
+
+ private:
+  struct ScheduledChunk {
+    Sequence* seq;
+    int64_t start;  // first token index
+    int64_t count;
+    bool all_logits;
+  };
+
+  absl::Status Validate(const GenerationRequest& r) const;
+  void Loop();
+  void ReapCancelledAndExpired();
+  std::vector<ScheduledChunk> PlanStep();
+  bool ReservePages(Sequence& seq, int64_t tokens);
+  void Preempt(Sequence& victim);
+  void RunStep(const std::vector<ScheduledChunk>& plan);
+  void ProcessLogits(const ScheduledChunk& chunk, const float* rows);
+  void AppendToken(Sequence& seq, int32_t token, const float* raw_logits);
+  void Finish(Sequence& seq, FinishReason reason, absl::Status error = absl::OkStatus());
+  void ReleasePages(Sequence& seq);
+  void PublishStats();
+
+  const DeepseekV2Model& model_;
+  const Tokenizer* tokenizer_;
+  InferenceEngineOptions options_;
+  CpuContext ctx_;
+  LatentKvCache cache_;
+
+  // Submission queue, shared with Submit().
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> submitted_;
+  bool stop_ = false;
+  EngineStats stats_;  // guarded by mu_, refreshed after each step
+
+  // Engine-thread state.
+  std::list<std::unique_ptr<Sequence>> waiting_;  // FIFO; preempted ones go first
+  std::list<std::unique_ptr<Sequence>> running_;  // admission order
+  std::vector<float> logits_;
+  int64_t finished_ = 0, cancelled_ = 0, preemptions_ = 0, steps_ = 0;
+  std::atomic<uint64_t> next_request_number_{1};
+  std::thread thread_;
+};
+
+}  // namespace dsv2

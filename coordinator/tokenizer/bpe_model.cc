@@ -1,0 +1,282 @@
+#include "coordinator/tokenizer/bpe_model.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "coordinator/tokenizer/byte_level.h"
+#include "coordinator/tokenizer/json_fields.h"
+#include "coordinator/tokenizer/utf8.h"
+
+namespace dsv2::tokenizer {
+namespace {
+
+absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+absl::Status ModelError(std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("model: ", std::string(what)));
+}
+
+// One merge candidate: lowest rank first, then leftmost position (HF's order).
+struct Candidate {
+  int32_t rank;
+  int32_t pos;
+  int32_t new_id;
+  bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Load(const JsonValue& model, bool byte_level) {
+  DSV2_ASSIGN_OR_RETURN(std::string type, TypeOf(model, "model"));
+  if (type != "BPE") {
+    return absl::UnimplementedError(absl::StrCat("unsupported model type '", type, "'"));
+  }
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    const JsonValue* v = model.Find(key);
+    if (v && !v->is_null() && !(v->is_string() && v->as_string().empty())) {
+      return ModelError(absl::StrCat("BPE option '", key, "' is not supported"));
+    }
+  }
+  if (const JsonValue* d = model.Find("dropout"); d && !d->is_null() && d->as_double() > 0) {
+    return ModelError("BPE dropout is not supported");
+  }
+  auto m = std::unique_ptr<BpeModel>(new BpeModel());
+  m->byte_level_ = byte_level;
+  DSV2_ASSIGN_OR_RETURN(m->fuse_unk_, BoolField(model, "fuse_unk", false));
+  DSV2_ASSIGN_OR_RETURN(m->byte_fallback_, BoolField(model, "byte_fallback", false));
+  DSV2_ASSIGN_OR_RETURN(m->ignore_merges_, BoolField(model, "ignore_merges", false));
+
+  const JsonValue* vocab = model.Find("vocab");
+  if (vocab == nullptr || !vocab->is_object()) return ModelError("'vocab' must be an object");
+  int64_t max_id = -1;
+  for (const auto& [token, id] : vocab->as_object()) {
+    if (!id.is_integer() || id.as_int() < 0 || id.as_int() > INT32_MAX) {
+      return ModelError(absl::StrCat("vocab entry '", token, "' has no valid id"));
+    }
+    max_id = std::max(max_id, id.as_int());
+  }
+  m->id_to_token_.resize(max_id + 1);
+  m->has_id_.assign(max_id + 1, false);
+  m->token_to_id_.reserve(vocab->as_object().size());
+  const ByteLevelAlphabet& alphabet = ByteLevelAlphabet::Get();
+  for (const auto& [token, idv] : vocab->as_object()) {
+    const auto id = static_cast<int32_t>(idv.as_int());
+    m->id_to_token_[id] = token;
+    m->has_id_[id] = true;
+    m->token_to_id_[token] = id;
+    if (byte_level) {
+      if (std::optional<std::string> raw = alphabet.Decode(token)) m->raw_to_id_[*raw] = id;
+    } else {
+      m->raw_to_id_[token] = id;
+    }
+  }
+  for (int b = 0; b < 256; ++b) {
+    const std::string raw(1, static_cast<char>(b));
+    auto it = m->raw_to_id_.find(raw);
+    m->byte_ids_[b] = it == m->raw_to_id_.end() ? -1 : it->second;
+    auto fb = m->token_to_id_.find(absl::StrFormat("<0x%02X>", b));
+    m->fallback_ids_[b] = fb == m->token_to_id_.end() ? -1 : fb->second;
+  }
+  if (const JsonValue* unk = model.Find("unk_token"); unk && unk->is_string()) {
+    auto it = m->token_to_id_.find(unk->as_string());
+    if (it == m->token_to_id_.end()) {
+      return ModelError(absl::StrCat("unk_token '", unk->as_string(), "' is not in the vocab"));
+    }
+    m->unk_id_ = it->second;
+  }
+
+  DSV2_ASSIGN_OR_RETURN(const JsonValue::Array* merges, ArrayField(model, "merges"));
+  m->merges_.reserve(merges->size());
+  for (size_t rank = 0; rank < merges->size(); ++rank) {
+    const JsonValue& mv = (*merges)[rank];
+    std::string a, b;
+    if (mv.is_string()) {
+      const std::string& s = mv.as_string();
+      const size_t sp = s.find(' ');
+      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
+        return ModelError(absl::StrCat("merge ", rank, " '", s, "' is not two tokens"));
+      }
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else if (mv.is_array() && mv.as_array().size() == 2 && mv.as_array()[0].is_string() &&
+               mv.as_array()[1].is_string()) {
+      a = mv.as_array()[0].as_string();
+      b = mv.as_array()[1].as_string();
+    } else {
+      return ModelError(absl::StrCat("merge ", rank, " is neither \"a b\" nor [a, b]"));
+    }
+    const int32_t ia = m->TokenToId(a), ib = m->TokenToId(b), inew = m->TokenToId(a + b);
+    if (ia < 0 || ib < 0 || inew < 0) {
+      return ModelError(absl::StrCat("merge ", rank, " ('", a, "', '", b,
+                                     "') uses a token that is not in the vocab"));
+    }
+    // A repeated pair keeps its last rank, as HF's map construction does.
+    m->merges_.insert_or_assign(PairKey(ia, ib), Merge{static_cast<int32_t>(rank), inew});
+  }
+  return m;
+}
+
+int32_t BpeModel::TokenToId(std::string_view token) const {
+  auto it = token_to_id_.find(AbslView(token));
+  return it == token_to_id_.end() ? -1 : it->second;
+}
+
+const std::string* BpeModel::IdToToken(int32_t id) const {
+  if (id < 0 || id >= size() || !has_id_[id]) return nullptr;
+  return &id_to_token_[id];
+}
+
+void BpeModel::InitialSymbols(std::string_view piece, std::vector<int32_t>& ids,
+                              std::vector<uint32_t>& lens) const {
+  int32_t unk_id = -1;
+  uint32_t unk_len = 0;
+  auto flush_unk = [&] {
+    if (unk_id >= 0) {
+      ids.push_back(unk_id);
+      lens.push_back(unk_len);
+      unk_id = -1;
+    }
+  };
+  size_t i = 0;
+  while (i < piece.size()) {
+    size_t n = 1;
+    int32_t id;
+    if (byte_level_) {
+      id = byte_ids_[static_cast<uint8_t>(piece[i])];
+    } else {
+      n = std::max<size_t>(1, ValidSequenceLength(piece, i));
+      auto it = raw_to_id_.find(AbslView(piece.substr(i, n)));
+      id = it == raw_to_id_.end() ? -1 : it->second;
+    }
+    if (id >= 0) {
+      flush_unk();
+      ids.push_back(id);
+      lens.push_back(static_cast<uint32_t>(n));
+    } else {
+      bool fell_back = false;
+      if (byte_fallback_) {
+        fell_back = true;
+        for (size_t k = 0; k < n; ++k)
+          fell_back &= fallback_ids_[static_cast<uint8_t>(piece[i + k])] >= 0;
+        if (fell_back) {
+          // HF adds fallback bytes before a pending unk (which waits for a known symbol).
+          for (size_t k = 0; k < n; ++k) {
+            ids.push_back(fallback_ids_[static_cast<uint8_t>(piece[i + k])]);
+            lens.push_back(1);
+          }
+        }
+      }
+      if (!fell_back && unk_id_ >= 0) {
+        if (unk_id >= 0 && fuse_unk_) {
+          unk_len += static_cast<uint32_t>(n);
+        } else {
+          flush_unk();
+          unk_id = unk_id_;
+          unk_len = static_cast<uint32_t>(n);
+        }
+      }
+    }
+    i += n;
+  }
+  flush_unk();
+}
+
+void BpeModel::MergeAll(std::vector<int32_t>& ids, std::vector<uint32_t>& lens,
+                        std::vector<int32_t>& out) const {
+  const auto n = static_cast<int32_t>(ids.size());
+  thread_local std::vector<int32_t> prev, next;
+  thread_local std::vector<Candidate> heap;
+  prev.resize(n);
+  next.resize(n);
+  for (int32_t i = 0; i < n; ++i) {
+    prev[i] = i - 1;
+    next[i] = i + 1 < n ? i + 1 : -1;
+  }
+  heap.clear();
+  const std::greater<Candidate> later;  // a min-heap on (rank, pos)
+  auto push = [&](Candidate c) {
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), later);
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) {
+    if (const Merge* m = FindMerge(ids[i], ids[i + 1])) heap.push_back({m->rank, i, m->new_id});
+  }
+  std::make_heap(heap.begin(), heap.end(), later);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const Candidate top = heap.back();
+    heap.pop_back();
+    if (lens[top.pos] == 0 || next[top.pos] < 0) continue;
+    const int32_t right = next[top.pos];
+    const Merge* current = FindMerge(ids[top.pos], ids[right]);
+    if (current == nullptr || current->new_id != top.new_id) continue;  // expired
+    ids[top.pos] = top.new_id;
+    lens[top.pos] += lens[right];
+    lens[right] = 0;
+    next[top.pos] = next[right];
+    if (next[right] >= 0) prev[next[right]] = top.pos;
+    if (prev[top.pos] >= 0) {
+      const int32_t p = prev[top.pos];
+      if (const Merge* m = FindMerge(ids[p], ids[top.pos])) push({m->rank, p, m->new_id});
+    }
+    if (next[top.pos] >= 0) {
+      if (const Merge* m = FindMerge(ids[top.pos], ids[next[top.pos]])) {
+        push({m->rank, top.pos, m->new_id});
+      }
+    }
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    if (lens[i] != 0) out.push_back(ids[i]);
+  }
+}
+
+void BpeModel::Tokenize(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.empty()) return;
+  if (byte_level_ && piece.size() == 1) {
+    const int32_t id = byte_ids_[static_cast<uint8_t>(piece[0])];
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
+  const bool cacheable = piece.size() <= kMaxCachedPiece;
+  if (cacheable && CacheGet(piece, out)) return;
+  const size_t start = out.size();
+  if (ignore_merges_) {
+    auto it = raw_to_id_.find(AbslView(piece));
+    if (it != raw_to_id_.end()) out.push_back(it->second);
+  }
+  if (out.size() == start) {
+    thread_local std::vector<int32_t> ids;
+    thread_local std::vector<uint32_t> lens;
+    ids.clear();
+    lens.clear();
+    InitialSymbols(piece, ids, lens);
+    MergeAll(ids, lens, out);
+  }
+  if (cacheable) CachePut(piece, out.data() + start, out.size() - start);
+}
+
+bool BpeModel::CacheGet(std::string_view piece, std::vector<int32_t>& out) const {
+  const size_t h = absl::Hash<absl::string_view>()(AbslView(piece));
+  CacheShard& shard = cache_[h % kShards];
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.map.find(AbslView(piece));
+  if (it == shard.map.end()) return false;
+  out.insert(out.end(), it->second.begin(), it->second.end());
+  return true;
+}
+
+void BpeModel::CachePut(std::string_view piece, const int32_t* ids, size_t n) const {
+  const size_t h = absl::Hash<absl::string_view>()(AbslView(piece));
+  CacheShard& shard = cache_[h % kShards];
+  std::lock_guard<std::mutex> lock(shard.mu);
+  if (shard.map.size() >= kShardCapacity) return;  // bounded: stop adding when full (as HF)
+  shard.map.try_emplace(std::string(piece), ids, ids + n);
+}
+
+}  // namespace dsv2::tokenizer

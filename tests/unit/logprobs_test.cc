@@ -1,0 +1,104 @@
+#include "coordinator/serving/logprobs.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace dsv2 {
+namespace {
+
+std::vector<float> RandomLogits(int64_t n, uint32_t seed, float scale) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> l(n);
+  for (float& x : l) x = dist(gen);
+  return l;
+}
+
+double LogSumExp(const std::vector<TokenLogprob>& all) {
+  double sum = 0.0;
+  for (const TokenLogprob& t : all) sum += std::exp(static_cast<double>(t.logprob));
+  return std::log(sum);
+}
+
+TEST(LogprobsTest, NormalisedAndOrdered) {
+  const int64_t vocab = 102400;
+  const std::vector<float> logits = RandomLogits(vocab, 1, 4.0f);
+  TokenLogprob chosen{};
+  std::vector<TokenLogprob> all;
+  ComputeLogprobs(logits.data(), vocab, 17, static_cast<int32_t>(vocab), &chosen, &all);
+  ASSERT_EQ(static_cast<int64_t>(all.size()), vocab);
+  EXPECT_NEAR(LogSumExp(all), 0.0, 1e-5);
+  for (size_t i = 1; i < all.size(); ++i) ASSERT_GE(all[i - 1].logprob, all[i].logprob);
+  EXPECT_EQ(chosen.id, 17);
+
+  std::vector<TokenLogprob> top;
+  ComputeLogprobs(logits.data(), vocab, 17, 20, nullptr, &top);
+  ASSERT_EQ(top.size(), 20u);
+  for (size_t i = 0; i < top.size(); ++i) {
+    EXPECT_EQ(top[i].id, all[i].id);
+    EXPECT_EQ(top[i].logprob, all[i].logprob);
+  }
+  for (const TokenLogprob& t : all) {
+    if (t.id == 17) {
+      EXPECT_EQ(t.logprob, chosen.logprob);
+    }
+  }
+}
+
+TEST(LogprobsTest, MatchesDirectFormulaAndIsShiftInvariant) {
+  const std::vector<float> logits = {1.0f, -2.0f, 0.5f, 3.0f};
+  double z = 0.0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  std::vector<float> shifted;
+  for (float l : logits) shifted.push_back(l + 5000.0f);  // exp would overflow without the max
+  for (int32_t id = 0; id < 4; ++id) {
+    TokenLogprob a{};
+    TokenLogprob b{};
+    ComputeLogprobs(logits.data(), 4, id, 0, &a, nullptr);
+    ComputeLogprobs(shifted.data(), 4, id, 0, &b, nullptr);
+    EXPECT_NEAR(a.logprob, logits[id] - std::log(z), 1e-6);
+    EXPECT_NEAR(b.logprob, a.logprob, 1e-3);  // float spacing at 5000 is ~5e-4
+    EXPECT_TRUE(std::isfinite(b.logprob));
+  }
+}
+
+TEST(LogprobsTest, TopTiesGoToLowerIdAndSizeIsClamped) {
+  const std::vector<float> logits = {1.0f, 2.0f, 2.0f, 0.0f, 2.0f};
+  std::vector<TokenLogprob> top = {{99, 0.0f}};  // cleared first
+  ComputeLogprobs(logits.data(), 5, 0, 3, nullptr, &top);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].id, 1);
+  EXPECT_EQ(top[1].id, 2);
+  EXPECT_EQ(top[2].id, 4);
+  EXPECT_EQ(top[0].logprob, top[2].logprob);
+  ComputeLogprobs(logits.data(), 5, 0, 9, nullptr, &top);
+  ASSERT_EQ(top.size(), 5u);
+  EXPECT_EQ(top[3].id, 0);
+  EXPECT_EQ(top[4].id, 3);
+  ComputeLogprobs(logits.data(), 5, 0, 0, nullptr, &top);
+  EXPECT_TRUE(top.empty());
+}
+
+TEST(LogprobsTest, NonFiniteLogits) {
+  const float nan = std::nanf("");
+  std::vector<float> logits = {0.0f, -INFINITY, nan, 0.0f};
+  TokenLogprob c{};
+  std::vector<TokenLogprob> top;
+  ComputeLogprobs(logits.data(), 4, 1, 4, &c, &top);
+  EXPECT_EQ(c.logprob, -INFINITY);
+  EXPECT_NEAR(top[0].logprob, std::log(0.5), 1e-6);
+  EXPECT_EQ(top[0].id, 0);
+  EXPECT_EQ(top[1].id, 3);
+  logits = {0.0f, INFINITY, 1.0f, INFINITY};
+  ComputeLogprobs(logits.data(), 4, 3, 1, &c, &top);
+  EXPECT_NEAR(c.logprob, std::log(0.5), 1e-6);
+  EXPECT_EQ(top[0].id, 1);
+  ComputeLogprobs(logits.data(), 4, 2, 0, &c, nullptr);
+  EXPECT_EQ(c.logprob, -INFINITY);
+}
+
+}  // namespace
+}  // namespace dsv2
