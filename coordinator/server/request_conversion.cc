@@ -93,7 +93,12 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   g.sampling.repetition_penalty = s.repetition_penalty() == 0.0f ? 1.0f : s.repetition_penalty();
   g.sampling.frequency_penalty = s.frequency_penalty();
   g.sampling.presence_penalty = s.presence_penalty();
-  g.sampling.seed = s.has_seed() ? s.seed() : std::random_device{}();
+  if (s.has_seed()) {
+    g.sampling.seed = s.seed();
+  } else {
+    std::random_device rd;
+    g.sampling.seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
   const v1::StoppingCriteria& st = r.stopping();
   if (st.has_max_new_tokens()) {
     if (st.max_new_tokens() < 1) {

@@ -132,8 +132,8 @@ void InferenceEngine::ProcessLogits(const ScheduledChunk& c, const float* rows) 
   }
   if (s.pending() > 0) return;  // still prefilling
   const float* last = rows + (c.all_logits ? c.count - 1 : 0) * vocab;
-  std::vector<float> scratch(last, last + vocab);  // the sampler edits logits in place
-  AppendToken(s, s.sampler->Sample(scratch.data()), last);
+  sample_scratch_.assign(last, last + vocab);  // the sampler edits logits in place
+  AppendToken(s, s.sampler->Sample(sample_scratch_.data()), last);
 }
 
 void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_logits) {

@@ -102,6 +102,7 @@ class InferenceEngine {
   std::list<std::unique_ptr<Sequence>> waiting_;  // FIFO; preempted ones go first
   std::list<std::unique_ptr<Sequence>> running_;  // admission order
   std::vector<float> logits_;
+  std::vector<float> sample_scratch_;  // one row of logits for the sampler
   int64_t finished_ = 0, cancelled_ = 0, preemptions_ = 0, steps_ = 0;
   std::atomic<uint64_t> next_request_number_{1};
   std::thread thread_;
