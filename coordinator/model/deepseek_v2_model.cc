@@ -3,8 +3,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/gated_mlp.h"
 #include "common/status_macros.h"
-#include "coordinator/model/gated_mlp.h"
 #include "coordinator/model/mla_attention_block.h"
 #include "coordinator/model/moe_block.h"
 #include "kernels/embedding.h"

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "common/weight_binder.h"
 
 namespace dsv2 {
 
@@ -24,60 +25,7 @@ WeightView AttentionWeights::WUv(int64_t h, int64_t nope, int64_t v) const {
 
 namespace {
 
-class Binder {
- public:
-  explicit Binder(const Checkpoint& ckpt) : ckpt_(ckpt) {}
-
-  absl::StatusOr<const TensorInfo*> Get(const std::string& name, std::vector<int64_t> shape) {
-    const TensorInfo* t = ckpt_.Find(name);
-    if (t == nullptr) {
-      return absl::NotFoundError(absl::StrCat("checkpoint ", ckpt_.path(), ": tensor '", name,
-                                              "' is missing (expected shape [",
-                                              absl::StrJoin(shape, ", "), "])"));
-    }
-    if (t->shape != shape) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' in ", t->file, " has shape ", t->ShapeString(),
-                       ", expected [", absl::StrJoin(shape, ", "), "] from config.json"));
-    }
-    if (!t->dtype ||
-        (*t->dtype != DType::kBF16 && *t->dtype != DType::kF16 && *t->dtype != DType::kF32)) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", t->file,
-                                                     " has dtype ", t->dtype_name,
-                                                     ", expected BF16, F16 or F32"));
-    }
-    bytes_ += t->nbytes;
-    return t;
-  }
-
-  absl::StatusOr<WeightView> Matrix(const std::string& name, int64_t rows, int64_t cols) {
-    DSV2_ASSIGN_OR_RETURN(const TensorInfo* t, Get(name, {rows, cols}));
-    return WeightView{t->data, *t->dtype, rows, cols, cols};
-  }
-
-  absl::StatusOr<std::vector<float>> Vector(const std::string& name, int64_t n) {
-    DSV2_ASSIGN_OR_RETURN(const TensorInfo* t, Get(name, {n}));
-    std::vector<float> v(n);
-    for (int64_t i = 0; i < n; ++i) v[i] = LoadAsFloat(t->data, *t->dtype, i);
-    return v;
-  }
-
-  absl::StatusOr<MlpWeights> Mlp(const std::string& prefix, int64_t width, int64_t hidden) {
-    MlpWeights m;
-    DSV2_ASSIGN_OR_RETURN(m.gate, Matrix(prefix + ".gate_proj.weight", width, hidden));
-    DSV2_ASSIGN_OR_RETURN(m.up, Matrix(prefix + ".up_proj.weight", width, hidden));
-    DSV2_ASSIGN_OR_RETURN(m.down, Matrix(prefix + ".down_proj.weight", hidden, width));
-    return m;
-  }
-
-  int64_t bytes() const { return bytes_; }
-
- private:
-  const Checkpoint& ckpt_;
-  int64_t bytes_ = 0;
-};
-
-absl::Status BindAttention(const ModelConfig& c, const std::string& p, Binder& b,
+absl::Status BindAttention(const ModelConfig& c, const std::string& p, WeightBinder& b,
                            AttentionWeights& a) {
   const int64_t heads = c.num_attention_heads, hidden = c.hidden_size;
   const int64_t nope = c.qk_nope_head_dim, v = c.v_head_dim, r = c.kv_lora_rank;
@@ -113,7 +61,7 @@ absl::Status BindAttention(const ModelConfig& c, const std::string& p, Binder& b
 
 absl::StatusOr<ModelWeights> BindModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
                                               const WeightBindOptions& options) {
-  Binder b(ckpt);
+  WeightBinder b(ckpt);
   ModelWeights w;
   const int64_t hidden = c.hidden_size;
   DSV2_ASSIGN_OR_RETURN(w.embed, b.Matrix("model.embed_tokens.weight", c.vocab_size, hidden));

@@ -9,17 +9,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/gated_mlp.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "kernels/weight_view.h"
 
 namespace dsv2 {
-
-struct MlpWeights {
-  WeightView gate;  // [width, hidden]
-  WeightView up;    // [width, hidden]
-  WeightView down;  // [hidden, width]
-};
 
 struct AttentionWeights {
   WeightView q_proj;             // [heads·qk_head_dim, hidden]     (q_lora_rank null)

@@ -20,9 +20,4 @@ struct MoeArgs {
 void MoeForward(const CpuContext& ctx, const ModelConfig& config, const MoeWeights& w,
                 const MoeArgs& args);
 
-// out[t] += Σ_k weight[t,k] · expert_{id[t,k]}(x[t]) over the experts bound in `w`; tokens are
-// grouped per expert so that each expert's weights are read once per call.
-void RoutedExpertsForward(const CpuContext& ctx, const MoeWeights& w, const RouterSelection& sel,
-                          const float* x, int64_t hidden, float* out);
-
 }  // namespace dsv2

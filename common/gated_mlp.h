@@ -5,10 +5,17 @@
 #include <cstdint>
 #include <vector>
 
-#include "coordinator/model/model_weights.h"
 #include "kernels/cpu_context.h"
+#include "kernels/weight_view.h"
 
 namespace dsv2 {
+
+// The weights of one gated MLP: a dense layer's MLP, the shared experts, or one routed expert.
+struct MlpWeights {
+  WeightView gate;  // [width, hidden]
+  WeightView up;    // [width, hidden]
+  WeightView down;  // [hidden, width]
+};
 
 struct GatedMlpArgs {
   const float* x = nullptr;  // [n, hidden]

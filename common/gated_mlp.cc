@@ -1,4 +1,4 @@
-#include "coordinator/model/gated_mlp.h"
+#include "common/gated_mlp.h"
 
 #include "kernels/matmul.h"
 #include "kernels/silu_mul.h"
