@@ -13,11 +13,12 @@
 
 namespace dsv2 {
 
-absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
+    const std::string& dir, const WeightBindOptions& options) {
   std::unique_ptr<DeepseekV2Model> m(new DeepseekV2Model());
   DSV2_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
   DSV2_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
-  DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_));
+  DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
   m->rope_ = RopeTable::FromConfig(m->config_);
   return m;
 }
@@ -111,7 +112,9 @@ absl::Status DeepseekV2Model::Forward(const CpuContext& ctx, LatentKvCache& cach
                   .y_stride = hidden,
                   .eps = eps});
     if (L.is_moe) {
-      MoeForward(ctx, c, L.moe, {.x = h.data(), .n = n, .residual = x.data()});
+      DSV2_RETURN_IF_ERROR(MoeForward(ctx, c, L.moe,
+                                      {.layer = l, .x = h.data(), .n = n, .residual = x.data()},
+                                      expert_backend_));
     } else {
       GatedMlp(ctx, L.mlp, {.x = h.data(), .n = n, .out = x.data(), .accumulate = true}, scratch);
     }

@@ -16,14 +16,21 @@
 #include "coordinator/model/latent_kv_cache.h"
 #include "coordinator/model/model_weights.h"
 #include "coordinator/model/rope_table.h"
+#include "coordinator/model/routed_expert_backend.h"
 #include "kernels/cpu_context.h"
 
 namespace dsv2 {
 
 class DeepseekV2Model {
  public:
-  // Reads <dir>/config.json and the safetensors of `dir` and binds every weight.
-  static absl::StatusOr<std::unique_ptr<DeepseekV2Model>> Load(const std::string& dir);
+  // Reads <dir>/config.json and the safetensors of `dir` and binds every weight (of the routed
+  // experts, those of options' range: all by default).
+  static absl::StatusOr<std::unique_ptr<DeepseekV2Model>> Load(
+      const std::string& dir, const WeightBindOptions& options = {});
+
+  // Routed experts run on `backend` from now on (null: in process). Not thread-safe with
+  // Forward; set it while no forward runs.
+  void SetExpertBackend(RoutedExpertBackend* backend) { expert_backend_ = backend; }
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -35,7 +42,7 @@ class DeepseekV2Model {
   // Runs the batch and writes logits [n_out, vocab_size] (float32), n_out = Σ over chunks of
   // (all_logits ? num_tokens : 1), in chunk order. Reserves cache pages for every chunk first;
   // INVALID_ARGUMENT names a bad token id or position, RESOURCE_EXHAUSTED a full cache (then
-  // nothing was computed).
+  // nothing was computed), UNAVAILABLE an expert backend that lost a worker.
   absl::Status Forward(const CpuContext& ctx, LatentKvCache& cache, const ForwardBatch& batch,
                        std::vector<float>* logits) const;
 
@@ -47,6 +54,7 @@ class DeepseekV2Model {
   std::unique_ptr<Checkpoint> checkpoint_;
   ModelWeights weights_;
   RopeTable rope_;
+  RoutedExpertBackend* expert_backend_ = nullptr;
 };
 
 }  // namespace dsv2

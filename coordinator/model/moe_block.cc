@@ -9,8 +9,8 @@
 
 namespace dsv2 {
 
-void MoeForward(const CpuContext& ctx, const ModelConfig& c, const MoeWeights& w,
-                const MoeArgs& a) {
+absl::Status MoeForward(const CpuContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                        const MoeArgs& a, RoutedExpertBackend* backend) {
   const int64_t hidden = c.hidden_size;
   std::vector<float> logits(a.n * c.n_routed_experts);  // [n, n_routed_experts]
   MatMul(ctx, {.x = a.x,
@@ -22,18 +22,25 @@ void MoeForward(const CpuContext& ctx, const ModelConfig& c, const MoeWeights& w
   const RouterSelection sel = RouteTokens(c, logits.data(), a.n);
 
   std::vector<float> routed(a.n * hidden, 0.0f);  // [n, hidden], summed in float32
-  RoutedExpertsForward(ctx, w.experts, w.expert_begin,
-                       {.n_tokens = sel.n_tokens,
-                        .top_k = sel.top_k,
-                        .expert = sel.expert.data(),
-                        .weight = sel.weight.data()},
-                       a.x, hidden, routed.data());
+  if (backend != nullptr) {
+    if (absl::Status s = backend->Run(ctx, a.layer, sel, a.x, hidden, routed.data()); !s.ok()) {
+      return s;
+    }
+  } else {
+    RoutedExpertsForward(ctx, w.experts, w.expert_begin,
+                         {.n_tokens = sel.n_tokens,
+                          .top_k = sel.top_k,
+                          .expert = sel.expert.data(),
+                          .weight = sel.weight.data()},
+                         a.x, hidden, routed.data());
+  }
   std::vector<float> scratch;
   if (w.has_shared) {
     GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = routed.data(), .accumulate = true},
              scratch);
   }
   for (int64_t i = 0; i < a.n * hidden; ++i) a.residual[i] += routed[i];
+  return absl::OkStatus();
 }
 
 }  // namespace dsv2

@@ -4,20 +4,24 @@
 
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "common/model_config.h"
 #include "coordinator/model/model_weights.h"
+#include "coordinator/model/routed_expert_backend.h"
 #include "coordinator/model/router.h"
 #include "kernels/cpu_context.h"
 
 namespace dsv2 {
 
 struct MoeArgs {
+  int64_t layer = 0;
   const float* x = nullptr;  // [n, hidden] normalized input
   int64_t n = 0;
   float* residual = nullptr;  // [n, hidden]: residual += moe(x)
 };
 
-void MoeForward(const CpuContext& ctx, const ModelConfig& config, const MoeWeights& w,
-                const MoeArgs& args);
+// `backend` null: the routed experts bound in `w` run here; otherwise the backend runs them.
+absl::Status MoeForward(const CpuContext& ctx, const ModelConfig& config, const MoeWeights& w,
+                        const MoeArgs& args, RoutedExpertBackend* backend);
 
 }  // namespace dsv2

@@ -102,7 +102,7 @@ void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
   if (!status.ok()) {
     for (const ScheduledChunk& c : plan) {
       Finish(*c.seq, FinishReason::kNone,
-             absl::InternalError(absl::StrCat("forward failed: ", status.message())));
+             absl::Status(status.code(), absl::StrCat("forward failed: ", status.message())));
     }
     return;
   }
