@@ -8,7 +8,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev
   libpcre2-dev libboost-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  python3 python3-venv
+  python3 python3-venv python3-grpcio python3-protobuf
 )
 
 missing=()

@@ -126,13 +126,16 @@ say "dsv2-coordinator is SERVING on $cli_host:$port ($((SECONDS - start)) s)"
 "${cli[@]}" info | sed 's/^/    /' >&2
 
 gen=("${cli[@]}" generate --max-new-tokens "$max_new")
+try='generate "Hello" --max-new-tokens 16'
 if [ -n "$prompt_ids" ]; then
   gen+=(--token-ids "$prompt_ids")
   shown="token ids $prompt_ids"
+  try="generate --token-ids $prompt_ids --max-new-tokens 16"
 elif "${cli[@]}" info | grep -q '^tokenizer: *no'; then
   say "the checkpoint has no tokenizer.json: using token ids 0,1,2 as the prompt"
   gen+=(--token-ids "0,1,2")
   shown="token ids 0,1,2"
+  try='generate --token-ids 0,1,2 --max-new-tokens 16'
 else
   gen+=("$prompt")
   shown="\"$prompt\""
@@ -143,6 +146,6 @@ echo "----" >&2
 echo "----" >&2
 
 say "serving on $cli_host:$port (pid $server_pid); Ctrl-C stops it. Try:"
-say "  build/bin/dsv2-cli --server $cli_host:$port generate \"Hello\" --max-new-tokens 16"
+say "  build/bin/dsv2-cli --server $cli_host:$port $try"
 wait "$server_pid" || true
 kill -0 "$server_pid" 2>/dev/null || server_died ""

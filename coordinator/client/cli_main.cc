@@ -62,9 +62,9 @@ constexpr char kUsage[] =
     "  info               print the served model, the server's limits and scheduler statistics.\n"
     "  health             grpc.health.v1.Health/Check for service \"\": prints the status.\n"
     "\n"
-    "Exit status: 0 success; 1 the call failed (the gRPC code and message are printed);\n"
-    "2 bad usage; 130 interrupted. health: 0 only when SERVING, 1 for any other status,\n"
-    "2 when the server cannot be reached.\n"
+    "Exit status: 0 success; 1 the call failed (the gRPC code and message are printed) or a\n"
+    "flag could not be parsed; 2 a missing or bad subcommand or argument; 130 interrupted.\n"
+    "health: 0 only when SERVING, 1 for any other status, 2 when the server cannot be reached.\n"
     "\n"
     "Examples:\n"
     "  dsv2-cli --server 127.0.0.1:50051 health\n"
@@ -164,6 +164,10 @@ int main(int argc, char** argv) {
   ConfigureHelp();
   // --stop may be repeated, which abseil flags do not allow: take its values out first.
   std::vector<std::string> args(argv, argv + argc);
+  for (std::string& a : args) {
+    if (a == "--") break;
+    if (a == "-h") a = "--help";
+  }
   const std::vector<std::string> raw_stops = ExtractRepeatedFlag("stop", &args);
   std::vector<char*> cargs;
   for (std::string& a : args) cargs.push_back(a.data());

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "coordinator/client/cli_commands.h"
 
@@ -91,6 +92,8 @@ int RunGenerate(const std::shared_ptr<grpc::Channel>& channel, const v1::Generat
   v1::GenerateResponse last;
   bool have_final = false;
   std::vector<v1::TokenLogprobs> logprobs;
+  std::vector<int32_t> ids;
+  bool any_text = false;
   while (reader->Read(&response)) {
     const Clock::time_point now = Clock::now();
     ++stats.messages;
@@ -98,8 +101,10 @@ int RunGenerate(const std::shared_ptr<grpc::Channel>& channel, const v1::Generat
       if (stats.tokens == 0) stats.first_token = now;
       stats.last_token = now;
       stats.tokens += response.token_ids_size();
+      ids.insert(ids.end(), response.token_ids().begin(), response.token_ids().end());
     }
     if (!response.text().empty()) {
+      any_text = true;
       std::fwrite(response.text().data(), 1, response.text().size(), stdout);
       std::fflush(stdout);
       stats.at_line_start = response.text().back() == '\n';
@@ -112,6 +117,10 @@ int RunGenerate(const std::shared_ptr<grpc::Channel>& channel, const v1::Generat
   }
   const grpc::Status status = reader->Finish();
   interrupts->Watch(nullptr);
+  if (!any_text && !ids.empty()) {
+    // A model without tokenizer.json streams ids only: show them instead of nothing.
+    std::printf("token ids: %s\n", absl::StrJoin(ids, " ").c_str());
+  }
   // The summary on stderr starts on a line of its own: a newline ends the text on a terminal;
   // otherwise the text is left exactly as generated and stderr gets the newline.
   if (!stats.at_line_start) std::fputc('\n', tty ? stdout : stderr);

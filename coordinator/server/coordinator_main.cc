@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,16 @@ ABSL_FLAG(int64_t, cache_pages, 0,
 ABSL_FLAG(int64_t, page_size, 64, "Tokens per cache page.");
 ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens of requests that set none.");
 ABSL_FLAG(int32_t, max_new_tokens_limit, 4096, "The largest max_new_tokens a request may ask.");
+ABSL_FLAG(std::vector<std::string>, workers, {},
+          "Expert parallelism: the dsv2-worker control addresses, comma-separated in rank order "
+          "(host:port of rank 1, rank 2, ...). The routed experts are split into contiguous "
+          "shards over them; empty: standalone, all experts in this process.");
+ABSL_FLAG(bool, coordinator_experts, false,
+          "With --workers: this process hosts a shard of the experts too (as rank 0).");
+ABSL_FLAG(double, worker_timeout, 5.0,
+          "With --workers: seconds a worker may take to answer a layer before it counts as "
+          "lost (its requests end with UNAVAILABLE and health turns NOT_SERVING until it "
+          "rejoins).");
 
 namespace {
 
@@ -90,7 +101,10 @@ int main(int argc, char** argv) {
                   .max_context = absl::GetFlag(FLAGS_max_context),
                   .default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens),
                   .max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit),
-                  .threads = absl::GetFlag(FLAGS_threads)}});
+                  .threads = absl::GetFlag(FLAGS_threads)},
+       .expert_parallel = {.workers = absl::GetFlag(FLAGS_workers),
+                           .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
+                           .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout))}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const dsv2::EngineStats stats = (*server)->engine().Stats();
   std::fprintf(stderr,

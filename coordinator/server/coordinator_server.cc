@@ -1,6 +1,7 @@
 #include "coordinator/server/coordinator_server.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -13,7 +14,17 @@ namespace dsv2 {
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorServerOptions& options) {
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
-  DSV2_ASSIGN_OR_RETURN(s->model_, DeepseekV2Model::Load(options.model_dir));
+  const bool expert_parallel = !options.expert_parallel.workers.empty();
+  WeightBindOptions bind;  // standalone: every routed expert is local
+  std::optional<ExpertPlacement> placement;
+  if (expert_parallel) {
+    DSV2_ASSIGN_OR_RETURN(const ModelConfig config, LoadModelConfig(options.model_dir));
+    DSV2_ASSIGN_OR_RETURN(placement,
+                          ExpertParallelBackend::PlacementFor(config, options.expert_parallel));
+    bind.expert_begin = placement->Range(0).begin;
+    bind.expert_end = placement->Range(0).end;
+  }
+  DSV2_ASSIGN_OR_RETURN(s->model_, DeepseekV2Model::Load(options.model_dir, bind));
   if (std::filesystem::exists(std::filesystem::path(options.model_dir) / "tokenizer.json")) {
     DSV2_ASSIGN_OR_RETURN(s->tokenizer_, Tokenizer::Load(options.model_dir));
     if (s->tokenizer_->vocab_size() > s->model_->config().vocab_size) {
@@ -22,13 +33,23 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
           " token ids but config.json's vocab_size is ", s->model_->config().vocab_size));
     }
   }
+  if (expert_parallel) {
+    s->expert_group_ = std::make_unique<ExpertParallelBackend>(
+        *s->model_, options.expert_parallel, std::move(*placement),
+        [server = s.get()](bool serving) { server->SetServing(serving); });
+    s->model_->SetExpertBackend(s->expert_group_.get());
+  } else {
+    s->serving_ = true;
+  }
   s->engine_ = std::make_unique<InferenceEngine>(*s->model_, s->tokenizer_.get(), options.engine);
-  s->service_ = std::make_unique<InferenceService>(ServedModel{.model = s->model_.get(),
-                                                               .tokenizer = s->tokenizer_.get(),
-                                                               .engine = s->engine_.get(),
-                                                               .path = options.model_dir,
-                                                               .device = "cpu",
-                                                               .demo = options.demo});
+  s->service_ =
+      std::make_unique<InferenceService>(ServedModel{.model = s->model_.get(),
+                                                     .tokenizer = s->tokenizer_.get(),
+                                                     .engine = s->engine_.get(),
+                                                     .path = options.model_dir,
+                                                     .device = "cpu",
+                                                     .demo = options.demo,
+                                                     .expert_group = s->expert_group_.get()});
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -42,15 +63,27 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
   }
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  {
+    std::lock_guard<std::mutex> lock(s->health_mu_);
+    s->server_->GetHealthCheckService()->SetServingStatus(s->serving_);
+  }
   return s;
 }
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(); }
 
+void CoordinatorServer::SetServing(bool serving) {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  serving_ = serving;
+  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(serving);
+}
+
 void CoordinatorServer::Shutdown() {
-  if (server_ == nullptr) return;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    if (server_ == nullptr) return;
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
   // Running streams get a short grace period, then are cancelled.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }

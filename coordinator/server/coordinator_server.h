@@ -4,9 +4,11 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "coordinator/expert_parallel/expert_parallel_backend.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/server/inference_service.h"
 #include "coordinator/serving/inference_engine.h"
@@ -21,6 +23,8 @@ struct CoordinatorServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port
   InferenceEngineOptions engine;
+  // Expert parallelism: workers' control addresses in rank order (empty: standalone).
+  ExpertParallelOptions expert_parallel;
 };
 
 class CoordinatorServer {
@@ -33,6 +37,8 @@ class CoordinatorServer {
   const InferenceEngine& engine() const { return *engine_; }
   const DeepseekV2Model& model() const { return *model_; }
   bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  // Null in standalone mode.
+  const ExpertParallelBackend* expert_group() const { return expert_group_.get(); }
   // Stops accepting calls, ends the running ones and returns; safe from any thread but a
   // signal handler.
   void Shutdown();
@@ -40,13 +46,17 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer() = default;
+  void SetServing(bool serving);
 
   std::unique_ptr<DeepseekV2Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ExpertParallelBackend> expert_group_;  // outlives the engine that calls it
   std::unique_ptr<InferenceEngine> engine_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::mutex health_mu_;
+  bool serving_ = false;  // what health reports once the server is up
 };
 
 }  // namespace dsv2

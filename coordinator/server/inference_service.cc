@@ -15,6 +15,10 @@ constexpr std::chrono::milliseconds kPollInterval(20);
 grpc::Status InferenceService::Generate(grpc::ServerContext* context,
                                         const v1::GenerateRequest* request,
                                         grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (served_.expert_group != nullptr && !served_.expert_group->serving()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        std::string(served_.expert_group->status().message()));
+  }
   absl::StatusOr<GenerationRequest> converted = ToGenerationRequest(*request, served_.tokenizer);
   if (!converted.ok()) return ToGrpcStatus(converted.status());
   // The client's deadline, if any, bounds the sequence's life in the engine too.
@@ -96,6 +100,21 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
   out->set_requests_cancelled(s.cancelled);
   out->set_preemptions(s.preemptions);
   out->set_steps(s.steps);
+  if (const ExpertParallelBackend* group = served_.expert_group; group != nullptr) {
+    v1::ExpertParallelInfo* ep = info->mutable_expert_parallel();
+    const ExpertPlacement& p = group->placement();
+    ep->set_world_size(p.world_size());
+    for (int r = 0; r < p.world_size(); ++r) ep->add_expert_boundaries(p.Range(r).begin);
+    ep->add_expert_boundaries(p.n_experts());
+    ep->set_serving(group->serving());
+    ep->set_status(std::string(group->status().message()));
+    const CommStats comm = group->comm_stats();
+    ep->set_bytes_sent(comm.total.bytes_sent);
+    ep->set_bytes_received(comm.total.bytes_received);
+    int64_t layers = 0;
+    for (const auto& [layer, c] : comm.layers) layers += c.messages_sent;
+    ep->set_layers_dispatched(layers);
+  }
   return grpc::Status::OK;
 }
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <string>
 
+#include "coordinator/expert_parallel/expert_parallel_backend.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/serving/inference_engine.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -18,6 +19,7 @@ struct ServedModel {
   std::string path;
   std::string device;
   bool demo = false;
+  const ExpertParallelBackend* expert_group = nullptr;  // expert-parallel mode only
 };
 
 class InferenceService final : public v1::Inference::Service {

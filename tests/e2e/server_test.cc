@@ -106,7 +106,8 @@ class ServerTest : public ::testing::Test {
                                                              .queue_capacity = 64,
                                                              .page_size = 8,
                                                              .max_context = 4096,
-                                                             .max_new_tokens_limit = 4000}}))
+                                                             .max_new_tokens_limit = 4000},
+                                                  .expert_parallel = {}}))
                   .value()
                   .release();
     auto ref = SafetensorsFile::Open(lite + "/reference.safetensors");
@@ -125,7 +126,8 @@ class ServerTest : public ::testing::Test {
     demo_ = std::move(CoordinatorServer::Start(
                           {.model_dir = EnsureDemoModel(demo_dir).value(),
                            .demo = true,
-                           .engine = {.max_running = 1, .queue_capacity = 1, .max_context = 512}}))
+                           .engine = {.max_running = 1, .queue_capacity = 1, .max_context = 512},
+                           .expert_parallel = {}}))
                 .value()
                 .release();
   }

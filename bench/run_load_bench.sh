@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Server load benchmark: writes (if missing) the 4-layer V2-Lite-shaped checkpoint (random
+# weights, ~4.5 GB), starts dsv2-coordinator on it, runs bench/load_generator at concurrency
+# 1, 8 and 32, stops the server. Prints a markdown table; JSON goes to bench/out/.
+#   bench/run_load_bench.sh                      # defaults below
+#   bench/run_load_bench.sh --requests 8,16,32 --max-new-tokens 64  # extra args: load_generator
+# Environment: DSV2_LOAD_CKPT (checkpoint dir, default /tmp/dsv2-v2lite-4l), DSV2_LOAD_PORT
+# (default 50151), DSV2_LOAD_SERVER_ARGS (extra dsv2-coordinator flags, e.g. "--threads 2").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ckpt="${DSV2_LOAD_CKPT:-/tmp/dsv2-v2lite-4l}"
+port="${DSV2_LOAD_PORT:-50151}"
+out_dir=bench/out
+mkdir -p "$out_dir"
+json="$out_dir/load_bench.json"
+log="$out_dir/load_bench_server.log"
+
+for bin in dsv2-coordinator dsv2-make-checkpoint dsv2-cli load_generator; do
+  if [ ! -x "build/bin/$bin" ]; then
+    echo "run_load_bench: build/bin/$bin missing; run scripts/build.sh" >&2
+    exit 1
+  fi
+done
+
+if [ ! -f "$ckpt/config.json" ] || [ ! -f "$ckpt/model.safetensors.index.json" ]; then
+  echo "run_load_bench: writing the 4-layer V2-Lite-shaped checkpoint to $ckpt (~4.5 GB)" >&2
+  build/bin/dsv2-make-checkpoint --preset v2-lite --layers 4 --out "$ckpt"
+fi
+
+cli=(build/bin/dsv2-cli --server "127.0.0.1:$port" --timeout 2)
+if "${cli[@]}" health >/dev/null 2>&1; then
+  echo "run_load_bench: something already serves on port $port (set DSV2_LOAD_PORT)" >&2
+  exit 1
+fi
+# shellcheck disable=SC2086  # DSV2_LOAD_SERVER_ARGS is a list of flags
+build/bin/dsv2-coordinator --model "$ckpt" --host 127.0.0.1 --port "$port" \
+  ${DSV2_LOAD_SERVER_ARGS:-} >"$log" 2>&1 &
+server_pid=$!
+stop_server() {
+  if kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  wait "$server_pid" 2>/dev/null || true
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+start=$SECONDS
+until "${cli[@]}" health >/dev/null 2>&1; do
+  if ! kill -0 "$server_pid" 2>/dev/null || [ $((SECONDS - start)) -ge 300 ]; then
+    echo "run_load_bench: dsv2-coordinator did not become healthy; last lines of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "run_load_bench: serving $ckpt on 127.0.0.1:$port" >&2
+
+build/bin/load_generator --server "127.0.0.1:$port" --concurrency 1,8,32 --prompt-len 64 \
+  --max-new-tokens 32 --requests 12,32,64 --warmup 2 --json "$json" "$@"
+echo "run_load_bench: JSON in $json, server log in $log" >&2

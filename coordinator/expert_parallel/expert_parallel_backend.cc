@@ -1,0 +1,205 @@
+#include "coordinator/expert_parallel/expert_parallel_backend.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/checkpoint_fingerprint.h"
+#include "common/comm/dispatch_layout.h"
+#include "common/comm/tcp/tcp_dispatcher.h"
+#include "common/expert_shard.h"
+#include "dsv2/v1/worker.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace dsv2 {
+namespace {
+
+void AddCounters(CommCounters& into, const CommCounters& c) {
+  into.bytes_sent += c.bytes_sent;
+  into.bytes_received += c.bytes_received;
+  into.messages_sent += c.messages_sent;
+  into.messages_received += c.messages_received;
+}
+
+void AddStats(CommStats& into, const CommStats& s) {
+  for (const auto& [layer, c] : s.layers) AddCounters(into.layers[layer], c);
+  AddCounters(into.total, s.total);
+}
+
+// "host:port" → "host".
+std::string HostOf(const std::string& endpoint) {
+  const size_t colon = endpoint.rfind(':');
+  return colon == std::string::npos ? endpoint : endpoint.substr(0, colon);
+}
+
+}  // namespace
+
+absl::StatusOr<ExpertPlacement> ExpertParallelBackend::PlacementFor(
+    const ModelConfig& config, const ExpertParallelOptions& options) {
+  return ExpertPlacement::Contiguous(config.n_routed_experts,
+                                     static_cast<int>(options.workers.size()) + 1,
+                                     options.coordinator_hosts_experts);
+}
+
+ExpertParallelBackend::ExpertParallelBackend(const DeepseekV2Model& model,
+                                             const ExpertParallelOptions& options,
+                                             ExpertPlacement placement,
+                                             std::function<void(bool)> on_serving)
+    : model_(model),
+      options_(options),
+      placement_(std::move(placement)),
+      fingerprint_(CheckpointFingerprint(model.config(), model.checkpoint())),
+      on_serving_(std::move(on_serving)) {
+  supervisor_ = std::thread([this] { Supervise(); });
+}
+
+ExpertParallelBackend::~ExpertParallelBackend() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  supervisor_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (dispatcher_ != nullptr) dispatcher_->Drain().IgnoreError();  // workers go back to waiting
+}
+
+absl::Status ExpertParallelBackend::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+CommStats ExpertParallelBackend::comm_stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  CommStats s = retired_stats_;
+  if (dispatcher_ != nullptr) AddStats(s, dispatcher_->stats());
+  return s;
+}
+
+void ExpertParallelBackend::Supervise() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    if (!serving_) {
+      lock.unlock();
+      const absl::Status s = ConnectAll();
+      lock.lock();
+      if (!s.ok()) {
+        if (s.message() != status_.message()) {
+          std::fprintf(stderr, "dsv2-coordinator: expert workers: %s\n",
+                       std::string(s.message()).c_str());
+        }
+        status_ = s;
+      }
+    }
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.retry_interval), [&] { return stop_; });
+  }
+}
+
+absl::Status ExpertParallelBackend::ConnectAll() {
+  const int world = placement_.world_size();
+  uint64_t session;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    session = ++session_;
+  }
+  std::vector<std::string> data_endpoints;
+  for (int rank = 1; rank < world; ++rank) {
+    const std::string& address = options_.workers[rank - 1];
+    const std::string who = absl::StrCat("worker rank ", rank, " (", address, ")");
+    auto stub =
+        v1::ExpertWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::ConfigureRequest req;
+    req.set_rank(rank);
+    req.set_world_size(world);
+    const auto [begin, end] = placement_.Range(rank);
+    req.set_expert_begin(begin);
+    req.set_expert_end(end);
+    req.set_checkpoint_fingerprint(fingerprint_);
+    req.set_session(session);
+    req.set_transport("tcp");
+    v1::ConfigureResponse resp;
+    const grpc::Status s = stub->Configure(&ctx, req, &resp);
+    if (!s.ok()) {
+      const absl::StatusCode code = s.error_code() == grpc::StatusCode::FAILED_PRECONDITION
+                                        ? absl::StatusCode::kFailedPrecondition
+                                        : absl::StatusCode::kUnavailable;
+      return absl::Status(code, absl::StrCat(who, ": ", s.error_message()));
+    }
+    if (resp.rank() != rank || resp.checkpoint_fingerprint() != fingerprint_ ||
+        resp.expert_begin() != begin || resp.expert_end() != end) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(who, " answered rank ", resp.rank(), ", experts [", resp.expert_begin(),
+                       ", ", resp.expert_end(), "), checkpoint ", resp.checkpoint_fingerprint(),
+                       "; expected rank ", rank, ", [", begin, ", ", end, "), ", fingerprint_));
+    }
+    data_endpoints.push_back(absl::StrCat(HostOf(address), ":", resp.data_port()));
+  }
+  TcpDispatcherOptions tcp;
+  tcp.connect_timeout = absl::Seconds(10);
+  tcp.timeout = options_.timeout;
+  absl::StatusOr<std::unique_ptr<TcpExpertDispatcher>> dispatcher =
+      TcpExpertDispatcher::Connect(data_endpoints, tcp);
+  if (!dispatcher.ok()) {
+    return absl::UnavailableError(absl::StrCat("data plane: ", dispatcher.status().message()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (dispatcher_ != nullptr) AddStats(retired_stats_, dispatcher_->stats());
+    dispatcher_ = std::move(*dispatcher);
+    status_ = absl::OkStatus();
+    serving_ = true;
+  }
+  std::fprintf(stderr, "dsv2-coordinator: %d expert workers connected (session %llu)\n", world - 1,
+               static_cast<unsigned long long>(session));
+  if (on_serving_) on_serving_(true);
+  return absl::OkStatus();
+}
+
+void ExpertParallelBackend::MarkBroken(const absl::Status& why) {
+  // Called with mu_ held.
+  status_ = absl::UnavailableError(absl::StrCat("expert worker lost: ", why.message()));
+  serving_ = false;
+  if (dispatcher_ != nullptr) {
+    AddStats(retired_stats_, dispatcher_->stats());
+    dispatcher_.reset();
+  }
+  cv_.notify_all();
+}
+
+absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
+                                        const RouterSelection& sel, const float* x, int64_t hidden,
+                                        float* out) {
+  absl::Status result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!serving_ || dispatcher_ == nullptr) return status_;
+    absl::StatusOr<DispatchLayout> layout = DispatchLayout::Compute(
+        placement_, sel.expert.data(), sel.weight.data(), sel.n_tokens, sel.top_k);
+    if (!layout.ok()) return layout.status();
+    const int tag = static_cast<int>(layer);
+    result = dispatcher_->Dispatch(tag, *layout, x, hidden);
+    if (result.ok()) {
+      // The coordinator's own shard (rank 0) runs while the workers compute theirs; its
+      // partial goes into `out` first, then Combine adds ranks 1, 2, ... in order.
+      const MoeWeights& local = model_.weights().layers[layer].moe;
+      if (!local.experts.empty()) {
+        RoutedExpertsForward(ctx, local.experts, local.expert_begin,
+                             {.n_tokens = sel.n_tokens,
+                              .top_k = sel.top_k,
+                              .expert = sel.expert.data(),
+                              .weight = sel.weight.data()},
+                             x, hidden, out);
+      }
+      result = dispatcher_->Combine(tag, *layout, out, hidden);
+    }
+    if (result.ok()) return result;
+    MarkBroken(result);
+    result = status_;
+  }
+  std::fprintf(stderr, "dsv2-coordinator: %s\n", std::string(result.message()).c_str());
+  if (on_serving_) on_serving_(false);
+  return result;
+}
+
+}  // namespace dsv2

@@ -1,0 +1,84 @@
+// ExpertParallelBackend: the coordinator's side of expert parallelism. It owns the data plane
+// to the workers (a TcpExpertDispatcher), runs every MoE layer's routed experts through it —
+// dispatch the tokens to the ranks owning their experts, run the coordinator's own shard if it
+// has one, combine the partial sums in rank order — and keeps the group healthy: when a worker
+// is lost the layer fails with UNAVAILABLE, the group reports NOT_SERVING, and a supervisor
+// thread configures the workers again (a restarted worker rejoins at its address with its
+// rank) and rebuilds the data plane, after which it reports SERVING.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/comm/communicator.h"
+#include "common/comm/expert_placement.h"
+#include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/model/routed_expert_backend.h"
+
+namespace dsv2 {
+
+struct ExpertParallelOptions {
+  // Control-plane addresses of the workers ("host:port"), in rank order: rank i + 1.
+  std::vector<std::string> workers;
+  // The coordinator hosts a shard of the experts itself (as rank 0).
+  bool coordinator_hosts_experts = false;
+  // A worker that does not answer a layer within this is lost: the requests of that step fail
+  // with UNAVAILABLE.
+  absl::Duration timeout = absl::Seconds(5);
+  // How often the supervisor retries configuring lost workers.
+  absl::Duration retry_interval = absl::Seconds(1);
+};
+
+class ExpertParallelBackend final : public RoutedExpertBackend {
+ public:
+  // The placement the options imply for this model: what the coordinator must bind locally.
+  static absl::StatusOr<ExpertPlacement> PlacementFor(const ModelConfig& config,
+                                                      const ExpertParallelOptions& options);
+
+  // `model` must have been loaded with the coordinator's own expert range (PlacementFor).
+  // Starts the supervisor, which connects the workers in the background; `on_serving` is
+  // called with true when the whole group is up and false when it breaks.
+  ExpertParallelBackend(const DeepseekV2Model& model, const ExpertParallelOptions& options,
+                        ExpertPlacement placement, std::function<void(bool)> on_serving);
+  ~ExpertParallelBackend() override;
+
+  absl::Status Run(const CpuContext& ctx, int64_t layer, const RouterSelection& sel, const float* x,
+                   int64_t hidden, float* out) override;
+
+  bool serving() const { return serving_; }
+  // Why the group is not serving (OK when it is).
+  absl::Status status() const;
+  CommStats comm_stats() const;
+  const ExpertPlacement& placement() const { return placement_; }
+
+ private:
+  void Supervise();
+  absl::Status ConnectAll();
+  void MarkBroken(const absl::Status& why);
+
+  const DeepseekV2Model& model_;
+  ExpertParallelOptions options_;
+  ExpertPlacement placement_;
+  std::string fingerprint_;
+  std::function<void(bool)> on_serving_;
+
+  mutable std::mutex mu_;  // guards dispatcher_ and status_; held for a whole layer in Run
+  std::condition_variable cv_;
+  std::unique_ptr<ExpertDispatcher> dispatcher_;
+  absl::Status status_ = absl::UnavailableError("expert workers are not connected yet");
+  CommStats retired_stats_;  // traffic of dispatchers that were replaced
+  uint64_t session_ = 0;
+  std::atomic<bool> serving_{false};
+  bool stop_ = false;
+  std::thread supervisor_;
+};
+
+}  // namespace dsv2

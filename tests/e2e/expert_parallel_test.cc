@@ -1,0 +1,275 @@
+// Expert parallelism with real worker processes over loopback: a coordinator plus 2 or 3
+// dsv2-worker processes (uneven shards) give the standalone greedy tokens and logprobs within
+// 1e-5; a worker killed with SIGKILL mid-stream ends the stream with UNAVAILABLE, health turns
+// NOT_SERVING, and the restarted worker rejoins; a worker serving another checkpoint is refused.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/safetensors.h"
+#include "coordinator/server/coordinator_server.h"
+#include "dsv2/v1/inference.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace dsv2 {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+const std::string kLite = std::string(DSV2_TEST_DATA_DIR) + "/golden/lite";
+const std::string kV2 = std::string(DSV2_TEST_DATA_DIR) + "/golden/v2";
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A dsv2-worker process.
+class WorkerProcess {
+ public:
+  WorkerProcess(std::string model, int rank) : model_(std::move(model)), rank_(rank) {
+    port_ = FreePort();
+    data_port_ = FreePort();
+    Start();
+  }
+  ~WorkerProcess() { Kill(SIGTERM); }
+
+  void Start() {
+    const std::string log = absl::StrCat(::testing::TempDir(), "/worker", rank_, ".log");
+    std::vector<std::string> args = {DSV2_WORKER_BIN,
+                                     "--model=" + model_,
+                                     absl::StrCat("--rank=", rank_),
+                                     "--host=127.0.0.1",
+                                     absl::StrCat("--port=", port_),
+                                     absl::StrCat("--data-port=", data_port_),
+                                     "--threads=1"};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ASSERT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  std::string model_;
+  int rank_;
+  int port_ = 0;
+  int data_port_ = 0;
+  pid_t pid_ = -1;
+};
+
+struct GenResult {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+};
+
+GenResult Generate(int port, const std::vector<int32_t>& prompt, int max_new) {
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest req;
+  for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
+  req.mutable_sampling()->set_temperature(0.0f);
+  req.mutable_stopping()->set_max_new_tokens(max_new);
+  req.mutable_stopping()->set_ignore_eos(true);
+  req.mutable_logprobs()->set_top_logprobs(5);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+  auto reader = stub->Generate(&ctx, req);
+  GenResult r;
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    for (int32_t t : resp.token_ids()) r.tokens.push_back(t);
+    for (const auto& lp : resp.logprobs()) {
+      r.logprobs.push_back(lp.chosen().logprob());
+      for (const auto& t : lp.top()) r.logprobs.push_back(t.logprob());
+    }
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+bool WaitServing(const CoordinatorServer& server, bool want, std::chrono::seconds limit = 30s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (server.expert_group()->serving() == want) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckResponse resp;
+  stub->Check(&ctx, {}, &resp);
+  return resp.status();
+}
+
+std::unique_ptr<CoordinatorServer> StartCoordinator(const std::vector<std::string>& workers,
+                                                    bool coordinator_experts = false) {
+  return std::move(CoordinatorServer::Start(
+                       {.model_dir = kLite,
+                        .engine = {.max_context = 512},
+                        .expert_parallel = {.workers = workers,
+                                            .coordinator_hosts_experts = coordinator_experts,
+                                            .timeout = absl::Seconds(2),
+                                            .retry_interval = absl::Milliseconds(200)}}))
+      .value();
+}
+
+class ExpertParallelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    prompts_.clear();
+    expected_.clear();
+    auto ref = SafetensorsFile::Open(kLite + "/reference.safetensors");
+    for (int i = 0; i < 3; ++i) {
+      const TensorInfo& t = (*ref)->tensors().at(absl::StrCat("prompt.", i, ".ids"));
+      std::vector<int32_t> ids;
+      for (int64_t j = 0; j < t.numel(); ++j) ids.push_back(static_cast<const int64_t*>(t.data)[j]);
+      prompts_.push_back(ids);
+    }
+    standalone_ =
+        std::move(CoordinatorServer::Start(
+                      {.model_dir = kLite, .engine = {.max_context = 512}, .expert_parallel = {}}))
+            .value()
+            .release();
+    for (const auto& p : prompts_) expected_.push_back(Generate(standalone_->port(), p, 16));
+  }
+  static void TearDownTestSuite() {
+    delete standalone_;
+    standalone_ = nullptr;
+  }
+
+  void ExpectSameAsStandalone(int port) {
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      const GenResult r = Generate(port, prompts_[i], 16);
+      ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+      EXPECT_EQ(r.tokens, expected_[i].tokens) << "prompt " << i;
+      ASSERT_EQ(r.logprobs.size(), expected_[i].logprobs.size());
+      for (size_t j = 0; j < r.logprobs.size(); ++j) {
+        EXPECT_NEAR(r.logprobs[j], expected_[i].logprobs[j], 1e-5) << "prompt " << i << " " << j;
+      }
+    }
+  }
+
+  static CoordinatorServer* standalone_;
+  static std::vector<std::vector<int32_t>> prompts_;
+  static std::vector<GenResult> expected_;
+};
+
+CoordinatorServer* ExpertParallelTest::standalone_ = nullptr;
+std::vector<std::vector<int32_t>> ExpertParallelTest::prompts_;
+std::vector<GenResult> ExpertParallelTest::expected_;
+
+TEST_F(ExpertParallelTest, TwoWorkersMatchStandalone) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = StartCoordinator({w1.address(), w2.address()});
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::SERVING);
+  ExpectSameAsStandalone(coordinator->port());
+  const CommStats comm = coordinator->expert_group()->comm_stats();
+  EXPECT_GT(comm.total.bytes_sent, 0);
+}
+
+TEST_F(ExpertParallelTest, ThreeWorkersUnevenShardsMatchStandalone) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2), w3(kLite, 3);  // 16 experts: 6, 5, 5
+  auto coordinator = StartCoordinator({w1.address(), w2.address(), w3.address()});
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  EXPECT_EQ(coordinator->expert_group()->placement().Range(1).size(), 6);
+  EXPECT_EQ(coordinator->expert_group()->placement().Range(3).size(), 5);
+  ExpectSameAsStandalone(coordinator->port());
+}
+
+TEST_F(ExpertParallelTest, CoordinatorShardPlusTwoWorkersMatchStandalone) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = StartCoordinator({w1.address(), w2.address()}, /*coordinator_experts=*/true);
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  EXPECT_GT(coordinator->expert_group()->placement().Range(0).size(), 0);
+  ExpectSameAsStandalone(coordinator->port());
+}
+
+// Failures of workers, as their own suite.
+class WorkerFaultTest : public ExpertParallelTest {};
+
+TEST_F(WorkerFaultTest, KilledWorkerEndsStreamAndRejoins) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = StartCoordinator({w1.address(), w2.address()});
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", coordinator->port()), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest req;
+  for (int32_t id : prompts_[0]) req.mutable_token_ids()->add_ids(id);
+  req.mutable_stopping()->set_max_new_tokens(400);
+  req.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  const auto killed_at = std::chrono::steady_clock::now();
+  w2.Kill(SIGKILL);
+  while (reader->Read(&resp)) {
+  }
+  const grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 10s);
+  ASSERT_TRUE(WaitServing(*coordinator, false, 5s));
+  EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Generate(coordinator->port(), prompts_[1], 4).status.error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  w2.Start();  // same rank, same ports
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::SERVING);
+  ExpectSameAsStandalone(coordinator->port());
+}
+
+TEST_F(WorkerFaultTest, WorkerWithAnotherCheckpointIsRefused) {
+  WorkerProcess w1(kLite, 1), w2(kV2, 2);
+  auto coordinator = StartCoordinator({w1.address(), w2.address()});
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(coordinator->expert_group()->serving());
+  EXPECT_THAT(coordinator->expert_group()->status().message(), HasSubstr("checkpoint mismatch"));
+  EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+}  // namespace
+}  // namespace dsv2

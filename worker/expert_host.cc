@@ -1,0 +1,160 @@
+#include "worker/expert_host.h"
+
+#include <cstdio>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/checkpoint_fingerprint.h"
+#include "common/status_macros.h"
+
+namespace dsv2 {
+
+ExpertHost::ExpertHost(const ExpertHostOptions& options)
+    : options_(options), ctx_(options.threads) {}
+
+absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostOptions& options) {
+  std::unique_ptr<ExpertHost> h(new ExpertHost(options));
+  DSV2_ASSIGN_OR_RETURN(h->config_, LoadModelConfig(options.model_dir));
+  DSV2_ASSIGN_OR_RETURN(h->checkpoint_, Checkpoint::Open(options.model_dir));
+  h->fingerprint_ = CheckpointFingerprint(h->config_, *h->checkpoint_);
+  TcpWorkerOptions link_options;
+  link_options.idle_timeout = options.idle_timeout;
+  link_options.timeout = options.timeout;
+  link_options.accept_timeout = options.idle_timeout;
+  link_options.expected_rank = options.rank;
+  DSV2_ASSIGN_OR_RETURN(h->link_, TcpExpertWorkerLink::Listen(options.data_port, link_options));
+  h->loop_ = std::thread([host = h.get()] { host->LayerLoop(); });
+  return h;
+}
+
+ExpertHost::~ExpertHost() {
+  // The loop notices within one idle timeout (the link is not thread-safe to close from here).
+  stop_ = true;
+  loop_.join();
+}
+
+grpc::Status ExpertHost::Configure(grpc::ServerContext*, const v1::ConfigureRequest* req,
+                                   v1::ConfigureResponse* resp) {
+  auto refuse = [](const std::string& why) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
+  };
+  if (req->rank() != options_.rank) {
+    return refuse(absl::StrCat("this worker is rank ", options_.rank,
+                               " but the coordinator configured rank ", req->rank(),
+                               " (check the order of --workers)"));
+  }
+  if (req->checkpoint_fingerprint() != fingerprint_) {
+    return refuse(absl::StrCat("checkpoint mismatch: worker rank ", options_.rank, " serves ",
+                               options_.model_dir, " (fingerprint ", fingerprint_,
+                               "), the coordinator's fingerprint is ",
+                               req->checkpoint_fingerprint()));
+  }
+  if (req->transport() != "tcp") {
+    return refuse(absl::StrCat("transport '", req->transport(),
+                               "' is not available in this worker (tcp is)"));
+  }
+  std::shared_ptr<const ExpertShard> shard;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shard = shard_;
+  }
+  if (shard == nullptr || shard->begin != req->expert_begin() || shard->end != req->expert_end()) {
+    absl::StatusOr<ExpertShard> bound =
+        BindExpertShard(config_, *checkpoint_, req->expert_begin(), req->expert_end());
+    if (!bound.ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          std::string(bound.status().message()));
+    }
+    shard = std::make_shared<const ExpertShard>(std::move(*bound));
+    std::fprintf(stderr, "dsv2-worker rank %d: hosting experts [%lld, %lld), %.2f GB\n",
+                 options_.rank, static_cast<long long>(shard->begin),
+                 static_cast<long long>(shard->end), shard->bytes / 1e9);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shard_ = shard;
+    session_ = req->session();
+  }
+  resp->set_rank(options_.rank);
+  resp->set_checkpoint_fingerprint(fingerprint_);
+  resp->set_expert_begin(shard->begin);
+  resp->set_expert_end(shard->end);
+  resp->set_data_port(link_->port());
+  resp->set_shard_bytes(shard->bytes);
+  return grpc::Status::OK;
+}
+
+grpc::Status ExpertHost::GetWorkerStatus(grpc::ServerContext*, const v1::WorkerStatusRequest*,
+                                         v1::WorkerStatus* resp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  resp->set_rank(options_.rank);
+  resp->set_state(state_);
+  resp->set_session(session_);
+  if (shard_ != nullptr) {
+    resp->set_expert_begin(shard_->begin);
+    resp->set_expert_end(shard_->end);
+  }
+  resp->set_layers_served(layers_served_);
+  resp->set_checkpoint_fingerprint(fingerprint_);
+  return grpc::Status::OK;
+}
+
+void ExpertHost::LayerLoop() {
+  while (!stop_) {
+    const absl::Status accepted = link_->WaitForCoordinator();
+    if (stop_) return;
+    if (!accepted.ok()) {
+      if (accepted.code() != absl::StatusCode::kDeadlineExceeded) {
+        std::fprintf(stderr, "dsv2-worker rank %d: %s\n", options_.rank,
+                     std::string(accepted.message()).c_str());
+      }
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      state_ = "serving";
+    }
+    const absl::Status ended = ServeCoordinator();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      state_ = "waiting";
+    }
+    if (!stop_) {
+      std::fprintf(stderr, "dsv2-worker rank %d: coordinator session ended: %s\n", options_.rank,
+                   ended.ok() ? "drained" : std::string(ended.message()).c_str());
+    }
+  }
+}
+
+absl::Status ExpertHost::ServeCoordinator() {
+  std::vector<float> partial;
+  while (!stop_) {
+    absl::StatusOr<DispatchedTokens> got = link_->ReceiveDispatch();
+    if (!got.ok()) {
+      if (got.status().code() == absl::StatusCode::kDeadlineExceeded) continue;  // idle
+      return got.status();
+    }
+    if (got->drain) return absl::OkStatus();
+    std::shared_ptr<const ExpertShard> shard;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shard = shard_;
+    }
+    if (shard == nullptr || got->layer < 0 ||
+        got->layer >= static_cast<int>(shard->layers.size())) {
+      link_->Close();
+      return absl::FailedPreconditionError(
+          absl::StrCat("dispatch for layer ", got->layer, " before Configure or out of range"));
+    }
+    partial.assign(got->n * got->hidden, 0.0f);  // [n, hidden]
+    RoutedExpertsForward(
+        ctx_, shard->layers[got->layer], shard->begin,
+        {.n_tokens = got->n, .top_k = got->k, .expert = got->expert, .weight = got->weight}, got->x,
+        got->hidden, partial.data());
+    DSV2_RETURN_IF_ERROR(link_->SendCombine(got->layer, partial.data(), got->n, got->hidden));
+    ++layers_served_;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsv2

@@ -1,0 +1,70 @@
+// ExpertHost: what a dsv2-worker process does. It serves the control plane
+// (dsv2.v1.ExpertWorker/Configure: rank, expert range, checkpoint check) and runs the data-plane
+// layer loop on its own thread: receive a layer's tokens, run this shard's routed experts, send
+// one weighted partial sum per token back, in lockstep with the coordinator.
+//
+// When the coordinator goes away (its connection closes or stalls) the loop goes back to
+// waiting for a coordinator on the data port; the process keeps running with its shard bound,
+// so a restarted coordinator (or a rebuilt data plane) finds it again.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/comm/tcp/tcp_worker_link.h"
+#include "common/expert_shard.h"
+#include "common/model_config.h"
+#include "common/safetensors.h"
+#include "dsv2/v1/worker.grpc.pb.h"
+#include "kernels/cpu_context.h"
+
+namespace dsv2 {
+
+struct ExpertHostOptions {
+  std::string model_dir;
+  int rank = 1;
+  int data_port = 0;  // 0: any free port (reported by Configure)
+  int threads = 0;
+  absl::Duration idle_timeout = absl::Seconds(5);
+  absl::Duration timeout = absl::Seconds(10);
+};
+
+class ExpertHost final : public v1::ExpertWorker::Service {
+ public:
+  static absl::StatusOr<std::unique_ptr<ExpertHost>> Create(const ExpertHostOptions& options);
+  ~ExpertHost() override;
+
+  grpc::Status Configure(grpc::ServerContext* context, const v1::ConfigureRequest* request,
+                         v1::ConfigureResponse* response) override;
+  grpc::Status GetWorkerStatus(grpc::ServerContext* context, const v1::WorkerStatusRequest* request,
+                               v1::WorkerStatus* response) override;
+
+  const std::string& fingerprint() const { return fingerprint_; }
+  int data_port() const { return link_->port(); }
+
+ private:
+  explicit ExpertHost(const ExpertHostOptions& options);
+  void LayerLoop();
+  absl::Status ServeCoordinator();
+
+  ExpertHostOptions options_;
+  ModelConfig config_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::string fingerprint_;
+  CpuContext ctx_;
+  std::unique_ptr<TcpExpertWorkerLink> link_;
+
+  mutable std::mutex mu_;
+  std::shared_ptr<const ExpertShard> shard_;  // guarded by mu_; null until configured
+  uint64_t session_ = 0;
+  std::string state_ = "waiting";
+  std::atomic<int64_t> layers_served_{0};
+  std::atomic<bool> stop_{false};
+  std::thread loop_;
+};
+
+}  // namespace dsv2

@@ -1,0 +1,111 @@
+// dsv2-worker: hosts a shard of the routed experts for a coordinator in expert-parallel mode.
+//   dsv2-worker --model DIR --rank 1 --port 50061 --data-port 29500
+// The rank defaults to $DSV2_RANK, else to the StatefulSet ordinal at the end of the hostname
+// plus one (dsv2-worker-0 → rank 1), so one pod spec serves every replica.
+#include <pthread.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/cli_flags.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "worker/expert_host.h"
+
+ABSL_FLAG(std::string, model, "",
+          "Checkpoint directory, the same checkpoint as the coordinator's (checked by "
+          "fingerprint); only this worker's experts are ever read.");
+ABSL_FLAG(int, rank, 0,
+          "This worker's rank, 1..W (the coordinator is rank 0). 0: $DSV2_RANK, else the "
+          "hostname's trailing ordinal + 1.");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address for the control and data ports.");
+ABSL_FLAG(int, port, 50061, "Control-plane gRPC port (dsv2.v1.ExpertWorker, health).");
+ABSL_FLAG(int, data_port, 29500, "Data-plane TCP port the coordinator connects to (0: any).");
+ABSL_FLAG(int, threads, 0, "CPU threads for the experts (0: one per core).");
+ABSL_FLAG(double, timeout, 10.0,
+          "Seconds a started message from the coordinator may stall before the session is "
+          "dropped.");
+
+namespace {
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "dsv2-worker: %s\n", msg.c_str());
+  return 2;
+}
+
+// The StatefulSet ordinal: "dsv2-worker-3" → 3; -1 when the hostname has none.
+int HostnameOrdinal() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return -1;
+  const std::string host(name);
+  const size_t dash = host.rfind('-');
+  int ordinal = -1;
+  if (dash == std::string::npos || !absl::SimpleAtoi(host.substr(dash + 1), &ordinal)) return -1;
+  return ordinal;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dsv2::ParseFlags(argc, argv,
+                   "Hosts a shard of the routed experts for dsv2-coordinator --workers.\n"
+                   "  dsv2-worker --model DIR --rank 1 --port 50061 --data-port 29500");
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (model.empty()) return Fail("--model DIR is required (see --help)");
+  int rank = absl::GetFlag(FLAGS_rank);
+  if (rank == 0) {
+    if (const char* env = std::getenv("DSV2_RANK"); env != nullptr) {
+      if (!absl::SimpleAtoi(env, &rank)) return Fail(absl::StrCat("DSV2_RANK='", env, "'"));
+    } else if (const int ordinal = HostnameOrdinal(); ordinal >= 0) {
+      rank = ordinal + 1;
+    }
+  }
+  if (rank < 1)
+    return Fail(
+        "no rank: pass --rank N (N >= 1), set DSV2_RANK, or run in a "
+        "StatefulSet whose hostnames end in -<ordinal>");
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<dsv2::ExpertHost>> host =
+      dsv2::ExpertHost::Create({.model_dir = model,
+                                .rank = rank,
+                                .data_port = absl::GetFlag(FLAGS_data_port),
+                                .threads = absl::GetFlag(FLAGS_threads),
+                                .idle_timeout = absl::Seconds(2),
+                                .timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout))});
+  if (!host.ok()) return Fail(std::string(host.status().message()));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  const std::string address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  int bound = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(host->get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound == 0) return Fail("cannot listen on " + address);
+  std::fprintf(stderr,
+               "dsv2-worker rank %d: control on %s:%d, data on port %d, checkpoint %s "
+               "(fingerprint %s); waiting for the coordinator\n",
+               rank, absl::GetFlag(FLAGS_host).c_str(), bound, (*host)->data_port(), model.c_str(),
+               (*host)->fingerprint().c_str());
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  });
+  server->Wait();
+  signal_thread.join();
+  std::fprintf(stderr, "dsv2-worker rank %d: stopped\n", rank);
+  return 0;
+}
