@@ -72,6 +72,20 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
   Line("scheduler", absl::StrFormat("%d steps, %d preemptions", s.steps(), s.preemptions()));
   Line("kv cache", absl::StrFormat("%d of %d pages free, %d tokens per page", s.cache_pages_free(),
                                    s.cache_pages_total(), s.page_size()));
+  if (info.has_expert_parallel()) {
+    const v1::ExpertParallelInfo& ep = info.expert_parallel();
+    Line("expert parallel",
+         absl::StrFormat("world %d (%s), %s%s", ep.world_size(), absl::StrJoin(ep.workers(), ", "),
+                         ep.serving() ? "serving" : "NOT serving: ", ep.status()));
+    Line("expert shards", absl::StrJoin(ep.expert_boundaries(), " | "));
+    const double per_token_layer =
+        ep.tokens_routed() > 0 ? static_cast<double>(ep.bytes_sent()) / ep.tokens_routed() : 0;
+    Line("data plane",
+         absl::StrFormat("%d bytes sent, %d received, %d tokens routed over MoE layers: %.0f "
+                         "bytes sent per token per layer",
+                         ep.bytes_sent(), ep.bytes_received(), ep.tokens_routed(),
+                         per_token_layer));
+  }
   return kExitOk;
 }
 

@@ -178,6 +178,7 @@ absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
         placement_, sel.expert.data(), sel.weight.data(), sel.n_tokens, sel.top_k);
     if (!layout.ok()) return layout.status();
     const int tag = static_cast<int>(layer);
+    tokens_routed_ += sel.n_tokens;
     result = dispatcher_->Dispatch(tag, *layout, x, hidden);
     if (result.ok()) {
       // The coordinator's own shard (rank 0) runs while the workers compute theirs; its

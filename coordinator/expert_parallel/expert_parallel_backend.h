@@ -57,7 +57,10 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
   // Why the group is not serving (OK when it is).
   absl::Status status() const;
   CommStats comm_stats() const;
+  // Σ over MoE layer calls of the batch's tokens: bytes per token per layer = bytes / this.
+  int64_t tokens_routed() const { return tokens_routed_; }
   const ExpertPlacement& placement() const { return placement_; }
+  const std::vector<std::string>& workers() const { return options_.workers; }
 
  private:
   void Supervise();
@@ -77,6 +80,7 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
   CommStats retired_stats_;  // traffic of dispatchers that were replaced
   uint64_t session_ = 0;
   std::atomic<bool> serving_{false};
+  std::atomic<int64_t> tokens_routed_{0};
   bool stop_ = false;
   std::thread supervisor_;
 };

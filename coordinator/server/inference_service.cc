@@ -114,6 +114,8 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
     int64_t layers = 0;
     for (const auto& [layer, c] : comm.layers) layers += c.messages_sent;
     ep->set_layers_dispatched(layers);
+    ep->set_tokens_routed(group->tokens_routed());
+    for (const std::string& w : group->workers()) ep->add_workers(w);
   }
   return grpc::Status::OK;
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Expert parallelism vs standalone, in one invocation: the same load (bench/load_generator at
+# concurrency 1, 8 and 32, greedy, fixed lengths) against dsv2-coordinator alone, then against
+# dsv2-coordinator --workers with two dsv2-worker processes on loopback (TCP data plane), on
+# the 4-layer V2-Lite-shaped checkpoint. Prints both tables, the decode-throughput ratio and
+# the bytes the data plane moved per token per MoE layer.
+#   bench/run_ep_bench.sh [extra load_generator flags]
+# Environment: DSV2_LOAD_CKPT (default /tmp/dsv2-v2lite-4l), DSV2_EP_PORT (default 50171).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ckpt="${DSV2_LOAD_CKPT:-/tmp/dsv2-v2lite-4l}"
+port="${DSV2_EP_PORT:-50171}"
+out=bench/out
+mkdir -p "$out"
+for bin in dsv2-coordinator dsv2-worker dsv2-make-checkpoint dsv2-cli load_generator; do
+  [ -x "build/bin/$bin" ] || { echo "run_ep_bench: build/bin/$bin missing; run scripts/build.sh" >&2; exit 1; }
+done
+if [ ! -f "$ckpt/model.safetensors.index.json" ]; then
+  echo "run_ep_bench: writing the 4-layer V2-Lite-shaped checkpoint to $ckpt (~4.5 GB)" >&2
+  build/bin/dsv2-make-checkpoint --preset v2-lite --layers 4 --out "$ckpt"
+fi
+
+pids=()
+stop_all() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap stop_all EXIT
+
+wait_healthy() {
+  local start=$SECONDS
+  until build/bin/dsv2-cli --server "127.0.0.1:$port" --timeout 2 health >/dev/null 2>&1; do
+    if [ $((SECONDS - start)) -ge 300 ]; then
+      echo "run_ep_bench: the server did not become healthy; see $out/ep_*.log" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+}
+
+load() {  # $1: label
+  build/bin/load_generator --server "127.0.0.1:$port" --concurrency 1,8,32 --prompt-len 16 \
+    --max-new-tokens 16 --requests 4,16,32 --warmup 1 --json "$out/ep_$1.json" "${@:2}"
+}
+
+echo "## standalone" 
+build/bin/dsv2-coordinator --model "$ckpt" --host 127.0.0.1 --port "$port" >"$out/ep_standalone.log" 2>&1 &
+pids+=($!)
+wait_healthy
+load standalone "$@"
+stop_all
+
+echo
+echo "## coordinator + 2 workers (TCP on loopback)"
+for r in 1 2; do
+  build/bin/dsv2-worker --model "$ckpt" --rank "$r" --host 127.0.0.1 --port $((port + 10 + r)) \
+    --data-port $((port + 20 + r)) --threads 1 >"$out/ep_worker$r.log" 2>&1 &
+  pids+=($!)
+done
+build/bin/dsv2-coordinator --model "$ckpt" --host 127.0.0.1 --port "$port" \
+  --workers "127.0.0.1:$((port + 11)),127.0.0.1:$((port + 12))" >"$out/ep_coordinator.log" 2>&1 &
+pids+=($!)
+wait_healthy
+load expert_parallel "$@"
+build/bin/dsv2-cli --server "127.0.0.1:$port" info > "$out/ep_info.txt"
+stop_all
+
+python3 - "$out" <<'PY'
+import json, re, sys
+out = sys.argv[1]
+a = json.load(open(f"{out}/ep_standalone.json"))
+b = json.load(open(f"{out}/ep_expert_parallel.json"))
+def levels(d):
+    return {l["concurrency"]: l for l in d["levels"]}
+la, lb = levels(a), levels(b)
+print()
+print("| concurrency | standalone output tok/s | coordinator + 2 workers tok/s | ratio |")
+print("|---|---|---|---|")
+for c in sorted(la):
+    x, y = la[c]["output_tokens_per_s"], lb[c]["output_tokens_per_s"]
+    print(f"| {c} | {x:.2f} | {y:.2f} | {y / x:.2f} |")
+for line in open(f"{out}/ep_info.txt"):
+    if any(k in line for k in ("expert parallel", "expert shards", "data plane")):
+        print(line.rstrip())
+PY
