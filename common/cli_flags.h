@@ -2,17 +2,36 @@
 // a spelling of `--max_new_tokens` (dashes and underscores are interchangeable in flag names).
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 
 namespace dsv2 {
 
 // Sets the usage text, rewrites dashed flag names and parses; returns positional arguments.
+// --help lists the flags defined in the program's own main file (and the benchmarks').
 inline std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
-  absl::SetProgramUsageMessage(usage);
+  std::string text(usage);
+  if (!absl::StrContains(text, "dashes or underscores")) {
+    text += "\n\nFlag names take dashes or underscores (--max-new-tokens = --max_new_tokens).";
+  }
+  absl::SetProgramUsageMessage(text);
+  absl::FlagsUsageConfig config;
+  auto ours = [](absl::string_view file) {
+    return absl::EndsWith(file, "_main.cc") || absl::StrContains(file, "bench/");
+  };
+  config.contains_help_flags = ours;
+  config.contains_helpshort_flags = ours;
+  config.normalize_filename = [](absl::string_view file) {
+    const size_t slash = file.rfind('/');
+    return std::string(slash == absl::string_view::npos ? file : file.substr(slash + 1));
+  };
+  absl::SetFlagsUsageConfig(config);
   std::vector<std::string> storage(argv, argv + argc);
   bool positional_only = false;
   for (size_t i = 1; i < storage.size(); ++i) {

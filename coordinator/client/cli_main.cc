@@ -79,19 +79,6 @@ int Usage(const std::string& message) {
   return kExitUsage;
 }
 
-// Only this directory's flags in --help; paths shown from "coordinator/client/".
-void ConfigureHelp() {
-  absl::FlagsUsageConfig config;
-  auto ours = [](absl::string_view file) { return absl::StrContains(file, "coordinator/client/"); };
-  config.contains_help_flags = ours;
-  config.contains_helpshort_flags = ours;
-  config.normalize_filename = [](absl::string_view file) {
-    const size_t at = file.find("coordinator/client/");
-    return std::string(at == absl::string_view::npos ? file : file.substr(at));
-  };
-  absl::SetFlagsUsageConfig(config);
-}
-
 // Every --stop value, split at commas, with C escapes undone.
 absl::StatusOr<std::vector<std::string>> StopStrings(const std::vector<std::string>& raw) {
   std::vector<std::string> out;
@@ -161,7 +148,6 @@ absl::StatusOr<dsv2::v1::GenerateRequest> GenerateRequestFromFlags(
 }  // namespace
 
 int main(int argc, char** argv) {
-  ConfigureHelp();
   // --stop may be repeated, which abseil flags do not allow: take its values out first.
   std::vector<std::string> args(argv, argv + argc);
   for (std::string& a : args) {

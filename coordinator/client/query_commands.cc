@@ -80,11 +80,11 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
     Line("expert shards", absl::StrJoin(ep.expert_boundaries(), " | "));
     const double per_token_layer =
         ep.tokens_routed() > 0 ? static_cast<double>(ep.bytes_sent()) / ep.tokens_routed() : 0;
-    Line("data plane",
-         absl::StrFormat("%d bytes sent, %d received, %d tokens routed over MoE layers: %.0f "
-                         "bytes sent per token per layer",
-                         ep.bytes_sent(), ep.bytes_received(), ep.tokens_routed(),
-                         per_token_layer));
+    Line(
+        "data plane",
+        absl::StrFormat("%d bytes sent, %d received, %d tokens routed over MoE layers: %.0f "
+                        "bytes sent per token per layer",
+                        ep.bytes_sent(), ep.bytes_received(), ep.tokens_routed(), per_token_layer));
   }
   return kExitOk;
 }
