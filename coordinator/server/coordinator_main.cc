@@ -30,6 +30,9 @@ ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: one per core).");
 ABSL_FLAG(int64_t, max_batch_tokens, 256,
           "Token budget of one scheduler step: decode tokens of the running batch plus chunks "
           "of prompts (chunked prefill).");
+ABSL_FLAG(int64_t, max_prefill_while_decoding, 64,
+          "Prompt tokens one step may take while other sequences are decoding: lower keeps "
+          "inter-token latency steady under new arrivals, higher gets first tokens sooner.");
 ABSL_FLAG(int64_t, max_running, 64, "Sequences decoded together at most.");
 ABSL_FLAG(int64_t, queue_capacity, 256,
           "Requests waiting for admission at most; beyond it Generate fails at once with "
@@ -94,6 +97,8 @@ int main(int argc, char** argv) {
        .host = absl::GetFlag(FLAGS_host),
        .port = absl::GetFlag(FLAGS_port),
        .engine = {.max_step_tokens = absl::GetFlag(FLAGS_max_batch_tokens),
+                  .max_prefill_tokens_while_decoding =
+                      absl::GetFlag(FLAGS_max_prefill_while_decoding),
                   .max_running = absl::GetFlag(FLAGS_max_running),
                   .queue_capacity = absl::GetFlag(FLAGS_queue_capacity),
                   .cache_pages = absl::GetFlag(FLAGS_cache_pages),

@@ -46,10 +46,25 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
         s.request.prompt_logprobs && !s.prompt_logprobs_done && s.num_computed < s.prompt_len;
     return ScheduledChunk{&s, s.num_computed, count, logprobs};
   };
+  // Prompt tokens cost a running stream its inter-token latency: while any sequence decodes,
+  // a step prefills at most max_prefill_tokens_while_decoding of them.
+  const bool decoding = std::any_of(running_.begin(), running_.end(), [](const auto& s) {
+    return s->generated() > 0 && s->pending() == 1;
+  });
+  int64_t prefill_budget =
+      decoding ? std::min(budget, options_.max_prefill_tokens_while_decoding) : budget;
+  auto take = [&](const Sequence& s) {
+    if (s.generated() > 0 && s.pending() == 1) return std::min<int64_t>(1, budget);
+    return std::min({s.pending(), budget, prefill_budget});
+  };
   // 1. The running batch, oldest first; decoding sequences need one token each.
   for (auto it = running_.begin(); it != running_.end() && budget > 0;) {
     Sequence& s = **it;
-    const int64_t count = std::min(s.pending(), budget);
+    const int64_t count = take(s);
+    if (count == 0) {  // a prompt waiting for prefill budget
+      ++it;
+      continue;
+    }
     bool ok = ReservePages(s, s.num_computed + count);
     // Out of pages: preempt the most recently admitted sequences after this one.
     while (!ok && std::next(it) != running_.end()) {
@@ -70,13 +85,14 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
     }
     plan.push_back(chunk_of(s, count));
     budget -= count;
+    if (s.pending() > 1 || s.generated() == 0) prefill_budget -= count;
     ++it;
   }
   // 2. Admit waiting requests in arrival order while the budget and free pages allow.
-  while (budget > 0 && !waiting_.empty() &&
+  while (budget > 0 && prefill_budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < options_.max_running) {
     Sequence& s = *waiting_.front();
-    const int64_t count = std::min(s.pending(), budget);
+    const int64_t count = take(s);
     if (!ReservePages(s, count)) {
       ReleasePages(s);
       break;
@@ -84,6 +100,7 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
     if (!s.first_scheduled) s.first_scheduled = SteadyClock::now();
     plan.push_back(chunk_of(s, count));
     budget -= count;
+    prefill_budget -= count;
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }

@@ -26,9 +26,11 @@ namespace dsv2 {
 
 struct InferenceEngineOptions {
   int64_t max_step_tokens = 256;  // token budget of one forward call
-  int64_t max_running = 64;       // sequences in the running batch
-  int64_t queue_capacity = 256;   // waiting requests; beyond: RESOURCE_EXHAUSTED
-  int64_t cache_pages = 0;        // 0: enough for max_running sequences of max_context / 4
+  // Prompt tokens a step may take while some sequence is decoding (inter-token latency).
+  int64_t max_prefill_tokens_while_decoding = 64;
+  int64_t max_running = 64;      // sequences in the running batch
+  int64_t queue_capacity = 256;  // waiting requests; beyond: RESOURCE_EXHAUSTED
+  int64_t cache_pages = 0;       // 0: enough for max_running sequences of max_context / 4
   int64_t page_size = 64;
   int64_t max_context = 4096;  // prompt + generated tokens of one sequence
   int32_t default_max_new_tokens = 256;
