@@ -114,6 +114,32 @@ TEST_F(EngineTest, ConcurrentGreedyStreamsMatchReference) {
   WaitForFreePages(engine);
 }
 
+TEST_F(EngineTest, PrefillCapWhileDecodingKeepsOutputsExact) {
+  // Prompts arrive while others decode and may only take 3 prompt tokens per step.
+  InferenceEngine engine(*model_, nullptr,
+                         {.max_step_tokens = 64,
+                          .max_prefill_tokens_while_decoding = 3,
+                          .page_size = 4,
+                          .max_context = 64});
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 9; ++i) {
+    streams.push_back(*engine.Submit(Greedy(refs_[i % 3].prompt, 12)));
+    if (i == 0) {  // let the first one start decoding before the rest arrive
+      GenerationEvent e;
+      ASSERT_TRUE(streams[0]->Pop(&e, 30000ms));
+      ASSERT_EQ(e.tokens[0], refs_[0].greedy[0]);
+    }
+  }
+  const std::vector<int32_t> first = Collect(*streams[0]);
+  EXPECT_EQ(first, std::vector<int32_t>(refs_[0].greedy.begin() + 1, refs_[0].greedy.begin() + 12));
+  for (int i = 1; i < 9; ++i) {
+    EXPECT_EQ(Collect(*streams[i]),
+              std::vector<int32_t>(refs_[i % 3].greedy.begin(), refs_[i % 3].greedy.begin() + 12))
+        << i;
+  }
+  WaitForFreePages(engine);
+}
+
 TEST_F(EngineTest, PreemptionUnderCachePressureKeepsOutputsExact) {
   // 6 pages of 4 tokens: three 20-token continuations cannot all stay resident.
   InferenceEngine engine(*model_, nullptr,
