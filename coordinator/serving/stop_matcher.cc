@@ -4,55 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "common/utf8.h"
 
 namespace dsv2 {
-namespace {
-
-// Length of the UTF-8 sequence a lead byte starts; 0 for a continuation or invalid byte.
-int SequenceLength(unsigned char b) {
-  if (b < 0x80) return 1;
-  if (b >= 0xc2 && b <= 0xdf) return 2;
-  if (b >= 0xe0 && b <= 0xef) return 3;
-  if (b >= 0xf0 && b <= 0xf4) return 4;
-  return 0;
-}
-
-bool IsContinuation(unsigned char b) { return (b & 0xc0) == 0x80; }
-
-// Strict UTF-8: no overlong forms, surrogates or code points above U+10FFFF.
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char b = s[i];
-    const int len = SequenceLength(b);
-    if (len == 0 || i + len > s.size()) return false;
-    for (int j = 1; j < len; ++j) {
-      if (!IsContinuation(s[i + j])) return false;
-    }
-    const unsigned char b1 = len > 1 ? s[i + 1] : 0;
-    if (b == 0xe0 && b1 < 0xa0) return false;   // overlong
-    if (b == 0xed && b1 >= 0xa0) return false;  // surrogate
-    if (b == 0xf0 && b1 < 0x90) return false;   // overlong
-    if (b == 0xf4 && b1 >= 0x90) return false;  // above U+10FFFF
-    i += len;
-  }
-  return true;
-}
-
-// The longest prefix of s that does not end inside an incomplete multi-byte character.
-size_t CompletePrefixLength(std::string_view s) {
-  const size_t n = s.size();
-  for (size_t back = 1; back <= 4 && back <= n; ++back) {
-    const unsigned char b = s[n - back];
-    if (IsContinuation(b)) continue;
-    const int len = SequenceLength(b);
-    return (len > 1 && static_cast<size_t>(len) > back) ? n - back : n;
-  }
-  return n;  // stray continuation bytes: not a character we could complete, let them through
-}
-
-}  // namespace
-
 absl::Status ValidateStopStrings(const std::vector<std::string>& stop_strings) {
   if (stop_strings.size() > static_cast<size_t>(kMaxStopStrings)) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -65,7 +19,7 @@ absl::Status ValidateStopStrings(const std::vector<std::string>& stop_strings) {
           absl::StrFormat("stopping.stop[%d] is %d bytes long, at most %d allowed", i, s.size(),
                           kMaxStopStringBytes));
     }
-    if (!IsValidUtf8(s)) {
+    if (!ValidateUtf8(s).ok()) {
       return absl::InvalidArgumentError(absl::StrFormat("stopping.stop[%d] is not valid UTF-8", i));
     }
   }

@@ -4,7 +4,7 @@
 #include "common/status_macros.h"
 #include "coordinator/tokenizer/json_fields.h"
 #include "coordinator/tokenizer/unicode_tables.h"
-#include "coordinator/tokenizer/utf8.h"
+#include "common/utf8.h"
 
 namespace dsv2::tokenizer {
 namespace {

@@ -7,7 +7,7 @@
 #include "coordinator/tokenizer/json_fields.h"
 #include "coordinator/tokenizer/regex.h"
 #include "coordinator/tokenizer/unicode_tables.h"
-#include "coordinator/tokenizer/utf8.h"
+#include "common/utf8.h"
 
 namespace dsv2::tokenizer {
 namespace {

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "coordinator/tokenizer/utf8.h"
+#include "common/utf8.h"
 
 namespace dsv2 {
 
@@ -11,7 +11,7 @@ using tokenizer::Span;
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
                                                        bool add_special) const {
-  DSV2_RETURN_IF_ERROR(tokenizer::ValidateUtf8(text));
+  DSV2_RETURN_IF_ERROR(ValidateUtf8(text));
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   if (add_special) ids = special_prefix_;
@@ -87,7 +87,7 @@ absl::StatusOr<std::string> Tokenizer::Decode(const std::vector<int32_t>& ids,
   if (!decoder_.byte_level) return bytes;
   std::string text;
   text.reserve(bytes.size());
-  tokenizer::AppendLossy(bytes, text);
+  AppendLossy(bytes, text);
   return text;
 }
 
@@ -134,15 +134,15 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Add(int32_t id) {
     out.swap(pending_);
     return out;
   }
-  const size_t ready = tokenizer::CompletePrefixLength(pending_);
-  tokenizer::AppendLossy(std::string_view(pending_).substr(0, ready), out);
+  const size_t ready = CompletePrefixLength(pending_);
+  AppendLossy(std::string_view(pending_).substr(0, ready), out);
   pending_.erase(0, ready);
   return out;
 }
 
 std::string IncrementalDetokenizer::Flush() {
   std::string out;
-  tokenizer::AppendLossy(pending_, out);
+  AppendLossy(pending_, out);
   pending_.clear();
   return out;
 }

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/utf8.h"
 #include "coordinator/tokenizer/regex.h"
 #include "coordinator/tokenizer/tokenizer.h"
-#include "coordinator/tokenizer/utf8.h"
 
 namespace {
 
@@ -37,7 +37,7 @@ void Check(bool ok, const char* what) {
 }
 
 void FuzzEncode(const dsv2::Tokenizer& tok, std::string_view text, bool exact_round_trip) {
-  const bool valid = dsv2::tokenizer::ValidateUtf8(text).ok();
+  const bool valid = dsv2::ValidateUtf8(text).ok();
   absl::StatusOr<std::vector<int32_t>> ids = tok.Encode(text, /*add_special=*/false);
   if (!valid) {
     Check(!ids.ok() && ids.status().code() == absl::StatusCode::kInvalidArgument,
@@ -63,7 +63,7 @@ void FuzzDecode(const dsv2::Tokenizer& tok, std::string_view data) {
   for (bool skip : {false, true}) {
     absl::StatusOr<std::string> all = tok.Decode(ids, skip);
     Check(all.ok(), "decode of known ids succeeds");
-    Check(dsv2::tokenizer::ValidateUtf8(*all).ok(), "decode gives valid UTF-8");
+    Check(dsv2::ValidateUtf8(*all).ok(), "decode gives valid UTF-8");
     dsv2::IncrementalDetokenizer detok(tok, skip);
     std::string streamed;
     for (int32_t id : ids) streamed += *detok.Add(id);
@@ -73,14 +73,13 @@ void FuzzDecode(const dsv2::Tokenizer& tok, std::string_view data) {
 }
 
 void FuzzRegex(std::string_view pattern) {
-  if (!dsv2::tokenizer::ValidateUtf8(pattern).ok()) return;
+  if (!dsv2::ValidateUtf8(pattern).ok()) return;
   auto re = dsv2::tokenizer::Regex::Compile(pattern);
   if (!re.ok()) return;
   size_t pos = 0, b, e;
   while (pos <= pattern.size() && (*re)->Find(pattern, pos, &b, &e) == 1) {
     Check(b <= e && e <= pattern.size() && b >= pos, "match inside the subject");
-    pos =
-        e > pos ? e : pos + std::max<size_t>(1, dsv2::tokenizer::ValidSequenceLength(pattern, pos));
+    pos = e > pos ? e : pos + std::max<size_t>(1, dsv2::ValidSequenceLength(pattern, pos));
   }
 }
 

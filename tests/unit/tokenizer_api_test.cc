@@ -3,9 +3,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/utf8.h"
 #include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/tokenizer.h"
-#include "coordinator/tokenizer/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/unit/tokenizer_test_util.h"
@@ -75,7 +75,7 @@ void ExpectStreamMatchesDecode(const Tokenizer& tok, const std::vector<int32_t>&
   for (int32_t id : ids) {
     absl::StatusOr<std::string> chunk = detok.Add(id);
     ASSERT_TRUE(chunk.ok()) << chunk.status();
-    EXPECT_TRUE(tokenizer::ValidateUtf8(*chunk).ok()) << ::testing::PrintToString(ids);
+    EXPECT_TRUE(ValidateUtf8(*chunk).ok()) << ::testing::PrintToString(ids);
     streamed += *chunk;
   }
   streamed += detok.Flush();
@@ -93,7 +93,7 @@ TEST(TokenizerApiTest, IncrementalDetokenizerHoldsPartialCharacters) {
   int empty_chunks = 0;
   for (int32_t id : ids) {
     const std::string chunk = *detok.Add(id);
-    EXPECT_TRUE(tokenizer::ValidateUtf8(chunk).ok());
+    EXPECT_TRUE(ValidateUtf8(chunk).ok());
     empty_chunks += chunk.empty();
     joined += chunk;
     EXPECT_EQ(text.compare(0, joined.size(), joined), 0) << "emitted text was revised";

@@ -1,8 +1,8 @@
-#include "coordinator/tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace dsv2::tokenizer {
+namespace dsv2 {
 namespace {
 
 // Length of the longest prefix of s[i..] that is the start of some valid sequence (1..3 bytes),
@@ -141,4 +141,4 @@ size_t CompletePrefixLength(std::string_view bytes) {
   return bytes.size();
 }
 
-}  // namespace dsv2::tokenizer
+}  // namespace dsv2

@@ -1,5 +1,6 @@
-// UTF-8 helpers of the tokenizer: validation, code point decoding and the lossy conversion that
-// Rust's String::from_utf8_lossy (and so Hugging Face tokenizers' decoders) performs.
+// UTF-8 helpers shared by the JSON reader, the tokenizer and the stop matcher: validation, code
+// point decoding and the lossy conversion that Rust's String::from_utf8_lossy (and so Hugging Face
+// tokenizers' decoders) performs.
 #pragma once
 
 #include <cstddef>
@@ -9,7 +10,7 @@
 
 #include "absl/status/status.h"
 
-namespace dsv2::tokenizer {
+namespace dsv2 {
 
 // Length of the valid UTF-8 sequence that starts at s[i], or 0 when the bytes there are not one
 // (overlong forms, surrogates and values above U+10FFFF are invalid).
@@ -30,4 +31,4 @@ void AppendLossy(std::string_view bytes, std::string& out);
 // them, except a trailing incomplete (but so far valid) sequence that later bytes may finish.
 size_t CompletePrefixLength(std::string_view bytes);
 
-}  // namespace dsv2::tokenizer
+}  // namespace dsv2
