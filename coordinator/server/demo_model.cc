@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Bump when the demo's config, weights or tokenizer change, so old copies are rewritten.
-constexpr const char* kDemoVersion = "dsv2-demo-1";
+constexpr const char* kDemoVersion = "dsv2-demo-2";
 
 absl::Status WriteText(const fs::path& path, const char* data, size_t size) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
