@@ -67,8 +67,9 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
   Line("max new tokens", absl::StrCat(info.max_new_tokens_limit(), " tokens (limit)"));
   const v1::SchedulerStats& s = info.stats();
   Line("requests",
-       absl::StrFormat("%d running, %d waiting, %d finished, %d cancelled", s.running_sequences(),
-                       s.waiting_requests(), s.requests_finished(), s.requests_cancelled()));
+       absl::StrFormat("%d running, %d waiting, %d finished, %d cancelled, %d expired, %d failed",
+                       s.running_sequences(), s.waiting_requests(), s.requests_finished(),
+                       s.requests_cancelled(), s.requests_expired(), s.requests_failed()));
   Line("scheduler", absl::StrFormat("%d steps, %d preemptions", s.steps(), s.preemptions()));
   Line("kv cache", absl::StrFormat("%d of %d pages free, %d tokens per page", s.cache_pages_free(),
                                    s.cache_pages_total(), s.page_size()));

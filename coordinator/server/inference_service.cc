@@ -100,6 +100,8 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
   out->set_requests_cancelled(s.cancelled);
   out->set_preemptions(s.preemptions);
   out->set_steps(s.steps);
+  out->set_requests_expired(s.expired);
+  out->set_requests_failed(s.failed);
   if (const ExpertParallelBackend* group = served_.expert_group; group != nullptr) {
     v1::ExpertParallelInfo* ep = info->mutable_expert_parallel();
     const ExpertPlacement& p = group->placement();

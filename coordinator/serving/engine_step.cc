@@ -218,6 +218,10 @@ void InferenceEngine::Finish(Sequence& s, FinishReason reason, absl::Status erro
   s.done = true;
   if (reason == FinishReason::kCancelled) {
     ++cancelled_;
+  } else if (error.code() == absl::StatusCode::kDeadlineExceeded) {
+    ++expired_;
+  } else if (!error.ok()) {
+    ++failed_;
   } else {
     ++finished_;
   }

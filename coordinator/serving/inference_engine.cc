@@ -128,6 +128,8 @@ void InferenceEngine::PublishStats() {
   stats_.page_size = cache_.page_size();
   stats_.finished = finished_;
   stats_.cancelled = cancelled_;
+  stats_.expired = expired_;
+  stats_.failed = failed_;
   stats_.preemptions = preemptions_;
   stats_.steps = steps_;
 }

@@ -46,6 +46,8 @@ struct EngineStats {
   int64_t page_size = 0;
   int64_t finished = 0;
   int64_t cancelled = 0;
+  int64_t expired = 0;  // deadline exceeded
+  int64_t failed = 0;   // other errors
   int64_t preemptions = 0;
   int64_t steps = 0;
 };
@@ -105,7 +107,7 @@ class InferenceEngine {
   std::list<std::unique_ptr<Sequence>> running_;  // admission order
   std::vector<float> logits_;
   std::vector<float> sample_scratch_;  // one row of logits for the sampler
-  int64_t finished_ = 0, cancelled_ = 0, preemptions_ = 0, steps_ = 0;
+  int64_t finished_ = 0, cancelled_ = 0, expired_ = 0, failed_ = 0, preemptions_ = 0, steps_ = 0;
   std::atomic<uint64_t> next_request_number_{1};
   std::thread thread_;
 };

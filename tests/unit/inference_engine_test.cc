@@ -179,6 +179,8 @@ TEST_F(EngineTest, DeadlineEndsTheRequest) {
   Collect(*s, &last);
   EXPECT_EQ(last.error.code(), absl::StatusCode::kDeadlineExceeded);
   WaitForFreePages(engine);
+  EXPECT_EQ(engine.Stats().expired, 1);
+  EXPECT_EQ(engine.Stats().finished, 0);
 }
 
 TEST_F(EngineTest, FullQueueIsRefusedAtOnce) {
