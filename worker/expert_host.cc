@@ -23,6 +23,7 @@ absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostO
   link_options.accept_timeout = options.idle_timeout;
   link_options.expected_rank = options.rank;
   DSV2_ASSIGN_OR_RETURN(h->link_, TcpExpertWorkerLink::Listen(options.data_port, link_options));
+  h->data_port_ = h->link_->port();
   h->loop_ = std::thread([host = h.get()] { host->LayerLoop(); });
   return h;
 }
@@ -75,11 +76,12 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext*, const v1::ConfigureRequ
     shard_ = shard;
     session_ = req->session();
   }
+  ++configure_count_;
   resp->set_rank(options_.rank);
   resp->set_checkpoint_fingerprint(fingerprint_);
   resp->set_expert_begin(shard->begin);
   resp->set_expert_end(shard->end);
-  resp->set_data_port(link_->port());
+  resp->set_data_port(data_port_);
   resp->set_shard_bytes(shard->bytes);
   return grpc::Status::OK;
 }
@@ -127,11 +129,20 @@ void ExpertHost::LayerLoop() {
 }
 
 absl::Status ExpertHost::ServeCoordinator() {
+  const uint64_t configured_at_accept = configure_count_;
   std::vector<float> partial;
   while (!stop_) {
     absl::StatusOr<DispatchedTokens> got = link_->ReceiveDispatch();
     if (!got.ok()) {
-      if (got.status().code() == absl::StatusCode::kDeadlineExceeded) continue;  // idle
+      if (got.status().code() == absl::StatusCode::kDeadlineExceeded) {  // idle
+        if (configure_count_ != configured_at_accept) {
+          // A coordinator configured this worker after this link was opened: this link's
+          // coordinator is gone (or replaced) without closing its socket. Make room.
+          link_->Close();
+          return absl::UnavailableError("superseded by a newer Configure");
+        }
+        continue;
+      }
       return got.status();
     }
     if (got->drain) return absl::OkStatus();

@@ -44,7 +44,7 @@ class ExpertHost final : public v1::ExpertWorker::Service {
                                v1::WorkerStatus* response) override;
 
   const std::string& fingerprint() const { return fingerprint_; }
-  int data_port() const { return link_->port(); }
+  int data_port() const { return data_port_; }
 
  private:
   explicit ExpertHost(const ExpertHostOptions& options);
@@ -57,10 +57,14 @@ class ExpertHost final : public v1::ExpertWorker::Service {
   std::string fingerprint_;
   CpuContext ctx_;
   std::unique_ptr<TcpExpertWorkerLink> link_;
+  int data_port_ = 0;  // link_->port(), read once: the link belongs to the loop thread
 
   mutable std::mutex mu_;
   std::shared_ptr<const ExpertShard> shard_;  // guarded by mu_; null until configured
   uint64_t session_ = 0;
+  // Bumped by every Configure; a link accepted before the latest Configure is dropped when it
+  // goes idle (a coordinator whose host vanished never closes its socket).
+  std::atomic<uint64_t> configure_count_{0};
   std::string state_ = "waiting";
   std::atomic<int64_t> layers_served_{0};
   std::atomic<bool> stop_{false};

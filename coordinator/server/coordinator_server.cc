@@ -36,10 +36,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (expert_parallel) {
     s->expert_group_ = std::make_unique<ExpertParallelBackend>(
         *s->model_, options.expert_parallel, std::move(*placement),
-        [server = s.get()](bool serving) { server->SetServing(serving); });
+        [server = s.get()](bool) { server->SyncHealth(); });
     s->model_->SetExpertBackend(s->expert_group_.get());
-  } else {
-    s->serving_ = true;
   }
   s->engine_ = std::make_unique<InferenceEngine>(*s->model_, s->tokenizer_.get(), options.engine);
   s->service_ =
@@ -59,29 +57,45 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<MalformedRequestInterceptorFactory>());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
   }
   {
     std::lock_guard<std::mutex> lock(s->health_mu_);
-    s->server_->GetHealthCheckService()->SetServingStatus(s->serving_);
+    s->server_ = std::move(server);
   }
+  s->SyncHealth();
   return s;
 }
 
-CoordinatorServer::~CoordinatorServer() { Shutdown(); }
-
-void CoordinatorServer::SetServing(bool serving) {
+CoordinatorServer::~CoordinatorServer() {
+  Shutdown();
+  Wait();
+  // The engine thread and the expert group's supervisor call SyncHealth: stop them before the
+  // server they report to goes away.
+  engine_.reset();
+  expert_group_.reset();
   std::lock_guard<std::mutex> lock(health_mu_);
-  serving_ = serving;
-  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(serving);
+  closing_ = true;
+  server_.reset();
+}
+
+void CoordinatorServer::SyncHealth() {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  // Read the state now rather than trusting the caller's view: reports from the engine thread
+  // and from the supervisor can arrive out of order.
+  const bool serving = expert_group_ == nullptr || expert_group_->serving();
+  if (server_ != nullptr && !closing_) {
+    server_->GetHealthCheckService()->SetServingStatus(serving && !shutting_down_);
+  }
 }
 
 void CoordinatorServer::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(health_mu_);
-    if (server_ == nullptr) return;
+    if (server_ == nullptr || closing_) return;
+    shutting_down_ = true;
     server_->GetHealthCheckService()->SetServingStatus(false);
   }
   // Running streams get a short grace period, then are cancelled.

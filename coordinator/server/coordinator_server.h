@@ -46,7 +46,8 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer() = default;
-  void SetServing(bool serving);
+  // Sets the health service to the current state (the expert group's, in that mode).
+  void SyncHealth();
 
   std::unique_ptr<DeepseekV2Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
@@ -55,8 +56,9 @@ class CoordinatorServer {
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  std::mutex health_mu_;
-  bool serving_ = false;  // what health reports once the server is up
+  std::mutex health_mu_;  // guards server_ against SyncHealth from other threads
+  bool shutting_down_ = false;
+  bool closing_ = false;
 };
 
 }  // namespace dsv2

@@ -31,6 +31,10 @@ void InferenceEngine::ReleasePages(Sequence& seq) {
 void InferenceEngine::Preempt(Sequence& victim) {
   // Recompute later: its tokens (prompt and generated so far) are prefilled again.
   ReleasePages(victim);
+  if (victim.generated() == 0) {  // prompt logprobs not sent yet: they are computed again
+    victim.prompt_logprobs.clear();
+    victim.prompt_logprobs_done = false;
+  }
   ++preemptions_;
   auto it = std::find_if(running_.begin(), running_.end(),
                          [&](const auto& s) { return s.get() == &victim; });

@@ -12,6 +12,7 @@ InferenceEngineOptions WithDefaults(InferenceEngineOptions o) {
   o.page_size = std::max<int64_t>(1, o.page_size);
   o.max_step_tokens = std::max<int64_t>(1, o.max_step_tokens);
   o.max_running = std::max<int64_t>(1, o.max_running);
+  o.max_prefill_tokens_while_decoding = std::max<int64_t>(1, o.max_prefill_tokens_while_decoding);
   const int64_t pages_per_context = (o.max_context + o.page_size - 1) / o.page_size;
   if (o.cache_pages <= 0)
     o.cache_pages = std::max<int64_t>(1, o.max_running / 4) * pages_per_context;

@@ -155,6 +155,30 @@ TEST_F(EngineTest, PreemptionUnderCachePressureKeepsOutputsExact) {
   WaitForFreePages(engine);
 }
 
+TEST_F(EngineTest, PromptLogprobsSurvivePreemptionDuringPrefill) {
+  // Tiny steps and cache: prompts are preempted while still prefilling, then recomputed.
+  InferenceEngine engine(*model_, nullptr,
+                         {.max_step_tokens = 6,
+                          .max_running = 8,
+                          .cache_pages = 8,
+                          .page_size = 4,
+                          .max_context = 40});
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r = Greedy(refs_[i % 3].prompt, 20);
+    r.prompt_logprobs = true;
+    streams.push_back(*engine.Submit(r));
+  }
+  for (int i = 0; i < 6; ++i) {
+    GenerationEvent e;
+    ASSERT_TRUE(streams[i]->Pop(&e, 30000ms));
+    EXPECT_EQ(e.prompt_logprobs.size(), refs_[i % 3].prompt.size() - 1) << i;
+    Collect(*streams[i]);
+  }
+  EXPECT_GT(engine.Stats().preemptions, 0);
+  WaitForFreePages(engine);
+}
+
 TEST_F(EngineTest, CancelFreesPagesWithinAStep) {
   InferenceEngine engine(*model_, nullptr, {.page_size = 4, .max_context = 1024});
   auto s = *engine.Submit(Greedy(refs_[0].prompt, 1000));

@@ -1,5 +1,9 @@
 #include "common/comm/tcp/asio_util.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -63,6 +67,13 @@ void SetSocketOptions(tcp::socket& socket) {
   ErrorCode ignored;
   socket.set_option(tcp::no_delay(true), ignored);
   socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  // A peer whose host vanished sends no FIN: probe after 5 s of silence, every 2 s, give up
+  // after 3 misses (~11 s) instead of Linux's default two hours.
+  const int fd = socket.native_handle();
+  const int idle = 5, interval = 2, count = 3;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
 }
 
 std::string Describe(const ErrorCode& ec) {
