@@ -48,25 +48,13 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// A dsv2-worker process.
-class WorkerProcess {
+// A child process (posix_spawn) whose stderr goes to a log file under the test's temp dir.
+class ChildProcess {
  public:
-  WorkerProcess(std::string model, int rank) : model_(std::move(model)), rank_(rank) {
-    port_ = FreePort();
-    data_port_ = FreePort();
-    Start();
-  }
-  ~WorkerProcess() { Kill(SIGTERM); }
+  ~ChildProcess() { Stop(SIGTERM); }
 
-  void Start() {
-    const std::string log = absl::StrCat(::testing::TempDir(), "/worker", rank_, ".log");
-    std::vector<std::string> args = {DSV2_WORKER_BIN,
-                                     "--model=" + model_,
-                                     absl::StrCat("--rank=", rank_),
-                                     "--host=127.0.0.1",
-                                     absl::StrCat("--port=", port_),
-                                     absl::StrCat("--data-port=", data_port_),
-                                     "--threads=1"};
+  void Spawn(std::vector<std::string> args, const std::string& log_name) {
+    const std::string log = absl::StrCat(::testing::TempDir(), "/", log_name, ".log");
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -77,14 +65,36 @@ class WorkerProcess {
     posix_spawn_file_actions_destroy(&actions);
   }
 
-  void Kill(int sig) {
-    if (pid_ <= 0) return;
+  // Sends `sig`, waits, and returns the exit status (-1 when not running).
+  int Stop(int sig) {
+    if (pid_ <= 0) return -1;
     kill(pid_, sig);
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
+    return status;
   }
 
+ private:
+  pid_t pid_ = -1;
+};
+
+// A dsv2-worker process.
+class WorkerProcess {
+ public:
+  WorkerProcess(std::string model, int rank) : model_(std::move(model)), rank_(rank) {
+    port_ = FreePort();
+    data_port_ = FreePort();
+    Start();
+  }
+
+  void Start() {
+    process_.Spawn(
+        {DSV2_WORKER_BIN, "--model=" + model_, absl::StrCat("--rank=", rank_), "--host=127.0.0.1",
+         absl::StrCat("--port=", port_), absl::StrCat("--data-port=", data_port_), "--threads=1"},
+        absl::StrCat("worker", rank_));
+  }
+  void Kill(int sig) { process_.Stop(sig); }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
 
  private:
@@ -92,7 +102,7 @@ class WorkerProcess {
   int rank_;
   int port_ = 0;
   int data_port_ = 0;
-  pid_t pid_ = -1;
+  ChildProcess process_;
 };
 
 struct GenResult {
@@ -226,6 +236,26 @@ TEST_F(ExpertParallelTest, CoordinatorShardPlusTwoWorkersMatchStandalone) {
   ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
   EXPECT_GT(coordinator->expert_group()->placement().Range(0).size(), 0);
   ExpectSameAsStandalone(coordinator->port());
+}
+
+TEST_F(ExpertParallelTest, CoordinatorProcessWithTwoWorkerProcesses) {
+  // Everything as separate processes, started as an operator would.
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  const int port = FreePort();
+  ChildProcess coordinator;
+  coordinator.Spawn(
+      {DSV2_COORDINATOR_BIN, "--model=" + kLite, "--host=127.0.0.1", absl::StrCat("--port=", port),
+       "--max-context=512", absl::StrCat("--workers=", w1.address(), ",", w2.address())},
+      "coordinator");
+  const auto end = std::chrono::steady_clock::now() + 60s;
+  while (Health(port) != grpc::health::v1::HealthCheckResponse::SERVING &&
+         std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(Health(port), grpc::health::v1::HealthCheckResponse::SERVING);
+  ExpectSameAsStandalone(port);
+  const int status = coordinator.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 // Failures of workers, as their own suite.
