@@ -7,7 +7,8 @@ namespace dsv2 {
 
 LatentKvCache::LatentKvCache(const LatentKvCacheOptions& options) : options_(options) {
   DSV2_CHECK(options.num_layers > 0 && options.row_dim > 0 && options.page_size > 0);
-  storage_.assign(options.num_layers * options.num_pages * page_stride(), 0.0f);
+  storage_size_ = options.num_layers * options.num_pages * page_stride();
+  storage_.reset(new float[storage_size_]);
   free_.reserve(options.num_pages);
   for (int64_t p = options.num_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
 }
@@ -58,13 +59,13 @@ float* LatentKvCache::Row(int64_t layer, int64_t seq, int64_t pos) {
   const std::vector<int32_t>& table = BlockTable(seq);
   DSV2_CHECK(pos >= 0 && pos / options_.page_size < static_cast<int64_t>(table.size()));
   const int64_t page = table[pos / options_.page_size];
-  return storage_.data() + (layer * options_.num_pages + page) * page_stride() +
+  return storage_.get() + (layer * options_.num_pages + page) * page_stride() +
          (pos % options_.page_size) * options_.row_dim;
 }
 
 LatentCacheLayerView LatentKvCache::LayerView(int64_t layer) const {
   LatentCacheLayerView v;
-  v.base = storage_.data() + layer * options_.num_pages * page_stride();
+  v.base = storage_.get() + layer * options_.num_pages * page_stride();
   v.page_stride = page_stride();
   v.page_size = options_.page_size;
   v.row_dim = options_.row_dim;

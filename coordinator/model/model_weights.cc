@@ -105,7 +105,6 @@ absl::StatusOr<ModelWeights> BindModelWeights(const ModelConfig& c, const Checkp
   } else {
     DSV2_ASSIGN_OR_RETURN(w.lm_head, b.Matrix("lm_head.weight", c.vocab_size, hidden));
   }
-  w.bytes_bound = b.bytes();
   return w;
 }
 

@@ -56,7 +56,6 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [hidden]
   WeightView lm_head;             // [vocab, hidden]
-  int64_t bytes_bound = 0;        // checkpoint bytes referenced
 };
 
 struct WeightBindOptions {

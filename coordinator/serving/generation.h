@@ -20,7 +20,7 @@ namespace dsv2 {
 using SteadyClock = std::chrono::steady_clock;
 
 struct GenerationRequest {
-  std::string request_id;
+  std::string request_id;       // echoed in responses; the service assigns one when empty
   std::vector<int32_t> prompt;  // token ids, BOS included when wanted
   SamplingOptions sampling;
   int32_t max_new_tokens = 0;  // 0: the engine's default

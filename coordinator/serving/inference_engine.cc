@@ -84,9 +84,6 @@ absl::StatusOr<std::shared_ptr<RequestStream>> InferenceEngine::Submit(Generatio
   DSV2_RETURN_IF_ERROR(Validate(request));
   auto seq = std::make_unique<Sequence>();
   seq->arrival = SteadyClock::now();
-  if (request.request_id.empty()) {
-    request.request_id = absl::StrCat("req-", next_request_number_.fetch_add(1));
-  }
   seq->tokens = request.prompt;
   seq->prompt_len = static_cast<int64_t>(request.prompt.size());
   const int32_t asked =

@@ -6,7 +6,6 @@
 // pages come back when a request finishes, is cancelled or fails.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <list>
@@ -108,7 +107,6 @@ class InferenceEngine {
   std::vector<float> logits_;
   std::vector<float> sample_scratch_;  // one row of logits for the sampler
   int64_t finished_ = 0, cancelled_ = 0, expired_ = 0, failed_ = 0, preemptions_ = 0, steps_ = 0;
-  std::atomic<uint64_t> next_request_number_{1};
   std::thread thread_;
 };
 
