@@ -1,6 +1,9 @@
-// model_bench: batch-1 decode and 512-token prefill of a checkpoint on the CPU, against the
-// machine's read bandwidth measured in the same run over the same (resident) weight pages.
+// model_bench: decode (batch 1 and larger batches) and prefill of a checkpoint, or of a
+// synthetic full-size model, on the CPU or a GPU, against the memory bandwidth measured in the
+// same run: the checkpoint's resident pages read by all threads (CPU) or a device-to-device
+// copy (GPU).
 //   model_bench --model /tmp/v2lite-4l [--runs 5] [--json out.json]
+//   model_bench --synthetic v2-lite --device cuda --batch-sizes 1,32,128,256 --prefill-tokens 2048
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -12,12 +15,18 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
 #include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/model/device_flags.h"
 
 ABSL_FLAG(std::string, model, "", "Checkpoint directory (see dsv2-make-checkpoint).");
+ABSL_FLAG(std::string, synthetic, "",
+          "Instead of --model: a random-weight model created in place (v2-lite).");
 ABSL_FLAG(int, runs, 5, "Repetitions of each measurement; the table shows the median.");
 ABSL_FLAG(int, decode_tokens, 32, "Tokens decoded per decode run (after a 16-token prompt).");
+ABSL_FLAG(std::vector<std::string>, batch_sizes, std::vector<std::string>({"1"}),
+          "Decode batch sizes (sequences decoding together), comma-separated.");
 ABSL_FLAG(int, prefill_tokens, 512, "Prompt length of the prefill measurement.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: one per core).");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
@@ -93,108 +102,158 @@ int64_t DecodeBytesPerToken(const dsv2::DeepseekV2Model& model) {
   return bytes;
 }
 
+struct DecodeResult {
+  int batch = 0;
+  double ms_per_step = 0;  // median
+  double tokens_per_s = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  dsv2::ParseFlags(argc, argv, "Decode/prefill benchmark of a checkpoint on the CPU.");
+  dsv2::ParseFlags(argc, argv, "Decode/prefill benchmark of a checkpoint on the CPU or a GPU.");
   const std::string dir = absl::GetFlag(FLAGS_model);
+  const std::string synthetic = absl::GetFlag(FLAGS_synthetic);
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
-  auto model_or = dsv2::DeepseekV2Model::Load(dir);
-  if (!model_or.ok()) {
-    std::fprintf(stderr, "model_bench: %s\n", std::string(model_or.status().message()).c_str());
-    return 1;
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
+    std::exit(1);
+  };
+  auto must = [&](const absl::Status& s) {
+    if (!s.ok()) fail(s);
+  };
+  if (dir.empty() == synthetic.empty())
+    fail(absl::InvalidArgumentError("give --model or --synthetic"));
+  if (!synthetic.empty() && synthetic != "v2-lite") {
+    fail(absl::InvalidArgumentError("--synthetic: only v2-lite is known"));
   }
+  std::vector<int> batches;
+  for (const std::string& b : absl::GetFlag(FLAGS_batch_sizes)) batches.push_back(std::stoi(b));
+  absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
+  must(placement.status());
+  auto model_or = synthetic.empty() ? dsv2::DeepseekV2Model::Load(dir, {}, *placement)
+                                    : dsv2::DeepseekV2Model::Synthetic(
+                                          dsv2::ModelConfig::DeepSeekV2Lite(), *placement);
+  must(model_or.status());
   const dsv2::DeepseekV2Model& model = **model_or;
   const dsv2::ModelConfig& c = model.config();
-  dsv2::CpuContext ctx(absl::GetFlag(FLAGS_threads));
-  const double ckpt_gb = model.checkpoint().total_bytes() / 1e9;
-  std::fprintf(stderr, "model %s: %.2f GB, %lld layers; cpu %s x%d threads\n", dir.c_str(), ckpt_gb,
-               static_cast<long long>(c.num_hidden_layers), dsv2::CpuIsaName(ctx.isa()),
-               ctx.num_threads());
+  dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads));
+  std::unique_ptr<dsv2::ExecContext> ctx =
+      model.cuda_context() ? std::make_unique<dsv2::ExecContext>(*model.cuda_context())
+                           : std::make_unique<dsv2::ExecContext>(cpu);
+  const double weights_gb = model.weight_bytes() / 1e9;
+  const std::string where = dsv2::DescribePlacement(model);
+  std::fprintf(stderr, "model %s: %.2f GB of weights, %lld layers; %s, %d CPU threads\n",
+               synthetic.empty() ? dir.c_str() : synthetic.c_str(), weights_gb,
+               static_cast<long long>(c.num_hidden_layers), where.c_str(), cpu.num_threads());
 
-  // Bandwidth: the first pass also brings every page in; report the best later pass.
+  // Bandwidth: CPU, the checkpoint pages read by all threads (the first pass brings them in);
+  // GPU, a device-to-device copy. The best of several passes.
   uint64_t sink = 0;
-  ReadBandwidth(ctx, model.checkpoint(), &sink);
   double bandwidth = 0;
-  for (int r = 0; r < std::max(3, runs); ++r) {
-    bandwidth = std::max(bandwidth, ReadBandwidth(ctx, model.checkpoint(), &sink));
+  for (int r = 0; r < std::max(3, runs) + 1; ++r) {
+    double gbs = 0;
+    if (model.cuda_context() != nullptr) {
+      absl::StatusOr<double> b =
+          dsv2::MeasureCopyBandwidth(*model.cuda_context(), int64_t{1} << 30);
+      must(b.status());
+      gbs = *b;
+    } else if (model.checkpoint() != nullptr) {
+      gbs = ReadBandwidth(cpu, *model.checkpoint(), &sink);
+    }
+    if (r > 0) bandwidth = std::max(bandwidth, gbs);
   }
 
   const int decode_n = absl::GetFlag(FLAGS_decode_tokens);
   const int64_t prefill_n = absl::GetFlag(FLAGS_prefill_tokens);
-  dsv2::LatentKvCache cache = model.MakeCache((prefill_n + decode_n + 16) / 64 + 2, 64);
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  const int64_t pages = max_batch * ((16 + decode_n + 63) / 64) + (prefill_n + 63) / 64 + 2;
+  absl::StatusOr<dsv2::LatentKvCache> cache_or = model.MakeCache(pages, 64);
+  must(cache_or.status());
+  dsv2::LatentKvCache& cache = *cache_or;
   std::vector<float> logits;
-  auto must = [](const absl::Status& s) {
-    if (!s.ok()) {
-      std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
-      std::exit(1);
-    }
+  auto argmax = [&](int64_t row) {
+    const float* v = logits.data() + row * c.vocab_size;
+    return static_cast<int32_t>(std::max_element(v, v + c.vocab_size) - v);
   };
-  // Decode: 16-token prompt, then greedy tokens one at a time.
-  std::vector<double> decode_ms;
-  for (int r = 0; r < runs; ++r) {
-    const int64_t seq = cache.AddSequence();
-    dsv2::ForwardBatch batch;
-    std::vector<int32_t> prompt(16);
-    for (int i = 0; i < 16; ++i) prompt[i] = (1000 + 37 * i + r) % c.vocab_size;
-    batch.Add(seq, 0, prompt);
-    must(model.Forward(ctx, cache, batch, &logits));
-    std::vector<double> steps;
-    for (int t = 0; t < decode_n; ++t) {
-      const int32_t next =
-          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      batch = {};
-      batch.Add(seq, 16 + t, {next});
-      const auto t0 = Clock::now();
-      must(model.Forward(ctx, cache, batch, &logits));
-      steps.push_back(Seconds(t0, Clock::now()) * 1e3);
+  // Decode: B sequences with 16-token prompts (prefilled together), then one token each per step.
+  std::vector<DecodeResult> decode;
+  for (int b : batches) {
+    std::vector<double> step_ms;
+    for (int r = 0; r < runs; ++r) {
+      std::vector<int64_t> seqs;
+      dsv2::ForwardBatch batch;
+      for (int s = 0; s < b; ++s) {
+        seqs.push_back(cache.AddSequence());
+        std::vector<int32_t> prompt(16);
+        for (int i = 0; i < 16; ++i) prompt[i] = (1000 + 37 * i + 101 * s + r) % c.vocab_size;
+        batch.Add(seqs.back(), 0, prompt);
+      }
+      must(model.Forward(*ctx, cache, batch, &logits));
+      for (int t = 0; t < decode_n; ++t) {
+        dsv2::ForwardBatch next;
+        for (int s = 0; s < b; ++s) next.Add(seqs[s], 16 + t, {argmax(s)});
+        const auto t0 = Clock::now();
+        must(model.Forward(*ctx, cache, next, &logits));
+        if (t > 0) step_ms.push_back(Seconds(t0, Clock::now()) * 1e3);  // the first warms up
+      }
+      for (int64_t s : seqs) cache.FreeSequence(s);
     }
-    decode_ms.push_back(Median(steps));
-    cache.FreeSequence(seq);
+    const double ms = Median(step_ms);
+    decode.push_back({b, ms, b * 1e3 / ms});
   }
-  // Prefill: one forward over the whole prompt.
+  // Prefill: one forward over the whole prompt (one warm-up run first).
   std::vector<double> prefill_s;
-  for (int r = 0; r < runs; ++r) {
+  for (int r = 0; r <= runs; ++r) {
     const int64_t seq = cache.AddSequence();
     std::vector<int32_t> prompt(prefill_n);
     for (int64_t i = 0; i < prefill_n; ++i) prompt[i] = (7 + 131 * i + r) % c.vocab_size;
     dsv2::ForwardBatch batch;
     batch.Add(seq, 0, prompt);
     const auto t0 = Clock::now();
-    must(model.Forward(ctx, cache, batch, &logits));
-    prefill_s.push_back(Seconds(t0, Clock::now()));
+    must(model.Forward(*ctx, cache, batch, &logits));
+    if (r > 0) prefill_s.push_back(Seconds(t0, Clock::now()));
     cache.FreeSequence(seq);
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double rss_gb = ru.ru_maxrss * 1024.0 / 1e9;
 
-  const double ms = Median(decode_ms);
   const double bytes_gb = DecodeBytesPerToken(model) / 1e9;
+  const double ms = decode[0].ms_per_step;
   const double decode_gbs = bytes_gb / (ms / 1e3);
   const double prefill_tps = prefill_n / Median(prefill_s);
-  std::printf("| measure | value |\n|---|---|\n");
-  std::printf("| read bandwidth (best of %d, all threads) | %.2f GB/s |\n", std::max(3, runs),
-              bandwidth);
-  std::printf("| decode batch 1 (median of %d runs x %d tokens) | %.2f ms/token, %.2f tokens/s |\n",
-              runs, decode_n, ms, 1e3 / ms);
-  std::printf("| weight bytes read per decode token | %.3f GB |\n", bytes_gb);
-  std::printf("| decode effective bandwidth | %.2f GB/s = %.0f%% of measured |\n", decode_gbs,
-              100 * decode_gbs / bandwidth);
-  std::printf("| prefill %lld tokens (median of %d) | %.2f s, %.1f tokens/s |\n",
+  std::printf("| measure (%s) | value |\n|---|---|\n", where.c_str());
+  std::printf("| %s bandwidth (best of %d) | %.2f GB/s |\n",
+              model.cuda_context() ? "device copy" : "read", std::max(3, runs), bandwidth);
+  for (const DecodeResult& d : decode) {
+    std::printf(
+        "| decode batch %d (median of %d runs x %d steps) | %.2f ms/step, %.1f tokens/s |\n",
+        d.batch, runs, decode_n - 1, d.ms_per_step, d.tokens_per_s);
+  }
+  std::printf("| weight bytes read per decode step (batch %d) | %.3f GB |\n", decode[0].batch,
+              bytes_gb);
+  std::printf("| decode effective bandwidth (batch %d) | %.2f GB/s = %.0f%% of measured |\n",
+              decode[0].batch, decode_gbs, bandwidth > 0 ? 100 * decode_gbs / bandwidth : 0.0);
+  std::printf("| prefill %lld tokens (median of %d) | %.3f s, %.1f tokens/s |\n",
               static_cast<long long>(prefill_n), runs, Median(prefill_s), prefill_tps);
-  std::printf("| peak RSS | %.2f GB = %.3f x checkpoint (%.2f GB) |\n", rss_gb, rss_gb / ckpt_gb,
-              ckpt_gb);
+  std::printf("| peak RSS | %.2f GB (weights %.2f GB) |\n", rss_gb, weights_gb);
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+    std::vector<std::string> rows;
+    for (const DecodeResult& d : decode) {
+      rows.push_back(
+          absl::StrFormat("{\"batch\": %d, \"ms_per_step\": %.4f, \"tokens_per_s\": %.2f}", d.batch,
+                          d.ms_per_step, d.tokens_per_s));
+    }
     std::ofstream(path) << absl::StrFormat(
-        "{\"model\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"read_bandwidth_gbs\": %.3f, "
-        "\"decode_ms_per_token\": %.3f, \"decode_tokens_per_s\": %.3f, "
-        "\"decode_bytes_per_token\": %.0f, \"decode_bandwidth_fraction\": %.4f, "
-        "\"prefill_tokens\": %d, \"prefill_tokens_per_s\": %.2f, \"peak_rss_gb\": %.3f, "
-        "\"checkpoint_gb\": %.3f, \"runs\": %d, \"sink\": %u}\n",
-        dir, ctx.num_threads(), dsv2::CpuIsaName(ctx.isa()), bandwidth, ms, 1e3 / ms,
-        bytes_gb * 1e9, decode_gbs / bandwidth, prefill_n, prefill_tps, rss_gb, ckpt_gb, runs,
-        static_cast<unsigned>(sink & 1));
+        "{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.3f, "
+        "\"decode\": [%s], \"decode_ms_per_token\": %.4f, \"decode_bytes_per_token\": %.0f, "
+        "\"decode_bandwidth_fraction\": %.4f, \"prefill_tokens\": %d, "
+        "\"prefill_tokens_per_s\": %.2f, \"peak_rss_gb\": %.3f, \"weights_gb\": %.3f, "
+        "\"runs\": %d, \"sink\": %u}\n",
+        synthetic.empty() ? dir : synthetic, where, cpu.num_threads(), bandwidth,
+        absl::StrJoin(rows, ", "), ms, bytes_gb * 1e9, bandwidth > 0 ? decode_gbs / bandwidth : 0.0,
+        prefill_n, prefill_tps, rss_gb, weights_gb, runs, static_cast<unsigned>(sink & 1));
   }
   return 0;
 }

@@ -35,8 +35,7 @@ struct ExpertAssignments {
 };
 
 // out[t] += Σ_k weight[t,k] · expert_{id[t,k]}(x[t]) over the experts in `experts` (which hold
-// ids [expert_begin, expert_begin + size)). Tokens are grouped per expert so that each
-// expert's weights are read once per call; the sum per token is float32, in expert order.
+// ids [expert_begin, expert_begin + size)), on the CPU in float32: kernels/routed_experts.h.
 void RoutedExpertsForward(const CpuContext& ctx, const std::vector<MlpWeights>& experts,
                           int64_t expert_begin, const ExpertAssignments& assignments,
                           const float* x, int64_t hidden, float* out);

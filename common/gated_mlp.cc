@@ -5,16 +5,22 @@
 
 namespace dsv2 {
 
-void GatedMlp(const CpuContext& ctx, const MlpWeights& w, const GatedMlpArgs& a,
-              std::vector<float>& scratch) {
+void GatedMlp(const ExecContext& ctx, const MlpWeights& w, const GatedMlpArgs& a) {
   const int64_t hidden = w.gate.cols;
   const int64_t width = w.gate.rows;
-  scratch.resize(2 * a.n * width);
-  float* gate = scratch.data();    // [n, width]
-  float* up = gate + a.n * width;  // [n, width]
+  WorkspaceScope scope(ctx.workspace());
+  void* gate = ctx.workspace().Alloc(ctx.act_dtype(), a.n * width);  // [n, width]
+  void* up = ctx.workspace().Alloc(ctx.act_dtype(), a.n * width);    // [n, width]
   MatMul(ctx, {.x = a.x, .x_stride = hidden, .n = a.n, .w = w.gate, .y = gate, .y_stride = width});
   MatMul(ctx, {.x = a.x, .x_stride = hidden, .n = a.n, .w = w.up, .y = up, .y_stride = width});
-  SiluMul(gate, up, a.n * width, gate);  // [n, width]
+  SiluMul(ctx, {.gate = gate,
+                .up = up,
+                .out = gate,
+                .rows = a.n,
+                .width = width,
+                .gate_stride = width,
+                .up_stride = width,
+                .out_stride = width});
   MatMul(ctx, {.x = gate,
                .x_stride = width,
                .n = a.n,

@@ -1,31 +1,22 @@
-// The gated MLP used by dense layers, shared experts and routed experts:
+// The gated MLP used by dense layers and shared experts:
 //   out = down(silu(gate(x)) · up(x))
+// on whichever device the context names; temporaries come from the context's workspace.
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
-#include "kernels/cpu_context.h"
-#include "kernels/weight_view.h"
+#include "kernels/exec_context.h"
+#include "kernels/mlp_weights.h"
 
 namespace dsv2 {
 
-// The weights of one gated MLP: a dense layer's MLP, the shared experts, or one routed expert.
-struct MlpWeights {
-  WeightView gate;  // [width, hidden]
-  WeightView up;    // [width, hidden]
-  WeightView down;  // [hidden, width]
-};
-
 struct GatedMlpArgs {
-  const float* x = nullptr;  // [n, hidden]
+  const void* x = nullptr;  // [n, hidden] activation dtype
   int64_t n = 0;
-  float* out = nullptr;     // [n, hidden]
+  void* out = nullptr;      // [n, hidden] activation dtype
   bool accumulate = false;  // out += mlp(x)
 };
 
-// scratch grows to 2·n·width floats.
-void GatedMlp(const CpuContext& ctx, const MlpWeights& w, const GatedMlpArgs& args,
-              std::vector<float>& scratch);
+void GatedMlp(const ExecContext& ctx, const MlpWeights& w, const GatedMlpArgs& args);
 
 }  // namespace dsv2

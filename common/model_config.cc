@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/router_topk.h"
 
 namespace dsv2 {
 
@@ -142,6 +143,13 @@ absl::Status Validate(const ModelConfig& c) {
   };
   if (c.qk_rope_head_dim % 2 != 0) return bad("qk_rope_head_dim", "must be even");
   if (c.n_routed_experts > 0) {
+    // The router's per-token scratch (kernels/router_topk.h) bounds both.
+    if (c.n_routed_experts > kMaxRoutedExperts) {
+      return bad("n_routed_experts", absl::StrCat("at most ", kMaxRoutedExperts, " are supported"));
+    }
+    if (c.num_experts_per_tok > kMaxRouterTopK) {
+      return bad("num_experts_per_tok", absl::StrCat("at most ", kMaxRouterTopK, " are supported"));
+    }
     if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.n_routed_experts) {
       return bad("num_experts_per_tok", "must be in [1, n_routed_experts]");
     }

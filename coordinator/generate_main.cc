@@ -1,4 +1,4 @@
-// dsv2-generate: greedy generation on the CPU, with per-token timing.
+// dsv2-generate: greedy generation on a GPU or the CPU, with per-token timing.
 //   dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16
 //   dsv2-generate --model DIR --prompt "Once upon a time"   (needs DIR/tokenizer.json)
 //   dsv2-generate --model DIR --chat "Hello!"               (chat template of the tokenizer)
@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/cli_flags.h"
 #include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/model/device_flags.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "",
@@ -52,7 +53,7 @@ absl::StatusOr<std::vector<int32_t>> TextPrompt(const dsv2::Tokenizer& tok) {
 
 int main(int argc, char** argv) {
   dsv2::ParseFlags(argc, argv,
-                   "Greedy generation with a DeepSeek-V2-family checkpoint on the CPU.\n"
+                   "Greedy generation with a DeepSeek-V2-family checkpoint on a GPU or the CPU.\n"
                    "  dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16\n"
                    "  dsv2-generate --model DIR --prompt \"text\" | --chat \"user message\"");
   const std::string dir = absl::GetFlag(FLAGS_model);
@@ -88,21 +89,31 @@ int main(int argc, char** argv) {
   const int max_new = absl::GetFlag(FLAGS_max_new_tokens);
   if (max_new < 0) return Fail("--max-new-tokens must be >= 0");
 
+  absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
+  if (!placement.ok()) return Fail(std::string(placement.status().message()));
   const auto t_load = std::chrono::steady_clock::now();
-  absl::StatusOr<std::unique_ptr<dsv2::DeepseekV2Model>> model = dsv2::DeepseekV2Model::Load(dir);
+  absl::StatusOr<std::unique_ptr<dsv2::DeepseekV2Model>> model =
+      dsv2::DeepseekV2Model::Load(dir, {}, *placement);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   const dsv2::ModelConfig& config = (*model)->config();
-  dsv2::CpuContext ctx(absl::GetFlag(FLAGS_threads));
+  dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads));
+  std::unique_ptr<dsv2::ExecContext> ctx =
+      (*model)->cuda_context() != nullptr
+          ? std::make_unique<dsv2::ExecContext>(*(*model)->cuda_context())
+          : std::make_unique<dsv2::ExecContext>(cpu);
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
-  std::fprintf(stderr, "loaded %s: %lld layers, %.2f GB mapped, %.2f s; cpu %s x%d threads\n",
+  std::fprintf(stderr, "loaded %s: %lld layers, %.2f GB of weights, %.2f s; %s, %d CPU threads\n",
                dir.c_str(), static_cast<long long>(config.num_hidden_layers),
-               (*model)->checkpoint().total_bytes() / 1e9, load_s, dsv2::CpuIsaName(ctx.isa()),
-               ctx.num_threads());
+               (*model)->weight_bytes() / 1e9, load_s, dsv2::DescribePlacement(**model).c_str(),
+               cpu.num_threads());
 
   const int64_t total = static_cast<int64_t>(prompt.size()) + max_new;
   const int64_t page = 64;
-  dsv2::LatentKvCache cache = (*model)->MakeCache((total + page - 1) / page, page);
+  absl::StatusOr<dsv2::LatentKvCache> cache_or =
+      (*model)->MakeCache((total + page - 1) / page, page);
+  if (!cache_or.ok()) return Fail(std::string(cache_or.status().message()));
+  dsv2::LatentKvCache& cache = *cache_or;
   const int64_t seq = cache.AddSequence();
 
   std::vector<float> logits;
@@ -115,7 +126,7 @@ int main(int argc, char** argv) {
   int64_t pos = 0;
   while (true) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (absl::Status s = (*model)->Forward(ctx, cache, batch, &logits); !s.ok()) {
+    if (absl::Status s = (*model)->Forward(*ctx, cache, batch, &logits); !s.ok()) {
       return Fail(std::string(s.message()));
     }
     step_ms.push_back(

@@ -57,6 +57,9 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
                              info.demo_model() ? "  (built-in demo, random weights)" : ""));
   Line("type", info.model_type());
   Line("device", info.device());
+  Line("memory",
+       absl::StrFormat("%.2f GB weights, %.2f GB latent KV cache (%s)", info.weight_bytes() / 1e9,
+                       info.cache_bytes() / 1e9, info.dtype().empty() ? "float32" : info.dtype()));
   Line("tokenizer", YesNo(info.has_tokenizer()));
   Line("vocab size", absl::StrCat(info.vocab_size()));
   Line("layers", absl::StrCat(info.num_layers()));

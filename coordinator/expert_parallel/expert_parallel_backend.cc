@@ -47,7 +47,7 @@ ExpertParallelBackend::ExpertParallelBackend(const DeepseekV2Model& model,
     : model_(model),
       options_(options),
       placement_(std::move(placement)),
-      fingerprint_(CheckpointFingerprint(model.config(), model.checkpoint())),
+      fingerprint_(CheckpointFingerprint(model.config(), *model.checkpoint())),
       on_serving_(std::move(on_serving)) {
   supervisor_ = std::thread([this] { Supervise(); });
 }

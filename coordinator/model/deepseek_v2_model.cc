@@ -1,38 +1,92 @@
 #include "coordinator/model/deepseek_v2_model.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/gated_mlp.h"
 #include "common/status_macros.h"
 #include "coordinator/model/mla_attention_block.h"
+#include "coordinator/model/model_weights_upload.h"
 #include "coordinator/model/moe_block.h"
+#include "coordinator/model/synthetic_weights.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/rms_norm.h"
 
 namespace dsv2 {
 
+absl::Status DeepseekV2Model::PlaceOnDevice(const ModelPlacement& placement) {
+  placement_ = placement;
+  rope_ = RopeTable::FromConfig(config_);
+  inv_freq_ = rope_.inv_freq.data();
+  if (placement.device == Device::kCpu) {
+    if (placement.dtype != DType::kF32) {
+      return absl::InvalidArgumentError("the CPU engine computes in float32 only");
+    }
+    return absl::OkStatus();
+  }
+  DSV2_ASSIGN_OR_RETURN(
+      cuda_, CudaContext::Create({.device = placement.cuda_device, .act_dtype = placement.dtype}));
+  const int64_t freq_bytes = static_cast<int64_t>(rope_.inv_freq.size() * sizeof(float));
+  DSV2_ASSIGN_OR_RETURN(inv_freq_device_, DeviceBuffer::Allocate(Device::kCuda, freq_bytes));
+  DSV2_RETURN_IF_ERROR(
+      cuda_->CopyToDevice(inv_freq_device_.data(), rope_.inv_freq.data(), freq_bytes));
+  DSV2_RETURN_IF_ERROR(cuda_->Synchronize());
+  inv_freq_ = inv_freq_device_.as<float>();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
-    const std::string& dir, const WeightBindOptions& options) {
+    const std::string& dir, const WeightBindOptions& options, const ModelPlacement& placement) {
   std::unique_ptr<DeepseekV2Model> m(new DeepseekV2Model());
   DSV2_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
   DSV2_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
-  m->rope_ = RopeTable::FromConfig(m->config_);
+  DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
+  m->weight_bytes_ = m->checkpoint_->total_bytes();
+  if (m->cuda_ != nullptr) {
+    DSV2_ASSIGN_OR_RETURN(ModelWeights device_weights,
+                          UploadModelWeights(m->config_, m->weights_, *m->cuda_));
+    m->weights_ = std::move(device_weights);
+    m->weight_bytes_ = 0;
+    for (const DeviceBuffer& b : m->weights_.device_storage) m->weight_bytes_ += b.bytes();
+  }
   return m;
 }
 
-LatentKvCache DeepseekV2Model::MakeCache(int64_t num_pages, int64_t page_size) const {
-  return LatentKvCache({.num_layers = config_.num_hidden_layers,
-                        .row_dim = config_.latent_cache_dim(),
-                        .page_size = page_size,
-                        .num_pages = num_pages});
+absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
+    const ModelConfig& config, const ModelPlacement& placement, uint64_t seed) {
+  std::unique_ptr<DeepseekV2Model> m(new DeepseekV2Model());
+  m->config_ = config;
+  DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
+  const CpuContext cpu;
+  const ExecContext ctx = m->cuda_ ? ExecContext(*m->cuda_) : ExecContext(cpu);
+  DSV2_ASSIGN_OR_RETURN(m->weights_, MakeSyntheticWeights(config, ctx, seed));
+  if (m->cuda_) DSV2_RETURN_IF_ERROR(m->cuda_->Synchronize());
+  for (const DeviceBuffer& b : m->weights_.device_storage) m->weight_bytes_ += b.bytes();
+  return m;
+}
+
+DeepseekV2Model::~DeepseekV2Model() = default;
+
+absl::StatusOr<LatentKvCache> DeepseekV2Model::MakeCache(int64_t num_pages,
+                                                         int64_t page_size) const {
+  return LatentKvCache::Create({.num_layers = config_.num_hidden_layers,
+                                .row_dim = config_.latent_cache_dim(),
+                                .page_size = page_size,
+                                .num_pages = num_pages,
+                                .device = placement_.device,
+                                .dtype = placement_.dtype});
+}
+
+int64_t DeepseekV2Model::CachePageBytes(int64_t page_size) const {
+  return config_.num_hidden_layers * page_size * config_.latent_cache_dim() *
+         DTypeSize(placement_.dtype);
 }
 
 absl::StatusOr<TokenLayout> DeepseekV2Model::Prepare(LatentKvCache& cache,
                                                      const ForwardBatch& batch) const {
-  TokenLayout layout;
   int64_t total = 0;
   std::set<int64_t> seen;
   for (size_t i = 0; i < batch.chunks.size(); ++i) {
@@ -45,9 +99,8 @@ absl::StatusOr<TokenLayout> DeepseekV2Model::Prepare(LatentKvCache& cache,
       return absl::InvalidArgumentError(absl::StrCat(where, ": sequence appears twice"));
     }
     if (ch.num_tokens < 1 || ch.start_pos < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(where,
-                                                     ": needs num_tokens >= 1 and "
-                                                     "start_pos >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": needs num_tokens >= 1 and start_pos >= 0"));
     }
     if (ch.start_pos + ch.num_tokens > config_.max_position_embeddings) {
       return absl::InvalidArgumentError(
@@ -69,86 +122,122 @@ absl::StatusOr<TokenLayout> DeepseekV2Model::Prepare(LatentKvCache& cache,
   for (const SequenceChunk& ch : batch.chunks) {
     DSV2_RETURN_IF_ERROR(cache.Reserve(ch.seq_id, ch.start_pos + ch.num_tokens));
   }
+  TokenLayout layout;
   layout.n_tokens = total;
+  layout.tokens = batch.tokens;
   for (const SequenceChunk& ch : batch.chunks) {
-    const int32_t* table = cache.BlockTable(ch.seq_id).data();
-    for (int64_t j = 0; j < ch.num_tokens; ++j) {
-      layout.positions.push_back(static_cast<int32_t>(ch.start_pos + j));
-      layout.seq_ids.push_back(ch.seq_id);
-      layout.block_tables.push_back(table);
-    }
+    layout.max_pages = std::max<int64_t>(layout.max_pages, cache.BlockTable(ch.seq_id).size());
   }
+  layout.block_tables.assign(batch.chunks.size() * layout.max_pages, 0);
+  int64_t offset = 0;
+  for (size_t i = 0; i < batch.chunks.size(); ++i) {
+    const SequenceChunk& ch = batch.chunks[i];
+    const std::vector<int32_t>& table = cache.BlockTable(ch.seq_id);
+    std::copy(table.begin(), table.end(), layout.block_tables.begin() + i * layout.max_pages);
+    for (int64_t j = 0; j < ch.num_tokens; ++j) {
+      const int64_t pos = ch.start_pos + j;
+      layout.positions.push_back(static_cast<int32_t>(pos));
+      layout.token_table.push_back(static_cast<int32_t>(i));
+      layout.slots.push_back(cache.Slot(ch.seq_id, pos));
+      if (ch.all_logits || j == ch.num_tokens - 1) {
+        layout.out_rows.push_back(static_cast<int32_t>(offset + j));
+      }
+    }
+    layout.max_position =
+        std::max(layout.max_position, static_cast<int32_t>(ch.start_pos + ch.num_tokens - 1));
+    offset += ch.num_tokens;
+  }
+  layout.n_out = static_cast<int64_t>(layout.out_rows.size());
   return layout;
 }
 
-absl::Status DeepseekV2Model::Forward(const CpuContext& ctx, LatentKvCache& cache,
+absl::Status DeepseekV2Model::UploadTables(const ExecContext& ctx, TokenLayout& l) const {
+  StepTables& t = l.tables;
+  if (!ctx.on_cuda()) {
+    t = {l.tokens.data(), l.positions.data(),    l.token_table.data(),
+         l.slots.data(),  l.block_tables.data(), l.out_rows.data()};
+    return absl::OkStatus();
+  }
+  Workspace& ws = ctx.workspace();
+  auto upload = [&](const auto& v, const auto*& dst) -> absl::Status {
+    using T = typename std::decay_t<decltype(v)>::value_type;
+    T* d = ws.Alloc<T>(static_cast<int64_t>(v.size()));
+    dst = d;
+    return ctx.cuda().CopyToDevice(d, v.data(), static_cast<int64_t>(v.size() * sizeof(T)));
+  };
+  DSV2_RETURN_IF_ERROR(upload(l.tokens, t.tokens));
+  DSV2_RETURN_IF_ERROR(upload(l.positions, t.positions));
+  DSV2_RETURN_IF_ERROR(upload(l.token_table, t.token_table));
+  DSV2_RETURN_IF_ERROR(upload(l.slots, t.slots));
+  DSV2_RETURN_IF_ERROR(upload(l.block_tables, t.block_tables));
+  DSV2_RETURN_IF_ERROR(upload(l.out_rows, t.out_rows));
+  return absl::OkStatus();
+}
+
+absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cache,
                                       const ForwardBatch& batch, std::vector<float>* logits) const {
-  DSV2_ASSIGN_OR_RETURN(const TokenLayout layout, Prepare(cache, batch));
+  if (ctx.device() != device() || cache.device() != device()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model is on ", DeviceName(device()), " but the context is on ",
+                     DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
+  }
+  DSV2_ASSIGN_OR_RETURN(TokenLayout layout, Prepare(cache, batch));
+  Workspace& ws = ctx.workspace();
+  ws.Reset();
+  DSV2_RETURN_IF_ERROR(UploadTables(ctx, layout));
   const ModelConfig& c = config_;
   const int64_t n = layout.n_tokens, hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
+  const DType act = ctx.act_dtype();
 
-  std::vector<float> x(n * hidden);  // [n, hidden] residual stream
-  std::vector<float> h(n * hidden);  // [n, hidden] normalized
-  EmbeddingLookup(weights_.embed, batch.tokens.data(), n, x.data());
-  std::vector<float> scratch;
+  void* x = ws.Alloc(act, n * hidden);      // [n, hidden] residual stream
+  void* h = ws.Alloc(act, n * hidden);      // [n, hidden] normalized
+  void* delta = ws.Alloc(act, n * hidden);  // [n, hidden] the last sublayer's output
+  auto norm = [&](const float* weight, const void* add) {
+    RmsNorm(ctx, {.x = x,
+                  .y = h,
+                  .weight = weight,
+                  .n = n,
+                  .dim = hidden,
+                  .x_stride = hidden,
+                  .y_stride = hidden,
+                  .eps = eps,
+                  .add = add});
+  };
+  EmbeddingLookup(ctx, {.table = weights_.embed, .ids = layout.tables.tokens, .n = n, .out = x});
+  const AttentionEnv env{ctx, c, inv_freq_, rope_.attn_factor, cache, layout};
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = weights_.layers[l];
-    RmsNorm(ctx, {.x = x.data(),
-                  .y = h.data(),
-                  .weight = L.input_norm.data(),
-                  .n = n,
-                  .dim = hidden,
-                  .x_stride = hidden,
-                  .y_stride = hidden,
-                  .eps = eps});
-    MlaAttentionForward({ctx, c, rope_, cache, layout, l}, L.attn, h.data(), x.data());
-    RmsNorm(ctx, {.x = x.data(),
-                  .y = h.data(),
-                  .weight = L.post_attention_norm.data(),
-                  .n = n,
-                  .dim = hidden,
-                  .x_stride = hidden,
-                  .y_stride = hidden,
-                  .eps = eps});
+    norm(L.input_norm, l > 0 ? delta : nullptr);  // x += previous MLP; h = norm(x)
+    MlaAttentionForward(env, l, L.attn, h, delta);
+    norm(L.post_attention_norm, delta);  // x += attention; h = norm(x)
     if (L.is_moe) {
-      DSV2_RETURN_IF_ERROR(MoeForward(ctx, c, L.moe,
-                                      {.layer = l, .x = h.data(), .n = n, .residual = x.data()},
-                                      expert_backend_));
+      DSV2_RETURN_IF_ERROR(
+          MoeForward(ctx, c, L.moe, {.layer = l, .x = h, .n = n, .out = delta}, expert_backend_));
     } else {
-      GatedMlp(ctx, L.mlp, {.x = h.data(), .n = n, .out = x.data(), .accumulate = true}, scratch);
+      GatedMlp(ctx, L.mlp, {.x = h, .n = n, .out = delta});
     }
   }
+  norm(weights_.final_norm, delta);
 
-  // Rows whose logits were asked for, then the final norm and lm_head on those alone.
-  std::vector<int64_t> rows;
-  int64_t offset = 0;
-  for (const SequenceChunk& ch : batch.chunks) {
-    if (ch.all_logits) {
-      for (int64_t j = 0; j < ch.num_tokens; ++j) rows.push_back(offset + j);
-    } else {
-      rows.push_back(offset + ch.num_tokens - 1);
-    }
-    offset += ch.num_tokens;
-  }
-  const int64_t n_out = static_cast<int64_t>(rows.size());
-  for (int64_t i = 0; i < n_out; ++i) {
-    RmsNorm(ctx, {.x = x.data() + rows[i] * hidden,
-                  .y = h.data() + i * hidden,
-                  .weight = weights_.final_norm.data(),
-                  .n = 1,
-                  .dim = hidden,
-                  .x_stride = hidden,
-                  .y_stride = hidden,
-                  .eps = eps});
-  }
+  // The rows whose logits were asked for, then lm_head on those alone.
+  const int64_t n_out = layout.n_out;
+  void* rows = ws.Alloc(act, n_out * hidden);  // [n_out, hidden]
+  const WeightView normed{.data = h, .dtype = act, .rows = n, .cols = hidden, .row_stride = hidden};
+  EmbeddingLookup(ctx, {.table = normed, .ids = layout.tables.out_rows, .n = n_out, .out = rows});
   logits->resize(n_out * c.vocab_size);
-  MatMul(ctx, {.x = h.data(),
+  float* y = ctx.on_cuda() ? ws.Alloc<float>(n_out * c.vocab_size) : logits->data();
+  MatMul(ctx, {.x = rows,
                .x_stride = hidden,
                .n = n_out,
                .w = weights_.lm_head,
-               .y = logits->data(),
-               .y_stride = c.vocab_size});
+               .y = y,
+               .y_stride = c.vocab_size,
+               .y_float32 = true});
+  if (ctx.on_cuda()) {
+    DSV2_RETURN_IF_ERROR(ctx.cuda().CopyToHost(logits->data(), y, n_out * c.vocab_size * 4));
+    DSV2_RETURN_IF_ERROR(ctx.cuda().Synchronize());
+  }
   return absl::OkStatus();
 }
 

@@ -1,8 +1,9 @@
-// DeepseekV2Model: a DeepSeek-V2-family checkpoint on the CPU. One Forward call runs a batch of
-// sequences of different lengths and positions through every layer:
+// DeepseekV2Model: a DeepSeek-V2-family checkpoint on the CPU or one CUDA device. One Forward
+// call runs a batch of sequences of different lengths and positions through every layer:
 //   x = embed(tokens)
 //   per layer: x += MLA(rmsnorm(x)); x += MLP-or-MoE(rmsnorm(x))
 //   logits = lm_head(rmsnorm(x)) for the rows asked for
+// The same code runs on both devices: ops dispatch on the ExecContext they are given.
 #pragma once
 
 #include <memory>
@@ -17,43 +18,75 @@
 #include "coordinator/model/model_weights.h"
 #include "coordinator/model/rope_table.h"
 #include "coordinator/model/routed_expert_backend.h"
-#include "kernels/cpu_context.h"
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/exec_context.h"
 
 namespace dsv2 {
+
+// Where the model runs and in which precision.
+struct ModelPlacement {
+  Device device = Device::kCpu;
+  DType dtype = DType::kF32;  // CPU: float32; CUDA: bfloat16 or float32 (verification)
+  int cuda_device = 0;
+};
 
 class DeepseekV2Model {
  public:
   // Reads <dir>/config.json and the safetensors of `dir` and binds every weight (of the routed
-  // experts, those of options' range: all by default).
+  // experts, those of options' range: all by default); on CUDA, uploads them once.
   static absl::StatusOr<std::unique_ptr<DeepseekV2Model>> Load(
-      const std::string& dir, const WeightBindOptions& options = {});
+      const std::string& dir, const WeightBindOptions& options = {},
+      const ModelPlacement& placement = {});
+  // A model of `config`'s shapes with random weights created in place on the placement's
+  // device (coordinator/model/synthetic_weights.h): real size, no checkpoint file.
+  static absl::StatusOr<std::unique_ptr<DeepseekV2Model>> Synthetic(const ModelConfig& config,
+                                                                    const ModelPlacement& placement,
+                                                                    uint64_t seed = 1234);
+  ~DeepseekV2Model();
 
   // Routed experts run on `backend` from now on (null: in process). Not thread-safe with
-  // Forward; set it while no forward runs.
+  // Forward; set it while no forward runs. CPU models only, for now.
   void SetExpertBackend(RoutedExpertBackend* backend) { expert_backend_ = backend; }
 
   const ModelConfig& config() const { return config_; }
+  // On the model's device (host views of the checkpoint on the CPU).
   const ModelWeights& weights() const { return weights_; }
-  const Checkpoint& checkpoint() const { return *checkpoint_; }
+  // The mmap'ed checkpoint; null for a synthetic model.
+  const Checkpoint* checkpoint() const { return checkpoint_.get(); }
+  Device device() const { return placement_.device; }
+  DType dtype() const { return placement_.dtype; }
+  // The model's CUDA stream and handles (null on the CPU): what ExecContext wraps on a GPU.
+  CudaContext* cuda_context() const { return cuda_.get(); }
+  int64_t weight_bytes() const { return weight_bytes_; }
 
-  // A cache sized for this model: `num_pages` pages of `page_size` rows.
-  LatentKvCache MakeCache(int64_t num_pages, int64_t page_size = 64) const;
+  // A cache on the model's device and in its dtype: `num_pages` pages of `page_size` rows.
+  absl::StatusOr<LatentKvCache> MakeCache(int64_t num_pages, int64_t page_size = 64) const;
+  // Bytes one cache page takes (all layers).
+  int64_t CachePageBytes(int64_t page_size = 64) const;
 
-  // Runs the batch and writes logits [n_out, vocab_size] (float32), n_out = Σ over chunks of
-  // (all_logits ? num_tokens : 1), in chunk order. Reserves cache pages for every chunk first;
-  // INVALID_ARGUMENT names a bad token id or position, RESOURCE_EXHAUSTED a full cache (then
-  // nothing was computed), UNAVAILABLE an expert backend that lost a worker.
-  absl::Status Forward(const CpuContext& ctx, LatentKvCache& cache, const ForwardBatch& batch,
+  // Runs the batch and writes logits [n_out, vocab_size] (float32, host), n_out = Σ over chunks
+  // of (all_logits ? num_tokens : 1), in chunk order. Reserves cache pages for every chunk
+  // first; INVALID_ARGUMENT names a bad token id or position, RESOURCE_EXHAUSTED a full cache
+  // (then nothing was computed), UNAVAILABLE an expert backend that lost a worker,
+  // FAILED_PRECONDITION a context on another device than the model's.
+  absl::Status Forward(const ExecContext& ctx, LatentKvCache& cache, const ForwardBatch& batch,
                        std::vector<float>* logits) const;
 
  private:
   DeepseekV2Model() = default;
   absl::StatusOr<TokenLayout> Prepare(LatentKvCache& cache, const ForwardBatch& batch) const;
+  absl::Status UploadTables(const ExecContext& ctx, TokenLayout& layout) const;
+  absl::Status PlaceOnDevice(const ModelPlacement& placement);
 
+  ModelPlacement placement_;
+  std::unique_ptr<CudaContext> cuda_;  // first member: destroyed after everything on the device
   ModelConfig config_;
   std::unique_ptr<Checkpoint> checkpoint_;
   ModelWeights weights_;
+  int64_t weight_bytes_ = 0;
   RopeTable rope_;
+  const float* inv_freq_ = nullptr;  // rope_.inv_freq on the model's device
+  DeviceBuffer inv_freq_device_;
   RoutedExpertBackend* expert_backend_ = nullptr;
 };
 

@@ -25,12 +25,26 @@ struct ForwardBatch {
   }
 };
 
-// Per-token indexing derived from a batch, shared by the layers of one forward call.
+// Per-token indexing derived from a batch, shared by the layers of one forward call. Built on
+// the host; `tables` points at the same data on the context's device (the host vectors
+// themselves on the CPU, a copy in the workspace on a GPU).
+struct StepTables {
+  const int32_t* tokens = nullptr;        // [n_tokens]
+  const int32_t* positions = nullptr;     // [n_tokens]
+  const int32_t* token_table = nullptr;   // [n_tokens]: the token's row of block_tables
+  const int64_t* slots = nullptr;         // [n_tokens]: flat cache row of (sequence, position)
+  const int32_t* block_tables = nullptr;  // [n_chunks, max_pages]
+  const int32_t* out_rows = nullptr;      // [n_out]: rows whose logits were asked for
+};
+
 struct TokenLayout {
   int64_t n_tokens = 0;
-  std::vector<int32_t> positions;            // [n_tokens]
-  std::vector<int64_t> seq_ids;              // [n_tokens]
-  std::vector<const int32_t*> block_tables;  // [n_tokens]: its sequence's pages
+  int64_t n_out = 0;
+  int64_t max_pages = 0;     // pages of the longest sequence: block_tables' row stride
+  int32_t max_position = 0;  // over the batch
+  std::vector<int32_t> tokens, positions, token_table, block_tables, out_rows;
+  std::vector<int64_t> slots;
+  StepTables tables;
 };
 
 }  // namespace dsv2

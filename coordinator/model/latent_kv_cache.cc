@@ -5,12 +5,22 @@
 
 namespace dsv2 {
 
-LatentKvCache::LatentKvCache(const LatentKvCacheOptions& options) : options_(options) {
-  DSV2_CHECK(options.num_layers > 0 && options.row_dim > 0 && options.page_size > 0);
-  storage_size_ = options.num_layers * options.num_pages * page_stride();
-  storage_.reset(new float[storage_size_]);
-  free_.reserve(options.num_pages);
-  for (int64_t p = options.num_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
+absl::StatusOr<LatentKvCache> LatentKvCache::Create(const LatentKvCacheOptions& options) {
+  DSV2_CHECK(options.num_layers > 0 && options.row_dim > 0 && options.page_size > 0 &&
+             options.num_pages >= 0);
+  LatentKvCache c(options);
+  const int64_t bytes =
+      options.num_layers * options.num_pages * c.page_stride() * DTypeSize(options.dtype);
+  absl::StatusOr<DeviceBuffer> storage = DeviceBuffer::Allocate(options.device, bytes);
+  if (!storage.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat("latent KV cache of ", options.num_pages,
+                                                     " pages (", bytes,
+                                                     " bytes): ", storage.status().message()));
+  }
+  c.storage_ = *std::move(storage);
+  c.free_.reserve(options.num_pages);
+  for (int64_t p = options.num_pages - 1; p >= 0; --p) c.free_.push_back(static_cast<int32_t>(p));
+  return c;
 }
 
 int64_t LatentKvCache::AddSequence() {
@@ -55,17 +65,24 @@ int64_t LatentKvCache::Capacity(int64_t seq) const {
   return static_cast<int64_t>(BlockTable(seq).size()) * options_.page_size;
 }
 
-float* LatentKvCache::Row(int64_t layer, int64_t seq, int64_t pos) {
+int64_t LatentKvCache::Slot(int64_t seq, int64_t pos) const {
   const std::vector<int32_t>& table = BlockTable(seq);
   DSV2_CHECK(pos >= 0 && pos / options_.page_size < static_cast<int64_t>(table.size()));
-  const int64_t page = table[pos / options_.page_size];
-  return storage_.get() + (layer * options_.num_pages + page) * page_stride() +
-         (pos % options_.page_size) * options_.row_dim;
+  return static_cast<int64_t>(table[pos / options_.page_size]) * options_.page_size +
+         pos % options_.page_size;
+}
+
+float* LatentKvCache::Row(int64_t layer, int64_t seq, int64_t pos) {
+  DSV2_CHECK(options_.device == Device::kCpu && options_.dtype == DType::kF32);
+  return storage_.as<float>() + layer * options_.num_pages * page_stride() +
+         Slot(seq, pos) * options_.row_dim;
 }
 
 LatentCacheLayerView LatentKvCache::LayerView(int64_t layer) const {
   LatentCacheLayerView v;
-  v.base = storage_.get() + layer * options_.num_pages * page_stride();
+  v.base = storage_.as<uint8_t>() +
+           layer * options_.num_pages * page_stride() * DTypeSize(options_.dtype);
+  v.dtype = options_.dtype;
   v.page_stride = page_stride();
   v.page_size = options_.page_size;
   v.row_dim = options_.row_dim;

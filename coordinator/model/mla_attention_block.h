@@ -1,5 +1,5 @@
 // The MLA attention block of one layer in the absorbed form (REFERENCE.md §3): projections,
-// RoPE, writing the latent cache, attention over it, and o_proj accumulated into the residual.
+// the latent cache write (norm + RoPE fused), attention over the cache, values and o_proj.
 #pragma once
 
 #include <cstdint>
@@ -8,22 +8,22 @@
 #include "coordinator/model/forward_batch.h"
 #include "coordinator/model/latent_kv_cache.h"
 #include "coordinator/model/model_weights.h"
-#include "coordinator/model/rope_table.h"
-#include "kernels/cpu_context.h"
+#include "kernels/exec_context.h"
 
 namespace dsv2 {
 
+// What every layer's attention of one forward call shares.
 struct AttentionEnv {
-  const CpuContext& ctx;
+  const ExecContext& ctx;
   const ModelConfig& config;
-  const RopeTable& rope;
+  const float* inv_freq;  // [qk_rope_head_dim / 2] on the context's device
+  float attn_factor;
   LatentKvCache& cache;
   const TokenLayout& layout;
-  int64_t layer = 0;
 };
 
-// x: [n, hidden] normalized input; residual: [n, hidden], residual += attention(x).
-void MlaAttentionForward(const AttentionEnv& env, const AttentionWeights& w, const float* x,
-                         float* residual);
+// x: [n, hidden] normalized input; out: [n, hidden] = attention(x) (written).
+void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const AttentionWeights& w,
+                         const void* x, void* out);
 
 }  // namespace dsv2

@@ -9,14 +9,8 @@
 
 namespace dsv2 {
 
-WeightView AttentionWeights::WUkT(int64_t h, int64_t kv_lora_rank, int64_t nope) const {
-  WeightView v;
-  v.dtype = w_uk_t_dtype;
-  v.rows = kv_lora_rank;
-  v.cols = nope;
-  v.row_stride = nope;
-  v.data = w_uk_t.data() + h * kv_lora_rank * nope * DTypeSize(w_uk_t_dtype);
-  return v;
+WeightView AttentionWeights::WUkT(int64_t h, int64_t kv_lora_rank, int64_t /*nope*/) const {
+  return w_uk_t.RowSlice(h * kv_lora_rank, kv_lora_rank);
 }
 
 WeightView AttentionWeights::WUv(int64_t h, int64_t nope, int64_t v) const {
@@ -25,13 +19,26 @@ WeightView AttentionWeights::WUv(int64_t h, int64_t nope, int64_t v) const {
 
 namespace {
 
+// Keeps `v` in w.host_storage and returns its float32 data.
+const float* Keep(ModelWeights& w, const std::vector<float>& v) {
+  std::vector<uint8_t>& bytes = w.host_storage.emplace_back(v.size() * sizeof(float));
+  std::memcpy(bytes.data(), v.data(), bytes.size());
+  return reinterpret_cast<const float*>(bytes.data());
+}
+
+absl::StatusOr<const float*> BindVector(ModelWeights& w, WeightBinder& b, const std::string& name,
+                                        int64_t n) {
+  DSV2_ASSIGN_OR_RETURN(const std::vector<float> v, b.Vector(name, n));
+  return Keep(w, v);
+}
+
 absl::Status BindAttention(const ModelConfig& c, const std::string& p, WeightBinder& b,
-                           AttentionWeights& a) {
+                           ModelWeights& w, AttentionWeights& a) {
   const int64_t heads = c.num_attention_heads, hidden = c.hidden_size;
   const int64_t nope = c.qk_nope_head_dim, v = c.v_head_dim, r = c.kv_lora_rank;
   if (c.q_lora_rank) {
     DSV2_ASSIGN_OR_RETURN(a.q_a_proj, b.Matrix(p + "q_a_proj.weight", *c.q_lora_rank, hidden));
-    DSV2_ASSIGN_OR_RETURN(a.q_a_norm, b.Vector(p + "q_a_layernorm.weight", *c.q_lora_rank));
+    DSV2_ASSIGN_OR_RETURN(a.q_a_norm, BindVector(w, b, p + "q_a_layernorm.weight", *c.q_lora_rank));
     DSV2_ASSIGN_OR_RETURN(a.q_b_proj,
                           b.Matrix(p + "q_b_proj.weight", heads * c.qk_head_dim(), *c.q_lora_rank));
   } else {
@@ -39,21 +46,25 @@ absl::Status BindAttention(const ModelConfig& c, const std::string& p, WeightBin
   }
   DSV2_ASSIGN_OR_RETURN(a.kv_a_proj,
                         b.Matrix(p + "kv_a_proj_with_mqa.weight", r + c.qk_rope_head_dim, hidden));
-  DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, b.Vector(p + "kv_a_layernorm.weight", r));
+  DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, BindVector(w, b, p + "kv_a_layernorm.weight", r));
   DSV2_ASSIGN_OR_RETURN(a.kv_b_proj, b.Matrix(p + "kv_b_proj.weight", heads * (nope + v), r));
   DSV2_ASSIGN_OR_RETURN(a.o_proj, b.Matrix(p + "o_proj.weight", hidden, heads * v));
   // W_UK[h] = kv_b_proj rows [h·(nope+v), h·(nope+v) + nope): [nope, r]; store [r, nope].
   const int64_t es = DTypeSize(a.kv_b_proj.dtype);
-  a.w_uk_t_dtype = a.kv_b_proj.dtype;
-  a.w_uk_t.resize(heads * r * nope * es);
+  std::vector<uint8_t>& w_uk_t = w.host_storage.emplace_back(heads * r * nope * es);
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t i = 0; i < nope; ++i) {
       const uint8_t* src = a.kv_b_proj.RowPtr(h * (nope + v) + i);
       for (int64_t j = 0; j < r; ++j) {
-        std::memcpy(&a.w_uk_t[((h * r + j) * nope + i) * es], src + j * es, es);
+        std::memcpy(&w_uk_t[((h * r + j) * nope + i) * es], src + j * es, es);
       }
     }
   }
+  a.w_uk_t = {.data = w_uk_t.data(),
+              .dtype = a.kv_b_proj.dtype,
+              .rows = heads * r,
+              .cols = nope,
+              .row_stride = nope};
   return absl::OkStatus();
 }
 
@@ -76,10 +87,10 @@ absl::StatusOr<ModelWeights> BindModelWeights(const ModelConfig& c, const Checkp
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     LayerWeights& L = w.layers[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
-    DSV2_ASSIGN_OR_RETURN(L.input_norm, b.Vector(p + "input_layernorm.weight", hidden));
+    DSV2_ASSIGN_OR_RETURN(L.input_norm, BindVector(w, b, p + "input_layernorm.weight", hidden));
     DSV2_ASSIGN_OR_RETURN(L.post_attention_norm,
-                          b.Vector(p + "post_attention_layernorm.weight", hidden));
-    DSV2_RETURN_IF_ERROR(BindAttention(c, p + "self_attn.", b, L.attn));
+                          BindVector(w, b, p + "post_attention_layernorm.weight", hidden));
+    DSV2_RETURN_IF_ERROR(BindAttention(c, p + "self_attn.", b, w, L.attn));
     L.is_moe = c.IsMoeLayer(l);
     if (!L.is_moe) {
       DSV2_ASSIGN_OR_RETURN(L.mlp, b.Mlp(p + "mlp", c.intermediate_size, hidden));
@@ -99,7 +110,7 @@ absl::StatusOr<ModelWeights> BindModelWeights(const ModelConfig& c, const Checkp
                                             c.n_shared_experts * c.moe_intermediate_size, hidden));
     }
   }
-  DSV2_ASSIGN_OR_RETURN(w.final_norm, b.Vector("model.norm.weight", hidden));
+  DSV2_ASSIGN_OR_RETURN(w.final_norm, BindVector(w, b, "model.norm.weight", hidden));
   if (c.tie_word_embeddings && ckpt.Find("lm_head.weight") == nullptr) {
     w.lm_head = w.embed;
   } else {

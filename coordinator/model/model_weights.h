@@ -1,7 +1,9 @@
 // The weights of a DeepSeek-V2-family model, bound by name (REFERENCE.md §2) to tensors of an
 // mmap'ed checkpoint. Large matrices stay where they are in the file (WeightView); only the
 // small norm vectors are converted to float32, and the per-head W_UK of kv_b_proj is stored
-// transposed for the absorbed attention (same dtype, 1/27 of the attention weights).
+// transposed for the absorbed attention (same dtype, 1/27 of the attention weights). Those two
+// live in `host_storage`. UploadModelWeights (model_weights_upload.h) makes the same structure
+// over device memory.
 #pragma once
 
 #include <cstdint>
@@ -12,21 +14,22 @@
 #include "common/gated_mlp.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
+#include "kernels/device_buffer.h"
+#include "kernels/mlp_weights.h"
 #include "kernels/weight_view.h"
 
 namespace dsv2 {
 
 struct AttentionWeights {
-  WeightView q_proj;             // [heads·qk_head_dim, hidden]     (q_lora_rank null)
-  WeightView q_a_proj;           // [q_lora_rank, hidden]           (q_lora_rank set)
-  std::vector<float> q_a_norm;   // [q_lora_rank]
-  WeightView q_b_proj;           // [heads·qk_head_dim, q_lora_rank]
-  WeightView kv_a_proj;          // [kv_lora_rank + rope_dim, hidden]
-  std::vector<float> kv_a_norm;  // [kv_lora_rank]
-  WeightView kv_b_proj;          // [heads·(nope + v), kv_lora_rank]
-  std::vector<uint8_t> w_uk_t;   // [heads, kv_lora_rank, nope]: W_UK per head, transposed
-  DType w_uk_t_dtype = DType::kBF16;
-  WeightView o_proj;  // [hidden, heads·v]
+  WeightView q_proj;                 // [heads·qk_head_dim, hidden]     (q_lora_rank null)
+  WeightView q_a_proj;               // [q_lora_rank, hidden]           (q_lora_rank set)
+  const float* q_a_norm = nullptr;   // [q_lora_rank] float32
+  WeightView q_b_proj;               // [heads·qk_head_dim, q_lora_rank]
+  WeightView kv_a_proj;              // [kv_lora_rank + rope_dim, hidden]
+  const float* kv_a_norm = nullptr;  // [kv_lora_rank] float32
+  WeightView kv_b_proj;              // [heads·(nope + v), kv_lora_rank]
+  WeightView w_uk_t;                 // [heads · kv_lora_rank, nope]: W_UK per head, transposed
+  WeightView o_proj;                 // [hidden, heads·v]
 
   // W_UKᵀ of head h as a [kv_lora_rank, nope] weight: q_lat = q_nope · W_UK.
   WeightView WUkT(int64_t h, int64_t kv_lora_rank, int64_t nope) const;
@@ -43,8 +46,8 @@ struct MoeWeights {
 };
 
 struct LayerWeights {
-  std::vector<float> input_norm;           // [hidden]
-  std::vector<float> post_attention_norm;  // [hidden]
+  const float* input_norm = nullptr;           // [hidden] float32
+  const float* post_attention_norm = nullptr;  // [hidden] float32
   AttentionWeights attn;
   bool is_moe = false;
   MlpWeights mlp;  // dense layers
@@ -54,8 +57,14 @@ struct LayerWeights {
 struct ModelWeights {
   WeightView embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
-  std::vector<float> final_norm;  // [hidden]
-  WeightView lm_head;             // [vocab, hidden]
+  const float* final_norm = nullptr;  // [hidden] float32
+  WeightView lm_head;                 // [vocab, hidden]
+
+  // Host memory behind the norm vectors and W_UKᵀ (the rest is the checkpoint's mmap). Inner
+  // vectors never change size, so their data pointers survive moves of this structure.
+  std::vector<std::vector<uint8_t>> host_storage;
+  // Device memory behind every view, when the weights were uploaded to a GPU.
+  std::vector<DeviceBuffer> device_storage;
 };
 
 struct WeightBindOptions {

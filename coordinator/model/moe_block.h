@@ -1,5 +1,5 @@
 // The MoE block of one layer (REFERENCE.md §4): router, the routed experts each token selected,
-// weighted and summed in float32, plus the shared experts; accumulated into the residual.
+// weighted and summed in float32, plus the shared experts.
 #pragma once
 
 #include <cstdint>
@@ -9,19 +9,20 @@
 #include "coordinator/model/model_weights.h"
 #include "coordinator/model/routed_expert_backend.h"
 #include "coordinator/model/router.h"
-#include "kernels/cpu_context.h"
+#include "kernels/exec_context.h"
 
 namespace dsv2 {
 
 struct MoeArgs {
   int64_t layer = 0;
-  const float* x = nullptr;  // [n, hidden] normalized input
+  const void* x = nullptr;  // [n, hidden] normalized input
   int64_t n = 0;
-  float* residual = nullptr;  // [n, hidden]: residual += moe(x)
+  void* out = nullptr;  // [n, hidden]: moe(x), written
 };
 
-// `backend` null: the routed experts bound in `w` run here; otherwise the backend runs them.
-absl::Status MoeForward(const CpuContext& ctx, const ModelConfig& config, const MoeWeights& w,
+// `backend` null: the routed experts bound in `w` run here; otherwise the backend runs them
+// (CPU contexts only, for now: UNIMPLEMENTED on a GPU).
+absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& config, const MoeWeights& w,
                         const MoeArgs& args, RoutedExpertBackend* backend);
 
 }  // namespace dsv2

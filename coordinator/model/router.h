@@ -1,13 +1,16 @@
-// The MoE router of REFERENCE.md §4: softmax scores over the routed experts, top-k selection
-// (greedy or group_limited_greedy), then renormalization or scaling of the selected weights.
+// The MoE router of REFERENCE.md §4 on the host: the rule of kernels/router_topk.h taken from a
+// model config, and a whole-batch helper for callers that work on host vectors.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "common/model_config.h"
+#include "kernels/router_topk.h"
 
 namespace dsv2 {
+
+RouterRule RouterRuleFromConfig(const ModelConfig& config);
 
 struct RouterSelection {
   int64_t n_tokens = 0;
@@ -16,7 +19,7 @@ struct RouterSelection {
   std::vector<float> weight;    // [n_tokens, top_k]
 };
 
-// logits: [n_tokens, n_routed_experts] float32 (x · gateᵀ); turned into scores in place.
-RouterSelection RouteTokens(const ModelConfig& config, float* logits, int64_t n_tokens);
+// logits: [n_tokens, n_routed_experts] float32 (x · gateᵀ), host memory.
+RouterSelection RouteTokens(const ModelConfig& config, const float* logits, int64_t n_tokens);
 
 }  // namespace dsv2

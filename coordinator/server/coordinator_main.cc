@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli_flags.h"
+#include "coordinator/model/device_flags.h"
 #include "coordinator/server/coordinator_server.h"
 #include "coordinator/server/demo_model.h"
 
@@ -21,11 +22,12 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(std::string, demo_dir, "",
           "Where the demo checkpoint is written (default $DSV2_DEMO_DIR or "
           "~/.cache/dsv2-serve/demo-model).");
+ABSL_FLAG(std::string, synthetic, "",
+          "Serve a random-weight model of a known shape created in place instead of a "
+          "checkpoint: v2-lite (DeepSeek-V2-Lite at full size, 31.4 GB in bf16; for benchmarks "
+          "and load tests on a GPU; requests must be token ids).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 50051, "Port to listen on.");
-ABSL_FLAG(std::string, device, "auto",
-          "cpu, cuda or auto. This build runs the model on the CPU; cuda is refused until the "
-          "CUDA engine lands, auto picks cpu.");
 ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: one per core).");
 ABSL_FLAG(int64_t, max_batch_tokens, 256,
           "Token budget of one scheduler step: decode tokens of the running batch plus chunks "
@@ -39,7 +41,11 @@ ABSL_FLAG(int64_t, queue_capacity, 256,
           "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_context, 4096, "Prompt plus generated tokens of one request at most.");
 ABSL_FLAG(int64_t, cache_pages, 0,
-          "Pages of the latent KV cache (0: max_running / 4 sequences of max_context).");
+          "Pages of the latent KV cache (0: on a GPU, what --gpu-memory-fraction leaves after "
+          "the weights; on the CPU, max_running / 4 sequences of max_context).");
+ABSL_FLAG(double, gpu_memory_fraction, 0.90,
+          "With --cache-pages 0 on a GPU: the share of the device's memory the process may "
+          "fill (weights, step workspace and the latent KV cache).");
 ABSL_FLAG(int64_t, page_size, 64, "Tokens per cache page.");
 ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens of requests that set none.");
 ABSL_FLAG(int32_t, max_new_tokens_limit, 4096, "The largest max_new_tokens a request may ask.");
@@ -68,15 +74,16 @@ int main(int argc, char** argv) {
                    "The dsv2-serve standalone server (gRPC).\n"
                    "  dsv2-coordinator --port 50051                 # built-in demo checkpoint\n"
                    "  dsv2-coordinator --model DIR --port 50051     # a real checkpoint");
-  const std::string device = absl::GetFlag(FLAGS_device);
-  if (device != "cpu" && device != "cuda" && device != "auto") {
-    return Fail("--device must be cpu, cuda or auto, got '" + device + "'");
+  const bool expert_parallel = !absl::GetFlag(FLAGS_workers).empty();
+  if (expert_parallel && absl::GetFlag(FLAGS_device) == "auto") {
+    absl::SetFlag(&FLAGS_device, "cpu");  // expert parallelism runs on the CPU for now
   }
-  if (device == "cuda") {
-    return Fail("--device cuda: this build has no CUDA model path yet; use --device cpu");
-  }
+  absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
+  if (!placement.ok()) return Fail(std::string(placement.status().message()));
   std::string path = absl::GetFlag(FLAGS_model);
-  const bool demo = path.empty();
+  const std::string synthetic = absl::GetFlag(FLAGS_synthetic);
+  if (!synthetic.empty() && !path.empty()) return Fail("give --model or --synthetic, not both");
+  const bool demo = path.empty() && synthetic.empty();
   if (demo) {
     std::string dir = absl::GetFlag(FLAGS_demo_dir);
     if (dir.empty()) dir = dsv2::DefaultDemoModelDir();
@@ -93,15 +100,18 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   absl::StatusOr<std::unique_ptr<dsv2::CoordinatorServer>> server = dsv2::CoordinatorServer::Start(
       {.model_dir = path,
+       .synthetic = synthetic,
        .demo = demo,
        .host = absl::GetFlag(FLAGS_host),
        .port = absl::GetFlag(FLAGS_port),
+       .placement = *placement,
        .engine = {.max_step_tokens = absl::GetFlag(FLAGS_max_batch_tokens),
                   .max_prefill_tokens_while_decoding =
                       absl::GetFlag(FLAGS_max_prefill_while_decoding),
                   .max_running = absl::GetFlag(FLAGS_max_running),
                   .queue_capacity = absl::GetFlag(FLAGS_queue_capacity),
                   .cache_pages = absl::GetFlag(FLAGS_cache_pages),
+                  .gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction),
                   .page_size = absl::GetFlag(FLAGS_page_size),
                   .max_context = absl::GetFlag(FLAGS_max_context),
                   .default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens),
@@ -113,10 +123,12 @@ int main(int argc, char** argv) {
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const dsv2::EngineStats stats = (*server)->engine().Stats();
   std::fprintf(stderr,
-               "dsv2-coordinator: serving %s%s on %s:%d (cpu, %s, %lld cache pages of %lld "
+               "dsv2-coordinator: serving %s%s on %s:%d (%s, %s, %lld cache pages of %lld "
                "tokens)\n",
-               path.c_str(), demo ? " (demo, random weights)" : "",
+               synthetic.empty() ? path.c_str() : ("synthetic " + synthetic).c_str(),
+               demo || !synthetic.empty() ? " (random weights)" : "",
                absl::GetFlag(FLAGS_host).c_str(), (*server)->port(),
+               dsv2::DescribePlacement((*server)->model()).c_str(),
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
                static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
   std::thread signal_thread([&] {

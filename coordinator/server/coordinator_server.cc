@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/model/device_flags.h"
 #include "coordinator/server/malformed_request_interceptor.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -15,6 +16,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorServerOptions& options) {
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
   const bool expert_parallel = !options.expert_parallel.workers.empty();
+  if (!options.synthetic.empty()) {
+    if (options.synthetic != "v2-lite") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--synthetic: '", options.synthetic, "' is not a known model (v2-lite)"));
+    }
+    if (expert_parallel) {
+      return absl::InvalidArgumentError("--synthetic serves standalone only (no --workers)");
+    }
+    DSV2_ASSIGN_OR_RETURN(
+        s->model_, DeepseekV2Model::Synthetic(ModelConfig::DeepSeekV2Lite(), options.placement));
+  }
   WeightBindOptions bind;  // standalone: every routed expert is local
   std::optional<ExpertPlacement> placement;
   if (expert_parallel) {
@@ -24,8 +36,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     bind.expert_begin = placement->Range(0).begin;
     bind.expert_end = placement->Range(0).end;
   }
-  DSV2_ASSIGN_OR_RETURN(s->model_, DeepseekV2Model::Load(options.model_dir, bind));
-  if (std::filesystem::exists(std::filesystem::path(options.model_dir) / "tokenizer.json")) {
+  if (expert_parallel && options.placement.device == Device::kCuda) {
+    return absl::FailedPreconditionError(
+        "expert parallelism runs with a CPU coordinator for now: add --device cpu");
+  }
+  if (s->model_ == nullptr) {
+    DSV2_ASSIGN_OR_RETURN(s->model_,
+                          DeepseekV2Model::Load(options.model_dir, bind, options.placement));
+  }
+  if (options.synthetic.empty() &&
+      std::filesystem::exists(std::filesystem::path(options.model_dir) / "tokenizer.json")) {
     DSV2_ASSIGN_OR_RETURN(s->tokenizer_, Tokenizer::Load(options.model_dir));
     if (s->tokenizer_->vocab_size() > s->model_->config().vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -40,14 +60,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     s->model_->SetExpertBackend(s->expert_group_.get());
   }
   s->engine_ = std::make_unique<InferenceEngine>(*s->model_, s->tokenizer_.get(), options.engine);
-  s->service_ =
-      std::make_unique<InferenceService>(ServedModel{.model = s->model_.get(),
-                                                     .tokenizer = s->tokenizer_.get(),
-                                                     .engine = s->engine_.get(),
-                                                     .path = options.model_dir,
-                                                     .device = "cpu",
-                                                     .demo = options.demo,
-                                                     .expert_group = s->expert_group_.get()});
+  DSV2_RETURN_IF_ERROR(s->engine_->init_status());
+  s->service_ = std::make_unique<InferenceService>(ServedModel{
+      .model = s->model_.get(),
+      .tokenizer = s->tokenizer_.get(),
+      .engine = s->engine_.get(),
+      .path = options.synthetic.empty() ? options.model_dir : "synthetic:" + options.synthetic,
+      .device = DescribePlacement(*s->model_),
+      .demo = options.demo,
+      .expert_group = s->expert_group_.get()});
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

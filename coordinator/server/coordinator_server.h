@@ -19,9 +19,13 @@ namespace dsv2 {
 
 struct CoordinatorServerOptions {
   std::string model_dir;  // a checkpoint directory, optionally with tokenizer.json
-  bool demo = false;      // model_dir holds the built-in demo checkpoint
+  // "v2-lite": serve a random-weight DeepSeek-V2-Lite created in place (no model_dir, no
+  // tokenizer: requests are token ids).
+  std::string synthetic = "";
+  bool demo = false;  // model_dir holds the built-in demo checkpoint
   std::string host = "127.0.0.1";
-  int port = 0;  // 0: any free port
+  int port = 0;                   // 0: any free port
+  ModelPlacement placement = {};  // CPU float32 by default
   InferenceEngineOptions engine;
   // Expert parallelism: workers' control addresses in rank order (empty: standalone).
   ExpertParallelOptions expert_parallel;

@@ -88,6 +88,8 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
   info->set_max_context_tokens(o.max_context);
   info->set_max_new_tokens_limit(o.max_new_tokens_limit);
   info->set_device(served_.device);
+  info->set_dtype(served_.model->dtype() == DType::kBF16 ? "bfloat16" : "float32");
+  info->set_weight_bytes(served_.model->weight_bytes());
   info->set_has_tokenizer(served_.tokenizer != nullptr);
   const EngineStats s = served_.engine->Stats();
   v1::SchedulerStats* out = info->mutable_stats();
@@ -96,6 +98,7 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
   out->set_cache_pages_total(s.pages_total);
   out->set_cache_pages_free(s.pages_free);
   out->set_page_size(s.page_size);
+  info->set_cache_bytes(s.pages_total * served_.model->CachePageBytes(s.page_size));
   out->set_requests_finished(s.finished);
   out->set_requests_cancelled(s.cancelled);
   out->set_preemptions(s.preemptions);

@@ -18,12 +18,12 @@ bool Contains(const std::vector<int32_t>& v, int64_t x) {
 }  // namespace
 
 bool InferenceEngine::ReservePages(Sequence& seq, int64_t tokens) {
-  if (seq.cache_seq < 0) seq.cache_seq = cache_.AddSequence();
-  return cache_.Reserve(seq.cache_seq, tokens).ok();
+  if (seq.cache_seq < 0) seq.cache_seq = cache_->AddSequence();
+  return cache_->Reserve(seq.cache_seq, tokens).ok();
 }
 
 void InferenceEngine::ReleasePages(Sequence& seq) {
-  if (seq.cache_seq >= 0) cache_.FreeSequence(seq.cache_seq);
+  if (seq.cache_seq >= 0) cache_->FreeSequence(seq.cache_seq);
   seq.cache_seq = -1;
   seq.num_computed = 0;
 }
@@ -118,7 +118,7 @@ void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
     batch.tokens.insert(batch.tokens.end(), c.seq->tokens.begin() + c.start,
                         c.seq->tokens.begin() + c.start + c.count);
   }
-  const absl::Status status = model_.Forward(ctx_, cache_, batch, &logits_);
+  const absl::Status status = model_.Forward(*exec_, *cache_, batch, &logits_);
   ++steps_;
   if (!status.ok()) {
     for (const ScheduledChunk& c : plan) {

@@ -8,12 +8,27 @@
 namespace dsv2 {
 namespace {
 
-InferenceEngineOptions WithDefaults(InferenceEngineOptions o) {
+// Cache pages that fit in `fraction` of the GPU's memory beside what is used already (the
+// weights) and a reserve for the step workspace (grows with the step's tokens).
+int64_t GpuCachePages(const DeepseekV2Model& model, const InferenceEngineOptions& o) {
+  absl::StatusOr<CudaDeviceInfo> info = ProbeCudaDevice(model.cuda_context()->info().device);
+  if (!info.ok()) return 0;
+  const int64_t used = info->total_memory - info->free_memory;
+  const int64_t reserve = (int64_t{512} << 20) + o.max_step_tokens * (int64_t{2} << 20);
+  const int64_t budget =
+      static_cast<int64_t>(o.gpu_memory_fraction * static_cast<double>(info->total_memory)) - used -
+      reserve;
+  return std::max<int64_t>(0, budget / model.CachePageBytes(o.page_size));
+}
+
+InferenceEngineOptions WithDefaults(InferenceEngineOptions o, const DeepseekV2Model& model) {
   o.page_size = std::max<int64_t>(1, o.page_size);
   o.max_step_tokens = std::max<int64_t>(1, o.max_step_tokens);
   o.max_running = std::max<int64_t>(1, o.max_running);
   o.max_prefill_tokens_while_decoding = std::max<int64_t>(1, o.max_prefill_tokens_while_decoding);
   const int64_t pages_per_context = (o.max_context + o.page_size - 1) / o.page_size;
+  if (o.cache_pages <= 0 && model.device() == Device::kCuda)
+    o.cache_pages = GpuCachePages(model, o);
   if (o.cache_pages <= 0)
     o.cache_pages = std::max<int64_t>(1, o.max_running / 4) * pages_per_context;
   // One sequence of the longest context, and one step's chunk, must always fit.
@@ -28,9 +43,19 @@ InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* 
                                  const InferenceEngineOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
-      options_(WithDefaults(options)),
-      ctx_(options.threads),
-      cache_(model.MakeCache(options_.cache_pages, options_.page_size)) {
+      options_(WithDefaults(options, model)),
+      ctx_(options.threads) {
+  if (model.cuda_context() != nullptr) {
+    exec_ = std::make_unique<ExecContext>(*model.cuda_context());
+  } else {
+    exec_ = std::make_unique<ExecContext>(ctx_);
+  }
+  absl::StatusOr<LatentKvCache> cache = model.MakeCache(options_.cache_pages, options_.page_size);
+  if (!cache.ok()) {
+    init_status_ = cache.status();
+    return;
+  }
+  cache_.emplace(*std::move(cache));
   PublishStats();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -41,7 +66,7 @@ InferenceEngine::~InferenceEngine() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 absl::Status InferenceEngine::Validate(const GenerationRequest& r) const {
@@ -81,6 +106,7 @@ absl::Status InferenceEngine::Validate(const GenerationRequest& r) const {
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> InferenceEngine::Submit(GenerationRequest request) {
+  DSV2_RETURN_IF_ERROR(init_status_);
   DSV2_RETURN_IF_ERROR(Validate(request));
   auto seq = std::make_unique<Sequence>();
   seq->arrival = SteadyClock::now();
@@ -121,9 +147,9 @@ void InferenceEngine::PublishStats() {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.waiting = static_cast<int64_t>(waiting_.size());
-  stats_.pages_total = cache_.num_pages();
-  stats_.pages_free = cache_.free_pages();
-  stats_.page_size = cache_.page_size();
+  stats_.pages_total = cache_->num_pages();
+  stats_.pages_free = cache_->free_pages();
+  stats_.page_size = cache_->page_size();
   stats_.finished = finished_;
   stats_.cancelled = cancelled_;
   stats_.expired = expired_;

@@ -11,6 +11,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "coordinator/serving/sequence.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "kernels/cpu_context.h"
+#include "kernels/exec_context.h"
 
 namespace dsv2 {
 
@@ -29,7 +31,10 @@ struct InferenceEngineOptions {
   int64_t max_prefill_tokens_while_decoding = 64;
   int64_t max_running = 64;      // sequences in the running batch
   int64_t queue_capacity = 256;  // waiting requests; beyond: RESOURCE_EXHAUSTED
-  int64_t cache_pages = 0;       // 0: enough for max_running sequences of max_context / 4
+  // 0: on the CPU enough for max_running sequences of max_context / 4; on a GPU what
+  // gpu_memory_fraction of the device's memory leaves after the weights and a step's workspace.
+  int64_t cache_pages = 0;
+  double gpu_memory_fraction = 0.90;
   int64_t page_size = 64;
   int64_t max_context = 4096;  // prompt + generated tokens of one sequence
   int32_t default_max_new_tokens = 256;
@@ -53,9 +58,12 @@ struct EngineStats {
 
 class InferenceEngine {
  public:
-  // `tokenizer` may be null: then requests are token ids only and events carry no text.
+  // `tokenizer` may be null: then requests are token ids only and events carry no text. The
+  // engine runs on the model's device. If its cache cannot be allocated, init_status() says
+  // why and every Submit answers that error.
   InferenceEngine(const DeepseekV2Model& model, const Tokenizer* tokenizer,
                   const InferenceEngineOptions& options);
+  const absl::Status& init_status() const { return init_status_; }
   ~InferenceEngine();  // cancels what is left and joins the engine thread
   InferenceEngine(const InferenceEngine&) = delete;
   InferenceEngine& operator=(const InferenceEngine&) = delete;
@@ -92,7 +100,9 @@ class InferenceEngine {
   const Tokenizer* tokenizer_;
   InferenceEngineOptions options_;
   CpuContext ctx_;
-  LatentKvCache cache_;
+  std::unique_ptr<ExecContext> exec_;  // ctx_, or the model's CUDA stream
+  absl::Status init_status_;
+  std::optional<LatentKvCache> cache_;  // set when init_status_ is OK
 
   // Submission queue, shared with Submit().
   mutable std::mutex mu_;

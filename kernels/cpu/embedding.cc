@@ -1,22 +1,21 @@
 #include "kernels/embedding.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "kernels/check.h"
 
-namespace dsv2 {
+namespace dsv2::cpu {
 
-void EmbeddingLookup(const WeightView& table, const int32_t* ids, int64_t n, float* out) {
-  DSV2_CHECK(n >= 0);
-  if (n == 0) return;
-  DSV2_CHECK(ids != nullptr && out != nullptr && table.data != nullptr);
-  const int64_t dim = table.cols;
-  for (int64_t t = 0; t < n; ++t) {
-    DSV2_CHECK_MSG(ids[t] >= 0 && ids[t] < table.rows, "EmbeddingLookup: id out of range");
-    const uint8_t* row = table.RowPtr(ids[t]);
-    float* dst = out + t * dim;  // [dim]
-    switch (table.dtype) {
+void EmbeddingLookup(const CpuContext& /*ctx*/, const EmbeddingArgs& a) {
+  DSV2_CHECK(a.n >= 0);
+  if (a.n == 0) return;
+  DSV2_CHECK(a.ids != nullptr && a.out != nullptr && a.table.data != nullptr);
+  const int64_t dim = a.table.cols;
+  for (int64_t t = 0; t < a.n; ++t) {
+    DSV2_CHECK_MSG(a.ids[t] >= 0 && a.ids[t] < a.table.rows, "EmbeddingLookup: id out of range");
+    const uint8_t* row = a.table.RowPtr(a.ids[t]);
+    float* dst = static_cast<float*>(a.out) + t * dim;  // [dim]
+    switch (a.table.dtype) {
       case DType::kF32:
         std::memcpy(dst, row, dim * sizeof(float));
         break;
@@ -34,4 +33,4 @@ void EmbeddingLookup(const WeightView& table, const int32_t* ids, int64_t n, flo
   }
 }
 
-}  // namespace dsv2
+}  // namespace dsv2::cpu

@@ -11,6 +11,7 @@
 namespace dsv2 {
 namespace {
 
+using matmul_internal::F32MatMul;
 using matmul_internal::StoreOut;
 using matmul_internal::TileFn;
 
@@ -25,7 +26,7 @@ inline float WeightAt(const uint8_t* row, int64_t k) {
 
 // Up to 4 rows at a time share each load of x.
 template <DType D>
-void ScalarRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+void ScalarRange(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   const int64_t cols = a.w.cols;
   for (int64_t r = r0; r < r1; r += 4) {
     const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
@@ -43,7 +44,7 @@ void ScalarRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_
   }
 }
 
-void DotScalar(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+void DotScalar(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   switch (a.w.dtype) {
     case DType::kBF16:
       return ScalarRange<DType::kBF16>(a, t0, t1, r0, r1);
@@ -83,7 +84,7 @@ Kernels KernelsFor(CpuIsa isa) {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-void Validate(const MatMulArgs& a) {
+void Validate(const F32MatMul& a) {
   DSV2_CHECK(a.n >= 0 && a.w.rows >= 0 && a.w.cols >= 0);
   DSV2_CHECK_MSG(a.w.dtype == DType::kF32 || a.w.dtype == DType::kF16 || a.w.dtype == DType::kBF16,
                  "MatMul: weight dtype must be F32, F16 or BF16");
@@ -94,9 +95,7 @@ void Validate(const MatMulArgs& a) {
   DSV2_CHECK(a.n == 1 || (a.x_stride >= a.w.cols && a.y_stride >= a.w.rows));
 }
 
-}  // namespace
-
-void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
+void MatMulOne(const CpuContext& ctx, const F32MatMul& a) {
   Validate(a);
   const int64_t n = a.n, rows = a.w.rows, cols = a.w.cols;
   if (n == 0 || rows == 0) return;
@@ -135,7 +134,7 @@ void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
   });
 }
 
-void MatMulReference(const MatMulArgs& a) {
+void ReferenceOne(const F32MatMul& a) {
   Validate(a);
   for (int64_t t = 0; t < a.n; ++t) {
     for (int64_t r = 0; r < a.w.rows; ++r) {
@@ -149,6 +148,37 @@ void MatMulReference(const MatMulArgs& a) {
       *y = static_cast<float>(a.accumulate ? static_cast<double>(*y) + sum : sum);
     }
   }
+}
+
+// Operand b of a (possibly batched) MatMulArgs, float32 on the CPU.
+F32MatMul Operand(const MatMulArgs& a, int64_t b) {
+  F32MatMul o;
+  o.x = static_cast<const float*>(a.x) + b * a.x_batch_stride;
+  o.x_stride = a.x_stride;
+  o.n = a.n;
+  o.w = a.w;
+  if (b > 0)
+    o.w.data = static_cast<const uint8_t*>(a.w.data) + b * a.w_batch_stride * DTypeSize(a.w.dtype);
+  o.y = static_cast<float*>(a.y) + b * a.y_batch_stride;
+  o.y_stride = a.y_stride;
+  o.accumulate = a.accumulate;
+  return o;
+}
+
+}  // namespace
+
+namespace cpu {
+
+void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
+  DSV2_CHECK(a.batch >= 1);
+  for (int64_t b = 0; b < a.batch; ++b) MatMulOne(ctx, Operand(a, b));
+}
+
+}  // namespace cpu
+
+void MatMulReference(const MatMulArgs& a) {
+  DSV2_CHECK(a.batch >= 1);
+  for (int64_t b = 0; b < a.batch; ++b) ReferenceOne(Operand(a, b));
 }
 
 }  // namespace dsv2

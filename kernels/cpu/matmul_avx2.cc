@@ -68,7 +68,7 @@ DSV2_AVX2 void DotTile(const float* x, int64_t xs, const uint8_t* w, int64_t ws,
 }
 
 template <DType D, int R>
-DSV2_AVX2 void DotTokens(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r) {
+DSV2_AVX2 void DotTokens(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r) {
   const int64_t ws = a.w.row_stride * DTypeSize(D);
   const uint8_t* w = a.w.RowPtr(r);
   // 2 tokens × 4 rows: 8 accumulators + 4 weights + x fit the 16 ymm registers.
@@ -84,7 +84,7 @@ DSV2_AVX2 void DotTokens(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r)
 }
 
 template <DType D>
-DSV2_AVX2 void DotRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+DSV2_AVX2 void DotRange(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   int64_t r = r0;
   for (; r + 4 <= r1; r += 4) DotTokens<D, 4>(a, t0, t1, r);
   for (; r < r1; ++r) DotTokens<D, 1>(a, t0, t1, r);
@@ -167,7 +167,7 @@ DSV2_AVX2 void PackedTile(const float* x, int64_t xs, const float* slab, int64_t
   }
 }
 
-DSV2_AVX2 void PackedTiles(const MatMulArgs& a, int64_t t, int64_t m, int64_t r0, int64_t nr,
+DSV2_AVX2 void PackedTiles(const F32MatMul& a, int64_t t, int64_t m, int64_t r0, int64_t nr,
                            int64_t k0, int64_t kc, const float* slab, bool add) {
   const float* x = a.x + t * a.x_stride + k0;
   float* y = a.y + t * a.y_stride + r0;
@@ -191,7 +191,7 @@ DSV2_AVX2 void PackedTiles(const MatMulArgs& a, int64_t t, int64_t m, int64_t r0
 }
 
 template <DType D>
-DSV2_AVX2 void PackedRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+DSV2_AVX2 void PackedRange(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   alignas(32) float slab[kKc * kNr];  // [kc][kNr], 16 KiB
   for (int64_t r = r0; r < r1; r += kNr) {
     const int64_t nr = std::min<int64_t>(kNr, r1 - r);
@@ -208,7 +208,7 @@ DSV2_AVX2 void PackedRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t 
 
 }  // namespace
 
-void DotAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+void DotAvx2(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   switch (a.w.dtype) {
     case DType::kBF16:
       return DotRange<DType::kBF16>(a, t0, t1, r0, r1);
@@ -221,7 +221,7 @@ void DotAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1
   }
 }
 
-void PackedAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+void PackedAvx2(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   switch (a.w.dtype) {
     case DType::kBF16:
       return PackedRange<DType::kBF16>(a, t0, t1, r0, r1);

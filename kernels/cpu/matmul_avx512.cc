@@ -90,7 +90,7 @@ DSV2_AVX512 void DotTile(const float* x, int64_t xs, const uint8_t* w, int64_t w
 }
 
 template <DType D, int R>
-DSV2_AVX512 void DotTokens(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r) {
+DSV2_AVX512 void DotTokens(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r) {
   const int64_t ws = a.w.row_stride * DTypeSize(D);
   const uint8_t* w = a.w.RowPtr(r);
   for (int64_t t = t0; t < t1; t += 4) {
@@ -115,7 +115,7 @@ DSV2_AVX512 void DotTokens(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t 
 }
 
 template <DType D>
-DSV2_AVX512 void DotRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+DSV2_AVX512 void DotRange(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   int64_t r = r0;
   for (; r + 4 <= r1; r += 4) DotTokens<D, 4>(a, t0, t1, r);
   for (; r < r1; ++r) DotTokens<D, 1>(a, t0, t1, r);
@@ -201,7 +201,7 @@ DSV2_AVX512 void PackedTile(const float* x, int64_t xs, const float* slab, int64
 }
 
 template <int M>
-DSV2_AVX512 void PackedTokens(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t nr,
+DSV2_AVX512 void PackedTokens(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t nr,
                               int64_t k0, int64_t kc, const float* slab, bool add) {
   for (int64_t t = t0; t + M <= t1; t += M) {
     PackedTile<M>(a.x + t * a.x_stride + k0, a.x_stride, slab, kc, a.y + t * a.y_stride + r0,
@@ -209,7 +209,7 @@ DSV2_AVX512 void PackedTokens(const MatMulArgs& a, int64_t t0, int64_t t1, int64
   }
 }
 
-DSV2_AVX512 void PackedTail(const MatMulArgs& a, int64_t t, int64_t m, int64_t r0, int64_t nr,
+DSV2_AVX512 void PackedTail(const F32MatMul& a, int64_t t, int64_t m, int64_t r0, int64_t nr,
                             int64_t k0, int64_t kc, const float* slab, bool add) {
   const float* x = a.x + t * a.x_stride + k0;
   float* y = a.y + t * a.y_stride + r0;
@@ -243,7 +243,7 @@ DSV2_AVX512 void PackedTail(const MatMulArgs& a, int64_t t, int64_t m, int64_t r
 }
 
 template <DType D>
-DSV2_AVX512 void PackedRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+DSV2_AVX512 void PackedRange(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   alignas(64) float slab[kKc * kNr];  // [kc][kNr], 32 KiB
   const int64_t full_end = t0 + (t1 - t0) / kMr * kMr;
   for (int64_t r = r0; r < r1; r += kNr) {
@@ -260,7 +260,7 @@ DSV2_AVX512 void PackedRange(const MatMulArgs& a, int64_t t0, int64_t t1, int64_
 
 }  // namespace
 
-void DotAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+void DotAvx512(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   switch (a.w.dtype) {
     case DType::kBF16:
       return DotRange<DType::kBF16>(a, t0, t1, r0, r1);
@@ -273,7 +273,7 @@ void DotAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t 
   }
 }
 
-void PackedAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+void PackedAvx512(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   switch (a.w.dtype) {
     case DType::kBF16:
       return PackedRange<DType::kBF16>(a, t0, t1, r0, r1);

@@ -1,5 +1,5 @@
 // Internal to the CPU MatMul: the per-ISA tile functions that cpu/matmul.cc schedules over
-// threads. Each computes the block y[t0:t1, r0:r1] of one MatMulArgs and touches nothing else.
+// threads. Each computes the block y[t0:t1, r0:r1] of one F32MatMul and touches nothing else.
 #pragma once
 
 #include <cstdint>
@@ -8,21 +8,32 @@
 
 namespace dsv2::matmul_internal {
 
+// One operand of MatMulArgs (batch 1) with its float32 activations typed.
+struct F32MatMul {
+  const float* x = nullptr;  // [n, w.cols]
+  int64_t x_stride = 0;
+  int64_t n = 0;
+  WeightView w;
+  float* y = nullptr;  // [n, w.rows]
+  int64_t y_stride = 0;
+  bool accumulate = false;
+};
+
 // y[t0:t1, r0:r1] (+)= x[t0:t1, :] · W[r0:r1, :]ᵀ
-using TileFn = void (*)(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+using TileFn = void (*)(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
 // "Dot" kernels: a few rows × a few tokens at a time, W converted in registers and reduced
 // along cols. Best for n == 1 and small n (each weight byte is read from memory once; tokens
 // reuse a row group from L1/L2).
-void DotAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
-void DotAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+void DotAvx512(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+void DotAvx2(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
 // "Packed" kernels for larger n: a slab of kSlabRows rows × kPackedCols cols is converted to
 // float32 and transposed into a stack buffer (128 KiB for AVX-512, in L2), then a
 // register-blocked micro-kernel sweeps the tokens [t0, t1) over it: each weight byte is read
 // from memory once per token range. Slabs start at r0.
-void PackedAvx512(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
-void PackedAvx2(const MatMulArgs& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+void PackedAvx512(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+void PackedAvx2(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
 inline constexpr int64_t kAvx512SlabRows = 32;  // rows of W per packed slab (2 zmm)
 inline constexpr int64_t kAvx2SlabRows = 16;    // rows of W per packed slab (2 ymm)

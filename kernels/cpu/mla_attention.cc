@@ -4,7 +4,9 @@
 #include <cmath>
 #include <vector>
 
-namespace dsv2 {
+#include "kernels/check.h"
+
+namespace dsv2::cpu {
 namespace {
 
 // Compiled for several ISAs; the loader picks the best the processor has.
@@ -27,17 +29,23 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Axpy(float a, 
 void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
   const int64_t q_dim = a.kv_lora_rank + a.rope_dim;
   const LatentCacheLayerView& c = a.cache;
+  DSV2_CHECK(a.n_tokens >= 0 && a.n_heads >= 0);
+  if (a.n_tokens == 0 || a.n_heads == 0) return;
+  DSV2_CHECK_MSG(c.dtype == DType::kF32, "MlaAttention (CPU): the cache is float32");
+  DSV2_CHECK(a.q != nullptr && a.out != nullptr && a.positions != nullptr &&
+             a.token_table != nullptr && a.block_tables != nullptr && c.base != nullptr);
+  const float* base = static_cast<const float*>(c.base);
   ctx.ParallelFor(a.n_tokens * a.n_heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / a.n_heads;
       const int64_t h = task % a.n_heads;
-      const float* q = a.q + (t * a.n_heads + h) * q_dim;  // [q_lat | q_pe]
-      float* o = a.out + (t * a.n_heads + h) * a.kv_lora_rank;
-      const int32_t* pages = a.token_block_tables[t];
+      const float* q = static_cast<const float*>(a.q) + (t * a.n_heads + h) * q_dim;  // [576]
+      float* o = static_cast<float*>(a.out) + (t * a.n_heads + h) * a.kv_lora_rank;
+      const int32_t* pages = a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages;
       const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
       auto row = [&](int64_t j) {
-        return c.base + pages[j / c.page_size] * c.page_stride + (j % c.page_size) * c.row_dim;
+        return base + pages[j / c.page_size] * c.page_stride + (j % c.page_size) * c.row_dim;
       };
       scores.resize(len);
       float max_score = -INFINITY;
@@ -62,4 +70,4 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
   });
 }
 
-}  // namespace dsv2
+}  // namespace dsv2::cpu

@@ -5,7 +5,7 @@
 
 #include "kernels/check.h"
 
-namespace dsv2 {
+namespace dsv2::cpu {
 namespace {
 
 // One row: y = x · rsqrt(mean(x²) + eps) · weight, computed as torch does in float32 (the sum
@@ -25,13 +25,22 @@ void RmsNorm(const CpuContext& ctx, const RmsNormArgs& a) {
   if (a.n == 0 || a.dim == 0) return;
   DSV2_CHECK(a.x != nullptr && a.y != nullptr && a.weight != nullptr);
   DSV2_CHECK(a.n == 1 || (a.x_stride >= a.dim && a.y_stride >= a.dim));
+  DSV2_CHECK_MSG(a.add == nullptr || a.y != a.x, "RmsNorm: y may alias x only without add");
+  float* x = const_cast<float*>(static_cast<const float*>(a.x));  // written only with add
+  const float* add = static_cast<const float*>(a.add);
+  float* y = static_cast<float*>(a.y);
   // A row is cheap: only hand rows to other threads when there are many of them.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / a.dim);
   ctx.ParallelFor(a.n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      RmsNormRow(a.x + r * a.x_stride, a.y + r * a.y_stride, a.weight, a.dim, a.eps);
+      float* xr = x + r * a.x_stride;
+      if (add != nullptr) {
+        const float* ar = add + r * a.x_stride;
+        for (int64_t i = 0; i < a.dim; ++i) xr[i] += ar[i];
+      }
+      RmsNormRow(xr, y + r * a.y_stride, a.weight, a.dim, a.eps);
     }
   });
 }
 
-}  // namespace dsv2
+}  // namespace dsv2::cpu

@@ -5,14 +5,19 @@
 
 #include "kernels/check.h"
 
-namespace dsv2 {
+namespace dsv2::cpu {
 namespace {
 
 constexpr int64_t kPairsPerBlock = 64;  // cos/sin computed once per token for this many pairs
 
-// Rotates every vector of one token. Angles as torch float32: float(pos) · inv_freq[i], then
+// Rotates every vector of token t. Angles as torch float32: float(pos) · inv_freq[i], then
 // cos/sin in float.
-void RopeToken(const RopeArgs& a, float* token, int32_t pos) {
+void RopeToken(const RopeArgs& a, int64_t t) {
+  const float* in = static_cast<const float*>(a.x) + t * a.token_stride;
+  float* out = a.out == nullptr ? static_cast<float*>(a.x) + t * a.token_stride
+                                : static_cast<float*>(a.out) + t * a.out_token_stride;
+  const int64_t out_vec_stride = a.out == nullptr ? a.vec_stride : a.out_vec_stride;
+  const int32_t pos = a.positions[t];
   float cos_a[kPairsPerBlock], sin_a[kPairsPerBlock];
   const int64_t pairs = a.dim / 2;
   for (int64_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
@@ -23,11 +28,12 @@ void RopeToken(const RopeArgs& a, float* token, int32_t pos) {
       sin_a[i] = std::sin(angle);
     }
     for (int64_t v = 0; v < a.n_vecs; ++v) {
-      float* x = token + v * a.vec_stride + 2 * p0;  // [np, 2]
+      const float* x = in + v * a.vec_stride + 2 * p0;  // [np, 2]
+      float* y = out + v * out_vec_stride + 2 * p0;     // [np, 2]
       for (int64_t i = 0; i < np; ++i) {
-        const float x0 = x[2 * i], x1 = x[2 * i + 1];
-        x[2 * i] = (x0 * cos_a[i] - x1 * sin_a[i]) * a.attn_factor;
-        x[2 * i + 1] = (x1 * cos_a[i] + x0 * sin_a[i]) * a.attn_factor;
+        const RotatedPair r = RotatePair(x[2 * i], x[2 * i + 1], cos_a[i], sin_a[i], a.attn_factor);
+        y[2 * i] = r.first;
+        y[2 * i + 1] = r.second;
       }
     }
   }
@@ -42,8 +48,8 @@ void ApplyRope(const CpuContext& ctx, const RopeArgs& a) {
   DSV2_CHECK(a.x != nullptr && a.positions != nullptr && a.inv_freq != nullptr);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / (a.n_vecs * a.dim));
   ctx.ParallelFor(a.n_tokens, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) RopeToken(a, a.x + t * a.token_stride, a.positions[t]);
+    for (int64_t t = begin; t < end; ++t) RopeToken(a, t);
   });
 }
 
-}  // namespace dsv2
+}  // namespace dsv2::cpu

@@ -1,19 +1,19 @@
 #include "kernels/silu_mul.h"
 
-#include <cmath>
-
 #include "kernels/check.h"
 
-namespace dsv2 {
+namespace dsv2::cpu {
 
-void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
-  DSV2_CHECK(n >= 0);
-  if (n == 0) return;
-  DSV2_CHECK(gate != nullptr && up != nullptr && out != nullptr);
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+void SiluMul(const CpuContext& /*ctx*/, const SiluMulArgs& a) {
+  DSV2_CHECK(a.rows >= 0 && a.width >= 0);
+  if (a.rows == 0 || a.width == 0) return;
+  DSV2_CHECK(a.gate != nullptr && a.up != nullptr && a.out != nullptr);
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const float* g = static_cast<const float*>(a.gate) + r * a.gate_stride;  // [width]
+    const float* u = static_cast<const float*>(a.up) + r * a.up_stride;      // [width]
+    float* o = static_cast<float*>(a.out) + r * a.out_stride;                // [width]
+    for (int64_t i = 0; i < a.width; ++i) o[i] = SiluTimes(g[i], u[i]);
   }
 }
 
-}  // namespace dsv2
+}  // namespace dsv2::cpu

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/test_data_dir.h"
 
 namespace dsv2 {
 namespace {
@@ -95,12 +96,28 @@ v1::GenerateRequest GreedyText(const std::string& text, int max_new) {
   return r;
 }
 
+// Built twice: on the CPU here, and as tests/gpu's server_cuda_test (DSV2_SERVER_ON_CUDA) with
+// the models on the GPU in float32, skipped without a CUDA device.
+#ifdef DSV2_SERVER_ON_CUDA
+constexpr ModelPlacement kPlacement{.device = Device::kCuda, .dtype = DType::kF32};
+#else
+constexpr ModelPlacement kPlacement{.device = Device::kCpu, .dtype = DType::kF32};
+#endif
+
 // One server on the golden lite fixture (token ids), one on the demo checkpoint (text).
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string lite = std::string(DSV2_TEST_DATA_DIR) + "/golden/lite";
+    if (kPlacement.device == Device::kCuda) {
+      const absl::StatusOr<CudaDeviceInfo> gpu = ProbeCudaDevice(0);
+      if (!gpu.ok()) {
+        skip_reason_ = std::string(gpu.status().message());
+        return;
+      }
+    }
+    const std::string lite = TestDataDir() + "/golden/lite";
     golden_ = std::move(CoordinatorServer::Start({.model_dir = lite,
+                                                  .placement = kPlacement,
                                                   .engine = {.max_step_tokens = 32,
                                                              .max_running = 48,
                                                              .queue_capacity = 64,
@@ -126,6 +143,7 @@ class ServerTest : public ::testing::Test {
     demo_ = std::move(CoordinatorServer::Start(
                           {.model_dir = EnsureDemoModel(demo_dir).value(),
                            .demo = true,
+                           .placement = kPlacement,
                            .engine = {.max_running = 1, .queue_capacity = 1, .max_context = 512},
                            .expert_parallel = {}}))
                 .value()
@@ -135,15 +153,20 @@ class ServerTest : public ::testing::Test {
     delete golden_;
     delete demo_;
   }
+  void SetUp() override {
+    if (golden_ == nullptr) GTEST_SKIP() << skip_reason_;
+  }
 
   static CoordinatorServer* golden_;
   static CoordinatorServer* demo_;
   static std::vector<std::vector<int32_t>> prompts_, greedy_;
+  static std::string skip_reason_;
 };
 
 CoordinatorServer* ServerTest::golden_ = nullptr;
 CoordinatorServer* ServerTest::demo_ = nullptr;
 std::vector<std::vector<int32_t>> ServerTest::prompts_, ServerTest::greedy_;
+std::string ServerTest::skip_reason_;
 
 TEST_F(ServerTest, ConcurrentStreamsEqualSequentialAndGolden) {
   Client client(golden_->port());

@@ -2,6 +2,8 @@
 // tools/make_golden_fixtures.py): logits at every prompt position within 1e-4 relative per
 // row, and the greedy continuation identical token for token — for the whole prompt at once,
 // token by token through the latent cache, chunked, and several sequences batched together.
+// Built twice: golden_test on the CPU, and tests/gpu's golden_cuda_test (DSV2_GOLDEN_ON_CUDA)
+// with the model on the GPU in float32 at the same bar, skipped without a CUDA device.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -12,11 +14,17 @@
 #include "common/safetensors.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "gtest/gtest.h"
+#include "tests/test_data_dir.h"
 
 namespace dsv2 {
 namespace {
 
 constexpr double kRowTolerance = 1e-4;
+#ifdef DSV2_GOLDEN_ON_CUDA
+constexpr ModelPlacement kPlacement{.device = Device::kCuda, .dtype = DType::kF32};
+#else
+constexpr ModelPlacement kPlacement{.device = Device::kCpu, .dtype = DType::kF32};
+#endif
 
 struct PromptCase {
   std::vector<int32_t> ids;
@@ -53,8 +61,12 @@ int32_t Argmax(const float* v, int64_t n) {
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    const std::string dir = absl::StrCat(DSV2_TEST_DATA_DIR, "/golden/", GetParam());
-    auto model = DeepseekV2Model::Load(dir);
+    const std::string dir = absl::StrCat(TestDataDir(), "/golden/", GetParam());
+    if (kPlacement.device == Device::kCuda) {
+      const absl::StatusOr<CudaDeviceInfo> gpu = ProbeCudaDevice(0);
+      if (!gpu.ok()) GTEST_SKIP() << gpu.status().message();
+    }
+    auto model = DeepseekV2Model::Load(dir, {}, kPlacement);
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
     vocab_ = model_->config().vocab_size;
@@ -68,7 +80,10 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
       prompts_.push_back({Ints(get("ids")), Floats(get("logits")), Ints(get("greedy_ids")),
                           Floats(get("greedy_logits"))});
     }
-    ctx_ = std::make_unique<CpuContext>(2);
+    cpu_ = std::make_unique<CpuContext>(2);
+    ctx_ = model_->cuda_context() != nullptr
+               ? std::make_unique<ExecContext>(*model_->cuda_context())
+               : std::make_unique<ExecContext>(*cpu_);
   }
 
   void ExpectRows(const float* ours, const float* ref, int64_t rows, const std::string& what) {
@@ -107,7 +122,8 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<DeepseekV2Model> model_;
-  std::unique_ptr<CpuContext> ctx_;
+  std::unique_ptr<CpuContext> cpu_;
+  std::unique_ptr<ExecContext> ctx_;
   std::vector<PromptCase> prompts_;
   int64_t vocab_ = 0;
 };
@@ -115,7 +131,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
 TEST_P(GoldenTest, WholePromptThenGreedy) {
   for (size_t i = 0; i < prompts_.size(); ++i) {
     const PromptCase& p = prompts_[i];
-    LatentKvCache cache = model_->MakeCache(8, 16);
+    LatentKvCache cache = *model_->MakeCache(8, 16);
     const int64_t seq = cache.AddSequence();
     ForwardBatch batch;
     batch.Add(seq, 0, p.ids, /*all_logits=*/true);
@@ -131,7 +147,7 @@ TEST_P(GoldenTest, WholePromptThenGreedy) {
 TEST_P(GoldenTest, TokenByTokenThroughCache) {
   for (size_t i = 0; i < prompts_.size(); ++i) {
     const PromptCase& p = prompts_[i];
-    LatentKvCache cache = model_->MakeCache(8, 4);  // small pages: rows cross page boundaries
+    LatentKvCache cache = *model_->MakeCache(8, 4);  // small pages: rows cross page boundaries
     const int64_t seq = cache.AddSequence();
     std::vector<float> logits;
     for (size_t t = 0; t < p.ids.size(); ++t) {
@@ -146,7 +162,7 @@ TEST_P(GoldenTest, TokenByTokenThroughCache) {
 TEST_P(GoldenTest, ChunkedPrefill) {
   const PromptCase& p = prompts_[1];
   ASSERT_GE(p.ids.size(), 4u);
-  LatentKvCache cache = model_->MakeCache(8, 16);
+  LatentKvCache cache = *model_->MakeCache(8, 16);
   const int64_t seq = cache.AddSequence();
   const size_t split = p.ids.size() / 2;
   std::vector<float> first, second;
@@ -160,7 +176,7 @@ TEST_P(GoldenTest, ChunkedPrefill) {
 }
 
 TEST_P(GoldenTest, SequencesBatchedTogether) {
-  LatentKvCache cache = model_->MakeCache(16, 8);
+  LatentKvCache cache = *model_->MakeCache(16, 8);
   std::vector<int64_t> seqs;
   ForwardBatch batch;
   for (const PromptCase& p : prompts_) {
@@ -183,7 +199,7 @@ TEST_P(GoldenTest, SequencesBatchedTogether) {
 }
 
 TEST_P(GoldenTest, BadBatchIsRejectedAndCacheUntouched) {
-  LatentKvCache cache = model_->MakeCache(2, 4);
+  LatentKvCache cache = *model_->MakeCache(2, 4);
   const int64_t seq = cache.AddSequence();
   std::vector<float> logits;
   ForwardBatch bad_token;

@@ -1,6 +1,8 @@
 // The continuous-batching engine on the golden lite fixture, in process (no gRPC): batched,
 // chunked and preempted greedy runs give exactly the reference's tokens; cancellation and
 // deadlines free the pages; the queue bound and validation answer at once.
+// Built twice: on the CPU here, and as tests/gpu's engine_cuda_test (DSV2_ENGINE_ON_CUDA) with
+// the model on the GPU in float32, skipped without a CUDA device.
 #include "coordinator/serving/inference_engine.h"
 
 #include <chrono>
@@ -14,12 +16,19 @@
 #include "coordinator/model/deepseek_v2_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_data_dir.h"
 
 namespace dsv2 {
 namespace {
 
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
+
+#ifdef DSV2_ENGINE_ON_CUDA
+constexpr ModelPlacement kPlacement{.device = Device::kCuda, .dtype = DType::kF32};
+#else
+constexpr ModelPlacement kPlacement{.device = Device::kCpu, .dtype = DType::kF32};
+#endif
 
 struct Reference {
   std::vector<int32_t> prompt;
@@ -29,8 +38,15 @@ struct Reference {
 class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string dir = std::string(DSV2_TEST_DATA_DIR) + "/golden/lite";
-    model_ = std::move(DeepseekV2Model::Load(dir)).value().release();
+    if (kPlacement.device == Device::kCuda) {
+      const absl::StatusOr<CudaDeviceInfo> gpu = ProbeCudaDevice(0);
+      if (!gpu.ok()) {
+        skip_reason_ = std::string(gpu.status().message());
+        return;
+      }
+    }
+    const std::string dir = TestDataDir() + "/golden/lite";
+    model_ = std::move(DeepseekV2Model::Load(dir, {}, kPlacement)).value().release();
     auto ref = SafetensorsFile::Open(dir + "/reference.safetensors");
     const int n = std::stoi((*ref)->metadata().at("num_prompts"));
     for (int i = 0; i < n; ++i) {
@@ -45,6 +61,9 @@ class EngineTest : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() { delete model_; }
+  void SetUp() override {
+    if (model_ == nullptr) GTEST_SKIP() << skip_reason_;
+  }
 
   static GenerationRequest Greedy(const std::vector<int32_t>& prompt, int max_new) {
     GenerationRequest r;
@@ -82,10 +101,12 @@ class EngineTest : public ::testing::Test {
 
   static DeepseekV2Model* model_;
   static std::vector<Reference> refs_;
+  static std::string skip_reason_;
 };
 
 DeepseekV2Model* EngineTest::model_ = nullptr;
 std::vector<Reference> EngineTest::refs_;
+std::string EngineTest::skip_reason_;
 
 TEST_F(EngineTest, ConcurrentGreedyStreamsMatchReference) {
   // 36 streams: the three reference prompts, truncated and extended, all at once; tiny steps

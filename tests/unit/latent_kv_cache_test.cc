@@ -6,7 +6,10 @@ namespace dsv2 {
 namespace {
 
 TEST(LatentKvCacheTest, PagesComeAndGo) {
-  LatentKvCache cache({.num_layers = 2, .row_dim = 3, .page_size = 4, .num_pages = 3});
+  absl::StatusOr<LatentKvCache> made =
+      LatentKvCache::Create({.num_layers = 2, .row_dim = 3, .page_size = 4, .num_pages = 3});
+  ASSERT_TRUE(made.ok()) << made.status();
+  LatentKvCache& cache = *made;
   const int64_t a = cache.AddSequence(), b = cache.AddSequence();
   ASSERT_TRUE(cache.Reserve(a, 5).ok());  // 2 pages
   EXPECT_EQ(cache.free_pages(), 1);
@@ -24,6 +27,8 @@ TEST(LatentKvCacheTest, PagesComeAndGo) {
   EXPECT_EQ(cache.free_pages(), 2);
   EXPECT_FALSE(cache.HasSequence(a));
   EXPECT_EQ(cache.Row(0, b, 0)[0], 3.0f);
+  // Slots are page · page_size + offset, the row index the cache write and attention use.
+  EXPECT_EQ(cache.Slot(b, 3), cache.BlockTable(b)[0] * 4 + 3);
 }
 
 }  // namespace

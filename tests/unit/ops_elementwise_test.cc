@@ -13,9 +13,8 @@
 #include "kernels/embedding.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
+#include "kernels/router_topk.h"
 #include "kernels/silu_mul.h"
-#include "kernels/softmax.h"
-#include "kernels/topk.h"
 
 namespace dsv2 {
 namespace {
@@ -102,23 +101,23 @@ TEST(OpsRope, MatchesInterleavedFormula) {
   }
 }
 
-TEST(OpsSoftmax, MatchesFormulaAndIsStable) {
+// The router's softmax (inside RouteOneToken, shared by both twins): with scaling 1 the weights
+// of the selected experts are their softmax probabilities.
+TEST(OpsRouterSoftmax, MatchesFormulaAndIsStable) {
   std::mt19937 rng(3);
-  for (int64_t cols : {1, 6, 64, 1000}) {
-    const int64_t rows = 4, stride = cols + 2;
-    std::vector<float> x = RandomFloats(rows * stride, rng, -20.0f, 20.0f);
+  for (int32_t cols : {1, 6, 64, 256}) {
+    std::vector<float> x = RandomFloats(cols, rng, -20.0f, 20.0f);
     x[0] = 1000.0f;  // exp would overflow without subtracting the max
-    const std::vector<float> orig = x;
-    SoftmaxRows(x.data(), rows, cols, stride);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* o = orig.data() + r * stride;
-      const double mx = *std::max_element(o, o + cols);
-      double sum = 0.0;
-      for (int64_t i = 0; i < cols; ++i) sum += std::exp(o[i] - mx);
-      for (int64_t i = 0; i < cols; ++i)
-        ExpectClose(x[r * stride + i], std::exp(o[i] - mx) / sum, 1e-6);
-      for (int64_t i = cols; i < stride && r + 1 < rows; ++i) EXPECT_EQ(x[r * stride + i], o[i]);
-    }
+    const RouterRule rule{.n_experts = cols, .top_k = std::min(cols, kMaxRouterTopK)};
+    std::vector<float> scores(cols), w(rule.top_k);
+    std::vector<int32_t> ids(rule.top_k);
+    RouteOneToken(rule, x.data(), scores.data(), ids.data(), w.data());
+    const double mx = *std::max_element(x.begin(), x.end());
+    double sum = 0.0;
+    for (float v : x) sum += std::exp(v - mx);
+    EXPECT_EQ(ids[0], 0);
+    for (int32_t i = 0; i < rule.top_k; ++i)
+      ExpectClose(w[i], std::exp(x[ids[i]] - mx) / sum, 1e-6);
   }
 }
 
@@ -128,8 +127,20 @@ TEST(OpsSiluMul, MatchesFormulaIncludingInPlace) {
   const std::vector<float> gate = RandomFloats(n, rng, -30.0f, 30.0f);
   const std::vector<float> up = RandomFloats(n, rng, -2.0f, 2.0f);
   std::vector<float> out(n), in_place = gate;
-  SiluMul(gate.data(), up.data(), n, out.data());
-  SiluMul(in_place.data(), up.data(), n, in_place.data());
+  const CpuContext ctx(1);
+  const int64_t rows = 7, width = static_cast<int64_t>(n) / rows;  // 7 rows of 143
+  auto args = [&](const float* g, float* o) {
+    return SiluMulArgs{.gate = g,
+                       .up = up.data(),
+                       .out = o,
+                       .rows = rows,
+                       .width = width,
+                       .gate_stride = width,
+                       .up_stride = width,
+                       .out_stride = width};
+  };
+  SiluMul(ctx, args(gate.data(), out.data()));
+  SiluMul(ctx, args(in_place.data(), in_place.data()));
   for (size_t i = 0; i < n; ++i) {
     const double g = gate[i];
     ExpectClose(out[i], g / (1.0 + std::exp(-g)) * up[i], 1e-6);
@@ -137,7 +148,7 @@ TEST(OpsSiluMul, MatchesFormulaIncludingInPlace) {
   EXPECT_EQ(in_place, out);
 }
 
-TEST(OpsTopK, MatchesStableSortWithTies) {
+TEST(OpsRouterTopK, MatchesStableSortWithTies) {
   std::mt19937 rng(21);
   std::uniform_int_distribution<int> small(0, 9);  // many ties
   for (int64_t n : {1, 5, 64, 160, 400}) {
@@ -154,7 +165,8 @@ TEST(OpsTopK, MatchesStableSortWithTies) {
                          [&](int32_t a, int32_t b) { return v[a] > v[b]; });
         std::vector<int32_t> idx(k);
         std::vector<float> val(k);
-        TopK(v.data(), n, k, idx.data(), val.data());
+        RouterTopKOf(v.data(), static_cast<int32_t>(n), static_cast<int32_t>(k), idx.data(),
+                     val.data());
         for (int64_t i = 0; i < k; ++i) {
           ASSERT_EQ(idx[i], order[i]) << "n=" << n << " k=" << k << " i=" << i;
           ASSERT_EQ(val[i], v[order[i]]);
@@ -164,11 +176,11 @@ TEST(OpsTopK, MatchesStableSortWithTies) {
   }
 }
 
-TEST(OpsTopK, NanRanksFirstAndZeroSignsTie) {
+TEST(OpsRouterTopK, NanRanksFirstAndZeroSignsTie) {
   const std::vector<float> v = {0.0f, -0.0f, NAN, 1.0f};
   std::vector<int32_t> idx(4);
   std::vector<float> val(4);
-  TopK(v.data(), 4, 4, idx.data(), val.data());
+  RouterTopKOf(v.data(), 4, 4, idx.data(), val.data());
   EXPECT_EQ(idx, (std::vector<int32_t>{2, 3, 0, 1}));
 }
 
@@ -188,7 +200,10 @@ TEST(OpsEmbedding, CopiesRowsForEveryDtype) {
                                             : static_cast<const void*>(hf.data());
     const WeightView table{data, dt, vocab, dim, stride};
     std::vector<float> out(ids.size() * dim, -1.0f);
-    EmbeddingLookup(table, ids.data(), static_cast<int64_t>(ids.size()), out.data());
+    EmbeddingLookup(CpuContext(1), {.table = table,
+                                    .ids = ids.data(),
+                                    .n = static_cast<int64_t>(ids.size()),
+                                    .out = out.data()});
     for (size_t t = 0; t < ids.size(); ++t) {
       for (int64_t i = 0; i < dim; ++i) {
         ASSERT_EQ(out[t * dim + i], LoadAsFloat(data, dt, ids[t] * stride + i)) << DTypeName(dt);

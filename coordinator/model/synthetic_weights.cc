@@ -1,0 +1,124 @@
+#include "coordinator/model/synthetic_weights.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "common/status_macros.h"
+#include "kernels/fill_random.h"
+
+namespace dsv2 {
+namespace {
+
+class SyntheticFiller {
+ public:
+  SyntheticFiller(const ExecContext& ctx, ModelWeights& w, uint64_t seed)
+      : ctx_(ctx), w_(w), seed_(seed) {}
+
+  // `count` matrices [rows, cols] in one allocation, evenly spaced (the routed experts' layout).
+  absl::StatusOr<std::vector<WeightView>> Matrices(int64_t count, int64_t rows, int64_t cols) {
+    const DType dt = ctx_.act_dtype();
+    const int64_t each = rows * cols;
+    DSV2_ASSIGN_OR_RETURN(DeviceBuffer b,
+                          DeviceBuffer::Allocate(ctx_.device(), count * each * DTypeSize(dt)));
+    FillRandom(ctx_, {.out = b.data(),
+                      .dtype = dt,
+                      .n = count * each,
+                      .scale = 1.0f / std::sqrt(static_cast<float>(cols)),
+                      .seed = seed_++});
+    std::vector<WeightView> views;
+    for (int64_t i = 0; i < count; ++i) {
+      views.push_back({.data = b.as<uint8_t>() + i * each * DTypeSize(dt),
+                       .dtype = dt,
+                       .rows = rows,
+                       .cols = cols,
+                       .row_stride = cols});
+    }
+    bytes_ += b.bytes();
+    w_.device_storage.push_back(std::move(b));
+    return views;
+  }
+  absl::StatusOr<WeightView> Matrix(int64_t rows, int64_t cols) {
+    DSV2_ASSIGN_OR_RETURN(std::vector<WeightView> v, Matrices(1, rows, cols));
+    return v[0];
+  }
+  absl::StatusOr<MlpWeights> Mlp(int64_t width, int64_t hidden) {
+    MlpWeights m;
+    DSV2_ASSIGN_OR_RETURN(m.gate, Matrix(width, hidden));
+    DSV2_ASSIGN_OR_RETURN(m.up, Matrix(width, hidden));
+    DSV2_ASSIGN_OR_RETURN(m.down, Matrix(hidden, width));
+    return m;
+  }
+  // A float32 norm scale near 1.
+  absl::StatusOr<const float*> Norm(int64_t n) {
+    DSV2_ASSIGN_OR_RETURN(DeviceBuffer b, DeviceBuffer::Allocate(ctx_.device(), n * 4));
+    FillRandom(ctx_, {.out = b.data(),
+                      .dtype = DType::kF32,
+                      .n = n,
+                      .scale = 0.1f,
+                      .offset = 1.0f,
+                      .seed = seed_++});
+    const float* p = b.as<float>();
+    w_.device_storage.push_back(std::move(b));
+    return p;
+  }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  const ExecContext& ctx_;
+  ModelWeights& w_;
+  uint64_t seed_;
+  int64_t bytes_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<ModelWeights> MakeSyntheticWeights(const ModelConfig& c, const ExecContext& ctx,
+                                                  uint64_t seed) {
+  ModelWeights w;
+  SyntheticFiller f(ctx, w, seed);
+  const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
+  const int64_t r = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
+  DSV2_ASSIGN_OR_RETURN(w.embed, f.Matrix(c.vocab_size, hidden));
+  w.layers.resize(c.num_hidden_layers);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    LayerWeights& L = w.layers[l];
+    DSV2_ASSIGN_OR_RETURN(L.input_norm, f.Norm(hidden));
+    DSV2_ASSIGN_OR_RETURN(L.post_attention_norm, f.Norm(hidden));
+    AttentionWeights& a = L.attn;
+    if (c.q_lora_rank) {
+      DSV2_ASSIGN_OR_RETURN(a.q_a_proj, f.Matrix(*c.q_lora_rank, hidden));
+      DSV2_ASSIGN_OR_RETURN(a.q_a_norm, f.Norm(*c.q_lora_rank));
+      DSV2_ASSIGN_OR_RETURN(a.q_b_proj, f.Matrix(heads * c.qk_head_dim(), *c.q_lora_rank));
+    } else {
+      DSV2_ASSIGN_OR_RETURN(a.q_proj, f.Matrix(heads * c.qk_head_dim(), hidden));
+    }
+    DSV2_ASSIGN_OR_RETURN(a.kv_a_proj, f.Matrix(c.latent_cache_dim(), hidden));
+    DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, f.Norm(r));
+    DSV2_ASSIGN_OR_RETURN(a.kv_b_proj, f.Matrix(heads * (nope + v), r));
+    DSV2_ASSIGN_OR_RETURN(a.w_uk_t, f.Matrix(heads * r, nope));
+    DSV2_ASSIGN_OR_RETURN(a.o_proj, f.Matrix(hidden, heads * v));
+    L.is_moe = c.IsMoeLayer(l);
+    if (!L.is_moe) {
+      DSV2_ASSIGN_OR_RETURN(L.mlp, f.Mlp(c.intermediate_size, hidden));
+      continue;
+    }
+    MoeWeights& m = L.moe;
+    DSV2_ASSIGN_OR_RETURN(m.router, f.Matrix(c.n_routed_experts, hidden));
+    const int64_t e = c.n_routed_experts, width = c.moe_intermediate_size;
+    DSV2_ASSIGN_OR_RETURN(const std::vector<WeightView> gate, f.Matrices(e, width, hidden));
+    DSV2_ASSIGN_OR_RETURN(const std::vector<WeightView> up, f.Matrices(e, width, hidden));
+    DSV2_ASSIGN_OR_RETURN(const std::vector<WeightView> down, f.Matrices(e, hidden, width));
+    for (int64_t i = 0; i < e; ++i) m.experts.push_back({gate[i], up[i], down[i]});
+    m.has_shared = c.n_shared_experts > 0;
+    if (m.has_shared) {
+      DSV2_ASSIGN_OR_RETURN(m.shared, f.Mlp(c.n_shared_experts * width, hidden));
+    }
+  }
+  DSV2_ASSIGN_OR_RETURN(w.final_norm, f.Norm(hidden));
+  DSV2_ASSIGN_OR_RETURN(w.lm_head, f.Matrix(c.vocab_size, hidden));
+  std::fprintf(stderr, "dsv2: synthetic weights: %.2f GB created on %s\n", f.bytes() / 1e9,
+               DeviceName(ctx.device()));
+  return w;
+}
+
+}  // namespace dsv2

@@ -1,0 +1,83 @@
+// CudaContext: one CUDA device, one stream on it, a cuBLAS handle bound to that stream, the
+// activation dtype of the run and a device workspace. It is what ExecContext carries on a GPU.
+// This header has no CUDA includes, so CPU-only code can hold a CudaContext; a build without
+// CUDA links kernels/cuda_unavailable.cc, whose Create() answers FAILED_PRECONDITION.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+#include "kernels/workspace.h"
+
+struct CUstream_st;    // cudaStream_t is CUstream_st*
+struct cublasContext;  // cublasHandle_t is cublasContext*
+
+namespace dsv2 {
+
+struct CudaDeviceInfo {
+  int device = 0;
+  std::string name;
+  int cc_major = 0;
+  int cc_minor = 0;
+  int64_t total_memory = 0;  // bytes
+  int64_t free_memory = 0;   // bytes, when probed
+  int sm_count = 0;
+};
+
+// The device `device` if it is usable: FAILED_PRECONDITION with one line saying why not (no
+// driver, no device, compute capability below 8.0, or a build without CUDA).
+absl::StatusOr<CudaDeviceInfo> ProbeCudaDevice(int device = 0);
+
+struct CudaContextOptions {
+  int device = 0;
+  DType act_dtype = DType::kBF16;      // kBF16 (fast) or kF32 (verification: true fp32 GEMMs)
+  int64_t workspace_bytes = 64 << 20;  // first workspace block; grows to the high-water mark
+};
+
+class CudaContext {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaContext>> Create(const CudaContextOptions& options);
+  ~CudaContext();
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+
+  const CudaDeviceInfo& info() const { return info_; }
+  DType act_dtype() const { return act_dtype_; }
+  CUstream_st* stream() const { return stream_; }
+  cublasContext* cublas() const { return cublas_; }
+  Workspace& workspace() { return *workspace_; }
+
+  // Waits for the stream; a kernel fault surfaces here as INTERNAL naming the CUDA error.
+  absl::Status Synchronize();
+  // Stream-ordered copies (host memory should be pinned for the copy to be asynchronous).
+  absl::Status CopyToDevice(void* dst, const void* src, int64_t bytes);
+  absl::Status CopyToHost(void* dst, const void* src, int64_t bytes);
+  // The error of the last launch, if any (checked after each op in debug builds and by tests).
+  absl::Status LastError(const char* what);
+
+ private:
+  CudaContext() = default;
+  CudaDeviceInfo info_;
+  DType act_dtype_ = DType::kBF16;
+  CUstream_st* stream_ = nullptr;
+  cublasContext* cublas_ = nullptr;
+  std::unique_ptr<Workspace> workspace_;
+};
+
+// Device memory bandwidth: a device-to-device copy of `bytes`, counted as bytes read + bytes
+// written, in GB/s (the HBM roofline a bandwidth-bound kernel can reach).
+absl::StatusOr<double> MeasureCopyBandwidth(CudaContext& ctx, int64_t bytes);
+
+namespace cuda {
+// Device memory for DeviceBuffer (cudaMalloc / cudaFree on the current device).
+absl::StatusOr<void*> Malloc(int64_t bytes);
+void Free(void* p);
+// Pinned host memory for staging uploads and step metadata.
+absl::StatusOr<void*> MallocHost(int64_t bytes);
+void FreeHost(void* p);
+}  // namespace cuda
+
+}  // namespace dsv2

@@ -1,0 +1,43 @@
+// ExecContext: where an op runs. Either the CPU (a thread pool and an instruction set) or one
+// CUDA stream with its cuBLAS handle; both carry the activation dtype of the run and a
+// workspace for one step's temporaries. Ops take `const ExecContext&` and dispatch once inside
+// kernels/ to their cpu:: or cuda:: twin; model code never names a device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/cpu_context.h"
+#include "kernels/dtype.h"
+#include "kernels/workspace.h"
+
+namespace dsv2 {
+
+class CudaContext;  // kernels/cuda/cuda_context.h
+
+class ExecContext {
+ public:
+  // The CPU: float32 activations. Implicit, so that CPU callers pass their CpuContext as is.
+  ExecContext(const CpuContext& cpu);  // NOLINT(google-explicit-constructor)
+  // A CUDA stream; activation dtype and workspace are the CudaContext's.
+  explicit ExecContext(CudaContext& cuda);
+  ~ExecContext();
+  ExecContext(const ExecContext&) = delete;
+  ExecContext& operator=(const ExecContext&) = delete;
+
+  Device device() const { return cuda_ != nullptr ? Device::kCuda : Device::kCpu; }
+  bool on_cuda() const { return cuda_ != nullptr; }
+  const CpuContext& cpu() const;  // checks device() == kCpu
+  CudaContext& cuda() const;      // checks device() == kCuda
+  DType act_dtype() const { return act_dtype_; }
+  // Temporaries of the current step (reset by the model at the start of each Forward).
+  Workspace& workspace() const;
+
+ private:
+  const CpuContext* cpu_ = nullptr;
+  CudaContext* cuda_ = nullptr;
+  DType act_dtype_ = DType::kF32;
+  mutable std::unique_ptr<Workspace> own_workspace_;  // CPU: created on first use
+};
+
+}  // namespace dsv2
