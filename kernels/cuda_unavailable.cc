@@ -37,6 +37,12 @@ absl::Status CudaContext::CopyToHost(void*, const void*, int64_t) { Unreachable(
 absl::Status CudaContext::LastError(const char*) { Unreachable(); }
 
 absl::StatusOr<double> MeasureCopyBandwidth(CudaContext&, int64_t) { Unreachable(); }
+absl::StatusOr<std::unique_ptr<CudaGraph>> CudaGraph::Capture(
+    CudaContext&, const std::function<absl::Status()>&) {
+  Unreachable();
+}
+CudaGraph::~CudaGraph() = default;
+absl::Status CudaGraph::Launch() { Unreachable(); }
 
 namespace cuda {
 absl::StatusOr<void*> Malloc(int64_t) { return absl::FailedPreconditionError(kNoCuda); }

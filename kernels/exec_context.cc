@@ -9,6 +9,11 @@ ExecContext::ExecContext(const CpuContext& cpu) : cpu_(&cpu) {}
 
 ExecContext::ExecContext(CudaContext& cuda) : cuda_(&cuda), act_dtype_(cuda.act_dtype()) {}
 
+ExecContext::ExecContext(CudaContext& cuda, Workspace& workspace)
+    : cuda_(&cuda), act_dtype_(cuda.act_dtype()), workspace_(&workspace) {
+  DSV2_CHECK(workspace.device() == Device::kCuda);
+}
+
 ExecContext::~ExecContext() = default;
 
 const CpuContext& ExecContext::cpu() const {
@@ -22,6 +27,7 @@ CudaContext& ExecContext::cuda() const {
 }
 
 Workspace& ExecContext::workspace() const {
+  if (workspace_ != nullptr) return *workspace_;
   if (cuda_ != nullptr) return cuda_->workspace();
   if (!own_workspace_) own_workspace_ = std::make_unique<Workspace>(Device::kCpu);
   return *own_workspace_;

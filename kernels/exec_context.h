@@ -21,6 +21,9 @@ class ExecContext {
   ExecContext(const CpuContext& cpu);  // NOLINT(google-explicit-constructor)
   // A CUDA stream; activation dtype and workspace are the CudaContext's.
   explicit ExecContext(CudaContext& cuda);
+  // A CUDA stream with a workspace of the caller's (CUDA graphs keep theirs apart: a captured
+  // graph holds its temporaries' addresses).
+  ExecContext(CudaContext& cuda, Workspace& workspace);
   ~ExecContext();
   ExecContext(const ExecContext&) = delete;
   ExecContext& operator=(const ExecContext&) = delete;
@@ -37,6 +40,7 @@ class ExecContext {
   const CpuContext* cpu_ = nullptr;
   CudaContext* cuda_ = nullptr;
   DType act_dtype_ = DType::kF32;
+  Workspace* workspace_ = nullptr;                    // set: the caller's
   mutable std::unique_ptr<Workspace> own_workspace_;  // CPU: created on first use
 };
 

@@ -102,6 +102,10 @@ DSV2_HD void RouteOneToken(const RouterRule& r, const float* logits, float* scor
   }
 }
 
+// The checks both twins make before routing (a bad rule is a programmer error: configs are
+// validated when loaded).
+void CheckRouterTopKArgs(const RouterTopKArgs& args);
+
 namespace cpu {
 void RouterTopK(const CpuContext& ctx, const RouterTopKArgs& args);
 }

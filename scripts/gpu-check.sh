@@ -33,7 +33,7 @@ pack() {
   local out="${1:-gpu-pack}"
   local arch="${DSV2_GPU_CHECK_ARCH:-90}"
   local bins=(tests/ops_cuda_test tests/golden_cuda_test tests/golden_bf16_test
-    tests/engine_cuda_test tests/server_cuda_test
+    tests/engine_cuda_test tests/server_cuda_test tests/decode_graphs_cuda_test
     bin/model_bench bin/dsv2-coordinator bin/dsv2-cli bin/load_generator)
   scripts/install-deps.sh
   say "building for sm_${arch} in build-gpu/"
@@ -111,9 +111,10 @@ run() {
 
   local failed=0
   say "== GPU tests =="
-  for t in ops_cuda_test golden_cuda_test golden_bf16_test engine_cuda_test server_cuda_test; do
+  for t in ops_cuda_test golden_cuda_test golden_bf16_test decode_graphs_cuda_test \
+    engine_cuda_test server_cuda_test; do
     if timeout 300 "$bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1; then
-      say "$t: $(grep -E '^\[  PASSED  \]' "$out/$t.log" || echo passed)"
+      say "$t: $(grep -E '^\[  (PASSED|SKIPPED) \]' "$out/$t.log" | tr '\n' ' ')"
     else
       failed=1
       say "$t FAILED:"; tail -n 40 "$out/$t.log" >&2

@@ -177,14 +177,28 @@ absl::Status DeepseekV2Model::UploadTables(const ExecContext& ctx, TokenLayout& 
 absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cache,
                                       const ForwardBatch& batch, std::vector<float>* logits) const {
   if (ctx.device() != device() || cache.device() != device()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the model is on ", DeviceName(device()), " but the context is on ",
-                     DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the model is on ", DeviceName(device()), " but the context is on ",
+        DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
   }
   DSV2_ASSIGN_OR_RETURN(TokenLayout layout, Prepare(cache, batch));
-  Workspace& ws = ctx.workspace();
-  ws.Reset();
+  ctx.workspace().Reset();
   DSV2_RETURN_IF_ERROR(UploadTables(ctx, layout));
+  DSV2_ASSIGN_OR_RETURN(const float* y, RunLayers(ctx, cache, layout));
+  const int64_t count = layout.n_out * config_.vocab_size;
+  if (!ctx.on_cuda()) {
+    logits->assign(y, y + count);
+    return absl::OkStatus();
+  }
+  logits->resize(count);
+  DSV2_RETURN_IF_ERROR(ctx.cuda().CopyToHost(logits->data(), y, count * 4));
+  return ctx.cuda().Synchronize();
+}
+
+absl::StatusOr<const float*> DeepseekV2Model::RunLayers(const ExecContext& ctx,
+                                                        LatentKvCache& cache,
+                                                        const TokenLayout& layout) const {
+  Workspace& ws = ctx.workspace();
   const ModelConfig& c = config_;
   const int64_t n = layout.n_tokens, hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -225,8 +239,7 @@ absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cac
   void* rows = ws.Alloc(act, n_out * hidden);  // [n_out, hidden]
   const WeightView normed{.data = h, .dtype = act, .rows = n, .cols = hidden, .row_stride = hidden};
   EmbeddingLookup(ctx, {.table = normed, .ids = layout.tables.out_rows, .n = n_out, .out = rows});
-  logits->resize(n_out * c.vocab_size);
-  float* y = ctx.on_cuda() ? ws.Alloc<float>(n_out * c.vocab_size) : logits->data();
+  float* y = ws.Alloc<float>(n_out * c.vocab_size);  // [n_out, vocab]
   MatMul(ctx, {.x = rows,
                .x_stride = hidden,
                .n = n_out,
@@ -234,11 +247,7 @@ absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cac
                .y = y,
                .y_stride = c.vocab_size,
                .y_float32 = true});
-  if (ctx.on_cuda()) {
-    DSV2_RETURN_IF_ERROR(ctx.cuda().CopyToHost(logits->data(), y, n_out * c.vocab_size * 4));
-    DSV2_RETURN_IF_ERROR(ctx.cuda().Synchronize());
-  }
-  return absl::OkStatus();
+  return y;
 }
 
 }  // namespace dsv2

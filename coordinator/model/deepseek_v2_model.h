@@ -47,6 +47,7 @@ class DeepseekV2Model {
   // Routed experts run on `backend` from now on (null: in process). Not thread-safe with
   // Forward; set it while no forward runs. CPU models only, for now.
   void SetExpertBackend(RoutedExpertBackend* backend) { expert_backend_ = backend; }
+  bool has_expert_backend() const { return expert_backend_ != nullptr; }
 
   const ModelConfig& config() const { return config_; }
   // On the model's device (host views of the checkpoint on the CPU).
@@ -72,9 +73,17 @@ class DeepseekV2Model {
   absl::Status Forward(const ExecContext& ctx, LatentKvCache& cache, const ForwardBatch& batch,
                        std::vector<float>* logits) const;
 
+  // The pieces of Forward, for runners that lay out a step themselves (DecodeGraphs):
+  // Prepare validates the batch, reserves its pages and builds the host tables; RunLayers
+  // computes from tables already on the context's device (layout.tables) and returns the
+  // logits [n_out, vocab] float32 on that device, in the context's workspace. RunLayers
+  // neither allocates outside the workspace nor synchronises (on CUDA it can be captured).
+  absl::StatusOr<TokenLayout> Prepare(LatentKvCache& cache, const ForwardBatch& batch) const;
+  absl::StatusOr<const float*> RunLayers(const ExecContext& ctx, LatentKvCache& cache,
+                                         const TokenLayout& layout) const;
+
  private:
   DeepseekV2Model() = default;
-  absl::StatusOr<TokenLayout> Prepare(LatentKvCache& cache, const ForwardBatch& batch) const;
   absl::Status UploadTables(const ExecContext& ctx, TokenLayout& layout) const;
   absl::Status PlaceOnDevice(const ModelPlacement& placement);
 

@@ -10,7 +10,7 @@ absl::StatusOr<LatentKvCache> LatentKvCache::Create(const LatentKvCacheOptions& 
              options.num_pages >= 0);
   LatentKvCache c(options);
   const int64_t bytes =
-      options.num_layers * options.num_pages * c.page_stride() * DTypeSize(options.dtype);
+      options.num_layers * c.pages_per_layer() * c.page_stride() * DTypeSize(options.dtype);
   absl::StatusOr<DeviceBuffer> storage = DeviceBuffer::Allocate(options.device, bytes);
   if (!storage.ok()) {
     return absl::ResourceExhaustedError(absl::StrCat("latent KV cache of ", options.num_pages,
@@ -74,14 +74,14 @@ int64_t LatentKvCache::Slot(int64_t seq, int64_t pos) const {
 
 float* LatentKvCache::Row(int64_t layer, int64_t seq, int64_t pos) {
   DSV2_CHECK(options_.device == Device::kCpu && options_.dtype == DType::kF32);
-  return storage_.as<float>() + layer * options_.num_pages * page_stride() +
+  return storage_.as<float>() + layer * pages_per_layer() * page_stride() +
          Slot(seq, pos) * options_.row_dim;
 }
 
 LatentCacheLayerView LatentKvCache::LayerView(int64_t layer) const {
   LatentCacheLayerView v;
   v.base = storage_.as<uint8_t>() +
-           layer * options_.num_pages * page_stride() * DTypeSize(options_.dtype);
+           layer * pages_per_layer() * page_stride() * DTypeSize(options_.dtype);
   v.dtype = options_.dtype;
   v.page_stride = page_stride();
   v.page_size = options_.page_size;

@@ -45,6 +45,10 @@ class LatentKvCache {
   float* Row(int64_t layer, int64_t seq, int64_t pos);  // CPU float32 caches only (tests)
   LatentCacheLayerView LayerView(int64_t layer) const;
 
+  // One page beyond the pool, never handed out: rows of padding tokens (a CUDA graph bucket
+  // larger than the batch) are written there and read back by those tokens alone.
+  int32_t scratch_page() const { return static_cast<int32_t>(options_.num_pages); }
+
   int64_t page_size() const { return options_.page_size; }
   int64_t num_pages() const { return options_.num_pages; }
   int64_t free_pages() const { return static_cast<int64_t>(free_.size()); }
@@ -55,9 +59,10 @@ class LatentKvCache {
  private:
   explicit LatentKvCache(const LatentKvCacheOptions& options) : options_(options) {}
   int64_t page_stride() const { return options_.page_size * options_.row_dim; }
+  int64_t pages_per_layer() const { return options_.num_pages + 1; }  // + the scratch page
 
   LatentKvCacheOptions options_;
-  // [num_layers, num_pages, page_size, row_dim]. Not zeroed: a row is always written before it
+  // [num_layers, num_pages + 1, page_size, row_dim]. Not zeroed: a row is always written before it
   // is read (a sequence attends only to its own positions up to the current one), so pages are
   // touched only when used instead of all at start-up (4 GB for V2-Lite's default cache).
   DeviceBuffer storage_;

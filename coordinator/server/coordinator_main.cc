@@ -47,6 +47,9 @@ ABSL_FLAG(double, gpu_memory_fraction, 0.90,
           "With --cache-pages 0 on a GPU: the share of the device's memory the process may "
           "fill (weights, step workspace and the latent KV cache).");
 ABSL_FLAG(int64_t, page_size, 64, "Tokens per cache page.");
+ABSL_FLAG(bool, enforce_eager, false,
+          "On a GPU, run every step eagerly instead of replaying the decode steps from CUDA "
+          "graphs captured per batch-size bucket (1, 2, 4, ..., 256).");
 ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens of requests that set none.");
 ABSL_FLAG(int32_t, max_new_tokens_limit, 4096, "The largest max_new_tokens a request may ask.");
 ABSL_FLAG(std::vector<std::string>, workers, {},
@@ -116,7 +119,8 @@ int main(int argc, char** argv) {
                   .max_context = absl::GetFlag(FLAGS_max_context),
                   .default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens),
                   .max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit),
-                  .threads = absl::GetFlag(FLAGS_threads)},
+                  .threads = absl::GetFlag(FLAGS_threads),
+                  .enforce_eager = absl::GetFlag(FLAGS_enforce_eager)},
        .expert_parallel = {.workers = absl::GetFlag(FLAGS_workers),
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout))}});

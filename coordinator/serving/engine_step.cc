@@ -118,7 +118,9 @@ void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
     batch.tokens.insert(batch.tokens.end(), c.seq->tokens.begin() + c.start,
                         c.seq->tokens.begin() + c.start + c.count);
   }
-  const absl::Status status = model_.Forward(*exec_, *cache_, batch, &logits_);
+  const absl::Status status = graphs_ != nullptr && graphs_->Accepts(batch)
+                                  ? graphs_->Forward(*cache_, batch, &logits_)
+                                  : model_.Forward(*exec_, *cache_, batch, &logits_);
   ++steps_;
   if (!status.ok()) {
     for (const ScheduledChunk& c : plan) {

@@ -56,6 +56,17 @@ InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* 
     return;
   }
   cache_.emplace(*std::move(cache));
+  if (model.device() == Device::kCuda && !options_.enforce_eager) {
+    absl::StatusOr<std::unique_ptr<DecodeGraphs>> graphs =
+        DecodeGraphs::Create(model, ctx_,
+                             {.max_context = options_.max_context,
+                              .max_batch = std::min<int64_t>(256, options_.max_running)});
+    if (!graphs.ok()) {
+      init_status_ = graphs.status();
+      return;
+    }
+    graphs_ = *std::move(graphs);
+  }
   PublishStats();
   thread_ = std::thread([this] { Loop(); });
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/model/decode_graphs.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/serving/generation.h"
 #include "coordinator/serving/sequence.h"
@@ -40,6 +41,8 @@ struct InferenceEngineOptions {
   int32_t default_max_new_tokens = 256;
   int32_t max_new_tokens_limit = 4096;
   int threads = 0;  // CPU threads (0: one per core)
+  // On a GPU, decode steps replay CUDA graphs per batch bucket; true: every step runs eagerly.
+  bool enforce_eager = false;
 };
 
 struct EngineStats {
@@ -102,7 +105,8 @@ class InferenceEngine {
   CpuContext ctx_;
   std::unique_ptr<ExecContext> exec_;  // ctx_, or the model's CUDA stream
   absl::Status init_status_;
-  std::optional<LatentKvCache> cache_;  // set when init_status_ is OK
+  std::optional<LatentKvCache> cache_;    // set when init_status_ is OK
+  std::unique_ptr<DecodeGraphs> graphs_;  // GPU decode steps, unless enforce_eager
 
   // Submission queue, shared with Submit().
   mutable std::mutex mu_;

@@ -2,9 +2,9 @@
 
 #include "kernels/check.h"
 
-namespace dsv2::cpu {
+namespace dsv2 {
 
-void RouterTopK(const CpuContext& /*ctx*/, const RouterTopKArgs& a) {
+void CheckRouterTopKArgs(const RouterTopKArgs& a) {
   const RouterRule& r = a.rule;
   DSV2_CHECK(a.n_tokens >= 0);
   DSV2_CHECK_MSG(r.n_experts >= 1 && r.n_experts <= kMaxRoutedExperts,
@@ -13,8 +13,15 @@ void RouterTopK(const CpuContext& /*ctx*/, const RouterTopKArgs& a) {
                  "RouterTopK: top_k outside [1, min(n_experts, kMaxRouterTopK)]");
   DSV2_CHECK(!r.group_limited || (r.n_group >= 1 && r.n_experts % r.n_group == 0 &&
                                   r.topk_group >= 1 && r.topk_group <= r.n_group));
-  if (a.n_tokens == 0) return;
-  DSV2_CHECK(a.logits != nullptr && a.expert != nullptr && a.weight != nullptr);
+  DSV2_CHECK(a.n_tokens == 0 ||
+             (a.logits != nullptr && a.expert != nullptr && a.weight != nullptr));
+}
+
+namespace cpu {
+
+void RouterTopK(const CpuContext& /*ctx*/, const RouterTopKArgs& a) {
+  CheckRouterTopKArgs(a);
+  const RouterRule& r = a.rule;
   float scores[kMaxRoutedExperts];
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     RouteOneToken(r, a.logits + t * r.n_experts, scores, a.expert + t * r.top_k,
@@ -22,4 +29,5 @@ void RouterTopK(const CpuContext& /*ctx*/, const RouterTopKArgs& a) {
   }
 }
 
-}  // namespace dsv2::cpu
+}  // namespace cpu
+}  // namespace dsv2

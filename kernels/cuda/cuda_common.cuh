@@ -44,6 +44,27 @@ __device__ __forceinline__ float RoundTo(float v) {
   return ToFloat(FromFloat<T>(v));
 }
 
+inline constexpr int kWarp = 32;
+
+// Sum of v over the block; every thread gets the same total. blockDim.x must be a multiple of
+// 32 (at most 1024) and the function called once per kernel (smem is not reused). smem: [32].
+__device__ __forceinline__ float BlockSum(float v, float* smem) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  const int warp = static_cast<int>(threadIdx.x) / kWarp;
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  const int n_warps = static_cast<int>(blockDim.x) / kWarp;
+  v = lane < n_warps ? smem[lane] : 0.0f;
+  // Every warp reduces the partial sums in the same order: identical totals, no second barrier.
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  return v;
+}
+
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Calls fn(T{}) with T = float or bf16 for the activation dtype (C++17: a generic lambda

@@ -89,12 +89,21 @@ absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(const CudaConte
   cublasSetMathMode(handle,
                     o.act_dtype == DType::kF32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
   c->workspace_ = std::make_unique<Workspace>(Device::kCuda, o.workspace_bytes);
+  constexpr int64_t kCublasWorkspace = 32 << 20;
+  absl::StatusOr<DeviceBuffer> cublas_ws = DeviceBuffer::Allocate(Device::kCuda, kCublasWorkspace);
+  if (!cublas_ws.ok()) return cublas_ws.status();
+  c->cublas_workspace_ = *std::move(cublas_ws);
+  if (cublasSetWorkspace(handle, c->cublas_workspace_.data(), kCublasWorkspace) !=
+      CUBLAS_STATUS_SUCCESS) {
+    return absl::InternalError("cublasSetWorkspace failed");
+  }
   return c;
 }
 
 CudaContext::~CudaContext() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   workspace_.reset();
+  cublas_workspace_ = DeviceBuffer();
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
@@ -117,6 +126,41 @@ absl::Status CudaContext::CopyToHost(void* dst, const void* src, int64_t bytes) 
 
 absl::Status CudaContext::LastError(const char* what) {
   return CudaError(cudaGetLastError(), what);
+}
+
+absl::StatusOr<std::unique_ptr<CudaGraph>> CudaGraph::Capture(
+    CudaContext& ctx, const std::function<absl::Status()>& body) {
+  cudaStream_t stream = ctx.stream();
+  if (absl::Status s = CudaError(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+                                 "cudaStreamBeginCapture");
+      !s.ok()) {
+    return s;
+  }
+  const absl::Status body_status = body();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);  // always end the capture
+  if (!body_status.ok()) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return body_status;
+  }
+  if (absl::Status s = CudaError(end, "cudaStreamEndCapture"); !s.ok()) return s;
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (absl::Status s = CudaError(inst, "cudaGraphInstantiate"); !s.ok()) return s;
+  std::unique_ptr<CudaGraph> g(new CudaGraph());
+  g->ctx_ = &ctx;
+  g->exec_ = exec;
+  return g;
+}
+
+CudaGraph::~CudaGraph() {
+  if (exec_ != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+}
+
+absl::Status CudaGraph::Launch() {
+  return CudaError(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), ctx_->stream()),
+                   "cudaGraphLaunch");
 }
 
 absl::StatusOr<double> MeasureCopyBandwidth(CudaContext& ctx, int64_t bytes) {

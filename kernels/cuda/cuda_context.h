@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -65,6 +66,24 @@ class CudaContext {
   CUstream_st* stream_ = nullptr;
   cublasContext* cublas_ = nullptr;
   std::unique_ptr<Workspace> workspace_;
+  DeviceBuffer cublas_workspace_;  // fixed, so cuBLAS never allocates inside a graph capture
+};
+
+// A CUDA graph captured from a stream: `body` issues work on ctx's stream (no synchronisation,
+// no allocation outside workspaces sized beforehand); Launch() replays it on that stream.
+class CudaGraph {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaGraph>> Capture(
+      CudaContext& ctx, const std::function<absl::Status()>& body);
+  ~CudaGraph();
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+  absl::Status Launch();
+
+ private:
+  CudaGraph() = default;
+  CudaContext* ctx_ = nullptr;
+  void* exec_ = nullptr;  // cudaGraphExec_t
 };
 
 // Device memory bandwidth: a device-to-device copy of `bytes`, counted as bytes read + bytes

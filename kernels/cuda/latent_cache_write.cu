@@ -11,27 +11,7 @@
 namespace dsv2::cuda {
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kThreads = 256;  // a multiple of 32: BlockSum needs whole warps
-
-// Sum of v over the block; every thread gets the same total. blockDim.x must be a multiple of
-// 32 (at most 1024) and the function called once per kernel (smem is not reused). smem: [32].
-__device__ float BlockSum(float v, float* smem) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  const int warp = static_cast<int>(threadIdx.x) / kWarp;
-  const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  const int n_warps = static_cast<int>(blockDim.x) / kWarp;
-  v = lane < n_warps ? smem[lane] : 0.0f;
-  // Every warp reduces the partial sums in the same order: identical totals, no second barrier.
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
 
 // Token t = blockIdx.x. ckv: rows ckv_stride apart, [rank + 2·pairs] each. The cache row of
 // slot s is at cache + (s / page_size)·page_stride + (s % page_size)·row_dim: [rank | 2·pairs].

@@ -30,7 +30,6 @@ namespace dsv2 {
 namespace cuda {
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kThreads = 256;    // SplitKernel: 8 warps
 constexpr int kHeads = 16;       // heads per SplitKernel block (a head group)
 constexpr int kMaxLatent = 512;  // kv_lora_rank the accumulators cover: 4 heads × 8 dims each

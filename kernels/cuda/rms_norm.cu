@@ -10,27 +10,6 @@
 namespace dsv2::cuda {
 namespace {
 
-constexpr int kWarp = 32;
-
-// Sum of v over the block; every thread gets the same total. blockDim.x must be a multiple of
-// 32 (at most 1024) and the function called once per kernel (smem is not reused). smem: [32].
-__device__ float BlockSum(float v, float* smem) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  const int warp = static_cast<int>(threadIdx.x) / kWarp;
-  const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  const int n_warps = static_cast<int>(blockDim.x) / kWarp;
-  v = lane < n_warps ? smem[lane] : 0.0f;
-  // Every warp reduces the partial sums in the same order: identical totals, no second barrier.
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
-
 // Row r = blockIdx.x. x, add: rows x_stride apart; y: rows y_stride apart; weight: [dim].
 // With add, x[r] is overwritten by act(x[r] + add[r]) in pass 1; each element is read and
 // written by one thread, and every read of pass 1 precedes every write of pass 2 (the barrier

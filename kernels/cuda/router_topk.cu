@@ -30,16 +30,9 @@ __global__ void RouterTopKKernel(RouterRule rule, const float* logits, int64_t n
 }  // namespace
 
 void RouterTopK(CudaContext& ctx, const RouterTopKArgs& a) {
+  CheckRouterTopKArgs(a);
   const RouterRule& r = a.rule;
-  DSV2_CHECK(a.n_tokens >= 0);
-  DSV2_CHECK_MSG(r.n_experts >= 1 && r.n_experts <= kMaxRoutedExperts,
-                 "RouterTopK: n_experts outside [1, kMaxRoutedExperts]");
-  DSV2_CHECK_MSG(r.top_k >= 1 && r.top_k <= kMaxRouterTopK && r.top_k <= r.n_experts,
-                 "RouterTopK: top_k outside [1, min(n_experts, kMaxRouterTopK)]");
-  DSV2_CHECK(!r.group_limited || (r.n_group >= 1 && r.n_experts % r.n_group == 0 &&
-                                  r.topk_group >= 1 && r.topk_group <= r.n_group));
   if (a.n_tokens == 0) return;
-  DSV2_CHECK(a.logits != nullptr && a.expert != nullptr && a.weight != nullptr);
   const int64_t blocks = CeilDiv(a.n_tokens, kThreads);
   DSV2_CHECK_MSG(blocks <= INT_MAX, "RouterTopK: n_tokens must fit a grid");
   cudaStream_t stream = ctx.stream();
