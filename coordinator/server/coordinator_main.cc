@@ -2,6 +2,8 @@
 // server reflection over gRPC. Without --model it serves the built-in demo checkpoint.
 #include <pthread.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -58,6 +60,10 @@ ABSL_FLAG(std::vector<std::string>, workers, {},
           "shards over them; empty: standalone, all experts in this process.");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
+ABSL_FLAG(double, drain_timeout, 30.0,
+          "On SIGTERM/SIGINT: seconds the running streams may take to finish (health turns "
+          "NOT_SERVING and new requests get UNAVAILABLE at once); the rest then end with "
+          "UNAVAILABLE. Keep Kubernetes' terminationGracePeriodSeconds above it.");
 ABSL_FLAG(double, worker_timeout, 5.0,
           "With --workers: seconds a worker may take to answer a layer before it counts as "
           "lost (its requests end with UNAVAILABLE and health turns NOT_SERVING until it "
@@ -138,9 +144,13 @@ int main(int argc, char** argv) {
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    std::fprintf(stderr, "dsv2-coordinator: %s received, shutting down\n",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM");
-    (*server)->Shutdown();
+    const double drain_s = std::max(0.0, absl::GetFlag(FLAGS_drain_timeout));
+    std::fprintf(stderr, "dsv2-coordinator: %s received: NOT_SERVING, draining (up to %.0f s)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", drain_s);
+    const int64_t cut =
+        (*server)->Drain(std::chrono::milliseconds(static_cast<int64_t>(drain_s * 1000)));
+    std::fprintf(stderr, "dsv2-coordinator: drained (%lld requests cut off by the timeout)\n",
+                 static_cast<long long>(cut));
   });
   (*server)->Wait();
   signal_thread.join();

@@ -123,6 +123,19 @@ void CoordinatorServer::Shutdown() {
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
+int64_t CoordinatorServer::Drain(std::chrono::milliseconds timeout) {
+  engine_->StopAdmitting();  // before health turns: a client that saw NOT_SERVING is refused
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    if (server_ == nullptr || closing_) return 0;
+    shutting_down_ = true;
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  const int64_t cut = engine_->Drain(timeout);
+  Shutdown();
+  return cut;
+}
+
 void CoordinatorServer::Wait() {
   if (server_ != nullptr) server_->Wait();
 }

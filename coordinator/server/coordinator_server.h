@@ -3,6 +3,7 @@
 // thin main over it; the end-to-end tests start one in process.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,6 +47,10 @@ class CoordinatorServer {
   // Stops accepting calls, ends the running ones and returns; safe from any thread but a
   // signal handler.
   void Shutdown();
+  // The graceful form (SIGTERM): health NOT_SERVING at once, new requests UNAVAILABLE, running
+  // streams finish for up to `timeout`, the rest end UNAVAILABLE saying why; then Shutdown().
+  // Returns the number of requests cut off.
+  int64_t Drain(std::chrono::milliseconds timeout);
   void Wait();
 
  private:

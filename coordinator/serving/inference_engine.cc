@@ -139,6 +139,11 @@ absl::StatusOr<std::shared_ptr<RequestStream>> InferenceEngine::Submit(Generatio
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return absl::UnavailableError("the server is shutting down");
+    if (draining_) {
+      return absl::UnavailableError(
+          "the server is draining for shutdown and takes no new requests; retry on another "
+          "replica");
+    }
     if (stats_.waiting + static_cast<int64_t>(submitted_.size()) >= options_.queue_capacity) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "the request queue is full (", options_.queue_capacity, " waiting); retry later"));
@@ -147,6 +152,37 @@ absl::StatusOr<std::shared_ptr<RequestStream>> InferenceEngine::Submit(Generatio
   }
   cv_.notify_all();
   return stream;
+}
+
+void InferenceEngine::StopAdmitting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  draining_ = true;
+}
+
+int64_t InferenceEngine::Drain(std::chrono::milliseconds timeout) {
+  auto idle = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return submitted_.empty() && stats_.running == 0 && stats_.waiting == 0;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  StopAdmitting();
+  if (!thread_.joinable()) return 0;  // never started (no cache)
+  while (!idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int64_t cut = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut = static_cast<int64_t>(submitted_.size()) + stats_.running + stats_.waiting;
+    if (cut > 0) {
+      abort_status_ = absl::UnavailableError(
+          absl::StrCat("the server shut down before this request finished (drain timeout of ",
+                       timeout.count() / 1000.0, " s)"));
+    }
+  }
+  cv_.notify_all();
+  while (!idle()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return cut;
 }
 
 EngineStats InferenceEngine::Stats() const {
@@ -184,6 +220,14 @@ void InferenceEngine::Loop() {
       }
       stats_.waiting = static_cast<int64_t>(waiting_.size());
     }
+    if (absl::Status abort = AbortStatus(); !abort.ok()) {
+      for (auto* list : {&running_, &waiting_}) {
+        for (auto& s : *list) Finish(*s, FinishReason::kNone, abort);
+        list->clear();
+      }
+      PublishStats();
+      continue;
+    }
     ReapCancelledAndExpired();
     const std::vector<ScheduledChunk> plan = PlanStep();
     PublishStats();  // admissions count before any event of this step reaches a client
@@ -205,6 +249,11 @@ void InferenceEngine::Loop() {
     ev.error = absl::UnavailableError("server stopped");
     s->stream->Push(std::move(ev));
   }
+}
+
+absl::Status InferenceEngine::AbortStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return abort_status_;
 }
 
 void InferenceEngine::ReapCancelledAndExpired() {

@@ -6,6 +6,7 @@
 // pages come back when a request finishes, is cancelled or fails.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <list>
@@ -75,6 +76,13 @@ class InferenceEngine {
   // (RESOURCE_EXHAUSTED when the queue is full). Events arrive on the returned stream.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
 
+  // Shutdown, gracefully: from now on Submit answers UNAVAILABLE; the admitted requests run on
+  // for up to `timeout`, then the rest end with UNAVAILABLE saying so. Returns when no request
+  // is left, with the number that were cut off. Safe from any thread.
+  int64_t Drain(std::chrono::milliseconds timeout);
+  // Drain's first step alone: Submit answers UNAVAILABLE from now on.
+  void StopAdmitting();
+
   EngineStats Stats() const;
   const InferenceEngineOptions& options() const { return options_; }
 
@@ -89,6 +97,7 @@ class InferenceEngine {
   absl::Status Validate(const GenerationRequest& r) const;
   void Loop();
   void ReapCancelledAndExpired();
+  absl::Status AbortStatus() const;
   std::vector<ScheduledChunk> PlanStep();
   bool ReservePages(Sequence& seq, int64_t tokens);
   void Preempt(Sequence& victim);
@@ -113,7 +122,9 @@ class InferenceEngine {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> submitted_;
   bool stop_ = false;
-  EngineStats stats_;  // guarded by mu_, refreshed after each step
+  bool draining_ = false;      // Submit refuses
+  absl::Status abort_status_;  // set: the engine thread ends every request with it
+  EngineStats stats_;          // guarded by mu_, refreshed after each step
 
   // Engine-thread state.
   std::list<std::unique_ptr<Sequence>> waiting_;  // FIFO; preempted ones go first

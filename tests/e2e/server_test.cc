@@ -1,7 +1,8 @@
 // The standalone server over loopback gRPC: concurrent streams equal sequential runs and the
 // golden reference, cancellation and deadlines free the cache, a full queue answers
 // RESOURCE_EXHAUSTED, bad requests INVALID_ARGUMENT naming the field, stop strings spanning
-// tokens are never emitted, seeded sampling repeats, and health says SERVING.
+// tokens are never emitted, seeded sampling repeats, and health says SERVING. DrainTest: the
+// graceful shutdown (health first, new requests refused, running streams finish or time out).
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -288,7 +289,7 @@ TEST_F(ServerTest, InvalidArgumentsNameTheField) {
   // proto3 refuses invalid UTF-8 in string fields while parsing; the C++ client still sends it.
   cases.push_back({"invalid utf-8", GreedyText("ab\xff\xfe", 4), "valid UTF-8"});
   c = {"invalid utf-8 stop", GreedyText("hi", 4), "stopping.stop"};
-  c.req.mutable_stopping()->add_stop("\xc3");
+  c.req.mutable_stopping()->add_stop(std::string(1, static_cast<char>(0xc3)));
   cases.push_back(c);
   for (const Case& k : cases) {
     const StreamResult r = client.Generate(k.req);
@@ -350,6 +351,69 @@ TEST_F(ServerTest, HealthIsServing) {
   grpc::health::v1::HealthCheckResponse resp;
   ASSERT_TRUE(health->Check(&ctx, {}, &resp).ok());
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// Graceful shutdown (SIGTERM in dsv2-coordinator): each server here is its own, drained.
+class DrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kPlacement.device == Device::kCuda && !ProbeCudaDevice(0).ok()) {
+      GTEST_SKIP() << ProbeCudaDevice(0).status().message();
+    }
+    auto server =
+        CoordinatorServer::Start({.model_dir = TestDataDir() + "/golden/lite",
+                                  .placement = kPlacement,
+                                  .engine = {.max_context = 4096, .max_new_tokens_limit = 4000},
+                                  .expert_parallel = {}});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(Client& client) {
+    auto health = grpc::health::v1::Health::NewStub(client.channel_);
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckResponse resp;
+    EXPECT_TRUE(health->Check(&ctx, {}, &resp).ok());
+    return resp.status();
+  }
+  std::unique_ptr<CoordinatorServer> server_;
+};
+
+TEST_F(DrainTest, RunningStreamsFinishNewRequestsAreRefusedHealthTurnsAtOnce) {
+  Client client(server_->port());
+  ASSERT_EQ(Health(client), grpc::health::v1::HealthCheckResponse::SERVING);
+  StreamResult running;
+  std::thread stream([&] { running = client.Generate(GreedyIds({1, 2, 3}, 300)); });
+  while (client.Info().stats().running_sequences() == 0) std::this_thread::sleep_for(1ms);
+  int64_t cut = -1;
+  std::thread drain([&] { cut = server_->Drain(std::chrono::seconds(60)); });
+  // Health turns first, then new requests are refused while the running stream goes on.
+  for (int i = 0; i < 500 && Health(client) == grpc::health::v1::HealthCheckResponse::SERVING;
+       ++i) {
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(Health(client), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  const StreamResult refused = client.Generate(GreedyIds({4, 5}, 4));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("draining"));
+  stream.join();
+  drain.join();
+  EXPECT_TRUE(running.status.ok()) << running.status.error_message();
+  EXPECT_EQ(running.tokens.size(), 300u);  // finished in full
+  EXPECT_EQ(cut, 0);
+}
+
+TEST_F(DrainTest, StreamsBeyondTheTimeoutEndUnavailableSayingWhy) {
+  Client client(server_->port());
+  StreamResult running;
+  std::thread stream([&] { running = client.Generate(GreedyIds({1, 2, 3}, 3900)); });
+  while (client.Info().stats().running_sequences() == 0) std::this_thread::sleep_for(1ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(server_->Drain(std::chrono::milliseconds(200)), 1);
+  stream.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  EXPECT_EQ(running.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(running.status.error_message(), HasSubstr("drain timeout"));
+  EXPECT_LT(running.tokens.size(), 3900u);
 }
 
 }  // namespace
