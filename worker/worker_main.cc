@@ -1,6 +1,7 @@
 // dsv2-worker: hosts a shard of the routed experts for a coordinator in expert-parallel mode.
 //   dsv2-worker --model DIR --rank 1 --port 50061 --data-port 29500
-// The rank defaults to $DSV2_RANK, else to the StatefulSet ordinal at the end of the hostname
+// The rank defaults to $DSV2_RANK, else $LWS_WORKER_INDEX (a LeaderWorkerSet worker), else to
+// the StatefulSet ordinal at the end of the hostname
 // plus one (dsv2-worker-0 → rank 1), so one pod spec serves every replica.
 #include <pthread.h>
 #include <unistd.h>
@@ -23,8 +24,8 @@ ABSL_FLAG(std::string, model, "",
           "Checkpoint directory, the same checkpoint as the coordinator's (checked by "
           "fingerprint); only this worker's experts are ever read.");
 ABSL_FLAG(int, rank, 0,
-          "This worker's rank, 1..W (the coordinator is rank 0). 0: $DSV2_RANK, else the "
-          "hostname's trailing ordinal + 1.");
+          "This worker's rank, 1..W (the coordinator is rank 0). 0: $DSV2_RANK, else "
+          "$LWS_WORKER_INDEX, else the hostname's trailing ordinal + 1.");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address for the control and data ports.");
 ABSL_FLAG(int, port, 50061, "Control-plane gRPC port (dsv2.v1.ExpertWorker, health).");
 ABSL_FLAG(int, data_port, 29500, "Data-plane TCP port the coordinator connects to (0: any).");
@@ -63,14 +64,18 @@ int main(int argc, char** argv) {
   if (rank == 0) {
     if (const char* env = std::getenv("DSV2_RANK"); env != nullptr) {
       if (!absl::SimpleAtoi(env, &rank)) return Fail(absl::StrCat("DSV2_RANK='", env, "'"));
+    } else if (const char* lws = std::getenv("LWS_WORKER_INDEX"); lws != nullptr) {
+      // A LeaderWorkerSet worker: index 1..size-1 is the rank (the leader, 0, is the
+      // coordinator).
+      if (!absl::SimpleAtoi(lws, &rank)) return Fail(absl::StrCat("LWS_WORKER_INDEX='", lws, "'"));
     } else if (const int ordinal = HostnameOrdinal(); ordinal >= 0) {
       rank = ordinal + 1;
     }
   }
   if (rank < 1)
     return Fail(
-        "no rank: pass --rank N (N >= 1), set DSV2_RANK, or run in a "
-        "StatefulSet whose hostnames end in -<ordinal>");
+        "no rank: pass --rank N (N >= 1), set DSV2_RANK, run as a LeaderWorkerSet worker "
+        "(LWS_WORKER_INDEX), or run in a StatefulSet whose hostnames end in -<ordinal>");
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);

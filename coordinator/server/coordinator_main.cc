@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,7 +14,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
+#include "coordinator/expert_parallel/lws_group.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/coordinator_server.h"
 #include "coordinator/server/demo_model.h"
@@ -56,8 +59,11 @@ ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens of requests that
 ABSL_FLAG(int32_t, max_new_tokens_limit, 4096, "The largest max_new_tokens a request may ask.");
 ABSL_FLAG(std::vector<std::string>, workers, {},
           "Expert parallelism: the dsv2-worker control addresses, comma-separated in rank order "
-          "(host:port of rank 1, rank 2, ...). The routed experts are split into contiguous "
-          "shards over them; empty: standalone, all experts in this process.");
+          "(host:port of rank 1, rank 2, ...), or `lws`: the workers of this pod's "
+          "LeaderWorkerSet group (from LWS_LEADER_ADDRESS and LWS_GROUP_SIZE, port "
+          "--lws-worker-port). The routed experts are split into contiguous shards over them; "
+          "empty: standalone, all experts in this process.");
+ABSL_FLAG(int, lws_worker_port, 50061, "With --workers lws: the workers' control port.");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
 ABSL_FLAG(double, drain_timeout, 30.0,
@@ -83,7 +89,17 @@ int main(int argc, char** argv) {
                    "The dsv2-serve standalone server (gRPC).\n"
                    "  dsv2-coordinator --port 50051                 # built-in demo checkpoint\n"
                    "  dsv2-coordinator --model DIR --port 50051     # a real checkpoint");
-  const bool expert_parallel = !absl::GetFlag(FLAGS_workers).empty();
+  std::vector<std::string> workers = absl::GetFlag(FLAGS_workers);
+  if (workers.size() == 1 && workers[0] == "lws") {
+    absl::StatusOr<std::vector<std::string>> lws =
+        dsv2::LwsWorkerAddresses(std::getenv("LWS_LEADER_ADDRESS"), std::getenv("LWS_GROUP_SIZE"),
+                                 absl::GetFlag(FLAGS_lws_worker_port));
+    if (!lws.ok()) return Fail(std::string(lws.status().message()));
+    workers = *std::move(lws);
+    std::fprintf(stderr, "dsv2-coordinator: LeaderWorkerSet workers: %s\n",
+                 absl::StrJoin(workers, ", ").c_str());
+  }
+  const bool expert_parallel = !workers.empty();
   if (expert_parallel && absl::GetFlag(FLAGS_device) == "auto") {
     absl::SetFlag(&FLAGS_device, "cpu");  // expert parallelism runs on the CPU for now
   }
@@ -127,7 +143,7 @@ int main(int argc, char** argv) {
                   .max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit),
                   .threads = absl::GetFlag(FLAGS_threads),
                   .enforce_eager = absl::GetFlag(FLAGS_enforce_eager)},
-       .expert_parallel = {.workers = absl::GetFlag(FLAGS_workers),
+       .expert_parallel = {.workers = workers,
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout))}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
