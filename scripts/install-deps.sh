@@ -8,8 +8,12 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev
   libpcre2-dev libboost-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  python3 python3-venv python3-grpcio python3-protobuf
+  python3 python3-venv python3-grpcio python3-protobuf python3-yaml
+  iproute2  # the local-cluster rehearsal's network namespaces
 )
+# kubectl renders deploy/k8s (tests/deploy, scripts/local-cluster.sh): Debian's
+# kubernetes-client when no kubectl is installed (a newer one from elsewhere is fine too).
+if ! command -v kubectl >/dev/null 2>&1; then packages+=(kubernetes-client); fi
 
 missing=()
 for p in "${packages[@]}"; do
