@@ -107,6 +107,10 @@ int main(int argc, char** argv) {
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
+    // The layer in flight is finished and sent back (the layer loop checks for the stop
+    // between layers, when ExpertHost goes away below); the control server closes now.
+    std::fprintf(stderr, "dsv2-worker rank %d: %s received: finishing the layer in flight\n",
+                 rank, sig == SIGINT ? "SIGINT" : "SIGTERM");
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   });
   server->Wait();
