@@ -6,6 +6,7 @@
 #include "kernels/embedding.h"
 #include "kernels/fill_random.h"
 #include "kernels/latent_cache_write.h"
+#include "kernels/logits_summary.h"
 #include "kernels/matmul.h"
 #include "kernels/mla_attention.h"
 #include "kernels/rms_norm.h"
@@ -53,6 +54,7 @@ void FreeHost(void*) {}
 void EmbeddingLookup(CudaContext&, const EmbeddingArgs&) { Unreachable(); }
 void FillRandom(CudaContext&, const FillRandomArgs&) { Unreachable(); }
 void LatentCacheWrite(CudaContext&, const LatentCacheWriteArgs&) { Unreachable(); }
+void LogitsSummary(CudaContext&, const LogitsSummaryArgs&) { Unreachable(); }
 void MatMul(CudaContext&, const MatMulArgs&) { Unreachable(); }
 void MlaAttention(CudaContext&, const MlaAttentionArgs&) { Unreachable(); }
 void RmsNorm(CudaContext&, const RmsNormArgs&) { Unreachable(); }

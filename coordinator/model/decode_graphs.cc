@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<DecodeGraphs>> DecodeGraphs::Create(
   g->options_.max_batch = BucketFor(options.max_batch);
   const Device device = model.device();
   g->workspace_ = std::make_unique<Workspace>(device);
+  g->fetch_workspace_ = std::make_unique<Workspace>(device);
   if (CudaContext* cuda = model.cuda_context()) {
     g->ctx_ = std::make_unique<ExecContext>(*cuda, *g->workspace_);
   } else {
@@ -137,6 +138,14 @@ absl::StatusOr<const float*> DecodeGraphs::Run(LatentKvCache& cache, int64_t buc
 
 absl::Status DecodeGraphs::Forward(LatentKvCache& cache, const ForwardBatch& batch,
                                    std::vector<float>* logits) {
+  LogitsResult result;
+  DSV2_RETURN_IF_ERROR(Forward(cache, batch, LogitsRequest{}, &result));
+  *logits = std::move(result.full);
+  return absl::OkStatus();
+}
+
+absl::Status DecodeGraphs::Forward(LatentKvCache& cache, const ForwardBatch& batch,
+                                   const LogitsRequest& request, LogitsResult* result) {
   if (!Accepts(batch)) {
     return absl::InvalidArgumentError("DecodeGraphs: the batch is not a graphable decode step");
   }
@@ -167,14 +176,8 @@ absl::Status DecodeGraphs::Forward(LatentKvCache& cache, const ForwardBatch& bat
     std::memcpy(device_tables_.data(), host_tables_.data(), table_bytes_);
   }
   DSV2_ASSIGN_OR_RETURN(const float* y, Run(cache, bucket));
-  const int64_t count = layout.n_tokens * model_.config().vocab_size;
-  logits->resize(count);
-  if (model_.device() != Device::kCuda) {
-    std::copy(y, y + count, logits->data());
-    return absl::OkStatus();
-  }
-  DSV2_RETURN_IF_ERROR(ctx_->cuda().CopyToHost(logits->data(), y, count * 4));
-  return ctx_->cuda().Synchronize();
+  fetch_workspace_->Reset();
+  return model_.FetchLogits(*ctx_, *fetch_workspace_, y, layout.n_tokens, request, result);
 }
 
 }  // namespace dsv2

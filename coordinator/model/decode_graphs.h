@@ -38,8 +38,10 @@ class DecodeGraphs {
   // Whether Forward takes this batch: every chunk is one token without all_logits, at most
   // max_batch of them, positions below max_context, and no expert backend.
   bool Accepts(const ForwardBatch& batch) const;
-  // DeepseekV2Model::Forward's contract for an accepted batch.
+  // DeepseekV2Model::Forward's contracts for an accepted batch.
   absl::Status Forward(LatentKvCache& cache, const ForwardBatch& batch, std::vector<float>* logits);
+  absl::Status Forward(LatentKvCache& cache, const ForwardBatch& batch,
+                       const LogitsRequest& request, LogitsResult* result);
 
   int64_t graphs_captured() const { return captures_; }
 
@@ -55,8 +57,9 @@ class DecodeGraphs {
   const DeepseekV2Model& model_;
   DecodeGraphOptions options_;
   int64_t max_pages_ = 0;  // per block table row: max_context / page_size, rounded up
-  std::unique_ptr<Workspace> workspace_;
+  std::unique_ptr<Workspace> workspace_;  // the graphs' temporaries (addresses they hold)
   std::unique_ptr<ExecContext> ctx_;
+  std::unique_ptr<Workspace> fetch_workspace_;  // FetchLogits' temporaries, never captured
   // [tokens | positions | token_table | out_rows | block_tables | slots] for max_batch rows,
   // staged on the host (pinned on CUDA) and copied to the device in one piece.
   int64_t table_bytes_ = 0;

@@ -176,23 +176,82 @@ absl::Status DeepseekV2Model::UploadTables(const ExecContext& ctx, TokenLayout& 
 
 absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cache,
                                       const ForwardBatch& batch, std::vector<float>* logits) const {
+  LogitsResult result;
+  DSV2_RETURN_IF_ERROR(Forward(ctx, cache, batch, LogitsRequest{}, &result));
+  *logits = std::move(result.full);
+  return absl::OkStatus();
+}
+
+absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cache,
+                                      const ForwardBatch& batch, const LogitsRequest& request,
+                                      LogitsResult* result) const {
   if (ctx.device() != device() || cache.device() != device()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the model is on ", DeviceName(device()), " but the context is on ",
-        DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model is on ", DeviceName(device()), " but the context is on ",
+                     DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
   }
   DSV2_ASSIGN_OR_RETURN(TokenLayout layout, Prepare(cache, batch));
   ctx.workspace().Reset();
   DSV2_RETURN_IF_ERROR(UploadTables(ctx, layout));
   DSV2_ASSIGN_OR_RETURN(const float* y, RunLayers(ctx, cache, layout));
-  const int64_t count = layout.n_out * config_.vocab_size;
-  if (!ctx.on_cuda()) {
-    logits->assign(y, y + count);
-    return absl::OkStatus();
+  return FetchLogits(ctx, ctx.workspace(), y, layout.n_out, request, result);
+}
+
+absl::Status DeepseekV2Model::FetchLogits(const ExecContext& ctx, Workspace& scratch,
+                                          const float* y, int64_t n_out,
+                                          const LogitsRequest& request,
+                                          LogitsResult* result) const {
+  const int64_t vocab = config_.vocab_size;
+  if (!request.summarize.empty() && static_cast<int64_t>(request.summarize.size()) != n_out) {
+    return absl::InvalidArgumentError(absl::StrCat("LogitsRequest: ", request.summarize.size(),
+                                                   " flags for ", n_out, " output rows"));
   }
-  logits->resize(count);
-  DSV2_RETURN_IF_ERROR(ctx.cuda().CopyToHost(logits->data(), y, count * 4));
-  return ctx.cuda().Synchronize();
+  std::vector<int32_t> full_rows, summary_rows;
+  for (int64_t r = 0; r < n_out; ++r) {
+    (!request.summarize.empty() && request.summarize[r] ? summary_rows : full_rows)
+        .push_back(static_cast<int32_t>(r));
+  }
+  result->full.resize(full_rows.size() * vocab);
+  result->summaries.resize(summary_rows.size());
+  CudaContext* cuda = ctx.on_cuda() ? &ctx.cuda() : nullptr;
+  if (!summary_rows.empty()) {
+    const int64_t n = static_cast<int64_t>(summary_rows.size());
+    const LogitsSummaryArgs args{.logits = y,
+                                 .vocab = vocab,
+                                 .rows = summary_rows.data(),
+                                 .n = n,
+                                 .top_n = std::clamp(request.top_n, 0, kMaxSummaryTop),
+                                 .out = result->summaries.data()};
+    if (cuda == nullptr) {
+      LogitsSummary(ctx, args);
+    } else {
+      LogitsSummaryArgs dev = args;
+      int32_t* rows = scratch.Alloc<int32_t>(n);
+      auto* out = static_cast<LogitsSummaryRow*>(scratch.Alloc(n * sizeof(LogitsSummaryRow)));
+      DSV2_RETURN_IF_ERROR(cuda->CopyToDevice(rows, summary_rows.data(), n * 4));
+      dev.rows = rows;
+      dev.out = out;
+      const ExecContext on_scratch(*cuda, scratch);
+      LogitsSummary(on_scratch, dev);
+      DSV2_RETURN_IF_ERROR(cuda->CopyToHost(result->summaries.data(), out,
+                                            n * static_cast<int64_t>(sizeof(LogitsSummaryRow))));
+    }
+  }
+  // Full rows: runs of consecutive rows in one copy each.
+  for (size_t i = 0; i < full_rows.size();) {
+    size_t j = i + 1;
+    while (j < full_rows.size() && full_rows[j] == full_rows[j - 1] + 1) ++j;
+    const float* src = y + static_cast<int64_t>(full_rows[i]) * vocab;
+    float* dst = result->full.data() + static_cast<int64_t>(i) * vocab;
+    const int64_t count = static_cast<int64_t>(j - i) * vocab;
+    if (cuda == nullptr) {
+      std::copy(src, src + count, dst);
+    } else {
+      DSV2_RETURN_IF_ERROR(cuda->CopyToHost(dst, src, count * 4));
+    }
+    i = j;
+  }
+  return cuda == nullptr ? absl::OkStatus() : cuda->Synchronize();
 }
 
 absl::StatusOr<const float*> DeepseekV2Model::RunLayers(const ExecContext& ctx,

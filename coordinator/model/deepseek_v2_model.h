@@ -72,6 +72,9 @@ class DeepseekV2Model {
   // FAILED_PRECONDITION a context on another device than the model's.
   absl::Status Forward(const ExecContext& ctx, LatentKvCache& cache, const ForwardBatch& batch,
                        std::vector<float>* logits) const;
+  // The same with some rows reduced to a LogitsSummaryRow on the device (`request`).
+  absl::Status Forward(const ExecContext& ctx, LatentKvCache& cache, const ForwardBatch& batch,
+                       const LogitsRequest& request, LogitsResult* result) const;
 
   // The pieces of Forward, for runners that lay out a step themselves (DecodeGraphs):
   // Prepare validates the batch, reserves its pages and builds the host tables; RunLayers
@@ -81,6 +84,10 @@ class DeepseekV2Model {
   absl::StatusOr<TokenLayout> Prepare(LatentKvCache& cache, const ForwardBatch& batch) const;
   absl::StatusOr<const float*> RunLayers(const ExecContext& ctx, LatentKvCache& cache,
                                          const TokenLayout& layout) const;
+  // Brings RunLayers' logits [n_out, vocab] (on ctx's device) to the host as `request` asks;
+  // temporaries come from `scratch` (on ctx's device). Synchronises on a GPU.
+  absl::Status FetchLogits(const ExecContext& ctx, Workspace& scratch, const float* logits,
+                           int64_t n_out, const LogitsRequest& request, LogitsResult* result) const;
 
  private:
   DeepseekV2Model() = default;

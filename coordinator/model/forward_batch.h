@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/logits_summary.h"
+
 namespace dsv2 {
 
 struct SequenceChunk {
@@ -23,6 +25,18 @@ struct ForwardBatch {
     chunks.push_back({seq_id, start_pos, static_cast<int64_t>(chunk_tokens.size()), all_logits});
     tokens.insert(tokens.end(), chunk_tokens.begin(), chunk_tokens.end());
   }
+};
+
+// Which output rows a forward call returns in full and which only as a LogitsSummaryRow (a
+// greedy step without penalties needs no more; on a GPU the full row is 400 KB of the host link).
+struct LogitsRequest {
+  std::vector<uint8_t> summarize;  // [n_out] 1: a summary; empty: every row in full
+  int32_t top_n = 0;               // top tokens each summary carries (<= kMaxSummaryTop)
+};
+
+struct LogitsResult {
+  std::vector<float> full;                  // [rows in full, vocab], in row order
+  std::vector<LogitsSummaryRow> summaries;  // [summarised rows], in row order
 };
 
 // Per-token indexing derived from a batch, shared by the layers of one forward call. Built on

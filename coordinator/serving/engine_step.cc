@@ -113,14 +113,24 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
 
 void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
   ForwardBatch batch;
+  // A chunk's last row is only summarised (argmax, normaliser, top logprobs) when that is all
+  // its sequence needs: greedy without penalties, or still prefilling (the row goes unused).
+  // Prompt-logprob chunks need every row in full.
+  LogitsRequest request;
   for (const ScheduledChunk& c : plan) {
     batch.chunks.push_back({c.seq->cache_seq, c.start, c.count, c.all_logits});
     batch.tokens.insert(batch.tokens.end(), c.seq->tokens.begin() + c.start,
                         c.seq->tokens.begin() + c.start + c.count);
+    const bool prefilling = c.seq->pending() > c.count;
+    const bool summary = !c.all_logits && (prefilling || c.seq->sampler->GreedyWithoutPenalties());
+    request.summarize.insert(request.summarize.end(), c.all_logits ? c.count : 1, summary);
+    if (summary && c.seq->request.logprobs) {
+      request.top_n = std::max(request.top_n, c.seq->request.top_logprobs);
+    }
   }
   const absl::Status status = graphs_ != nullptr && graphs_->Accepts(batch)
-                                  ? graphs_->Forward(*cache_, batch, &logits_)
-                                  : model_.Forward(*exec_, *cache_, batch, &logits_);
+                                  ? graphs_->Forward(*cache_, batch, request, &logits_)
+                                  : model_.Forward(*exec_, *cache_, batch, request, &logits_);
   ++steps_;
   if (!status.ok()) {
     for (const ScheduledChunk& c : plan) {
@@ -130,15 +140,23 @@ void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
     return;
   }
   const int64_t vocab = model_.config().vocab_size;
-  const float* rows = logits_.data();
+  const float* rows = logits_.full.data();
+  const LogitsSummaryRow* summary = logits_.summaries.data();
+  size_t row = 0;
   for (const ScheduledChunk& c : plan) {
     c.seq->num_computed += c.count;
-    ProcessLogits(c, rows);
-    rows += (c.all_logits ? c.count : 1) * vocab;
+    if (request.summarize[row]) {
+      ProcessLogits(c, nullptr, summary++);
+    } else {
+      ProcessLogits(c, rows, nullptr);
+      rows += (c.all_logits ? c.count : 1) * vocab;
+    }
+    row += c.all_logits ? c.count : 1;
   }
 }
 
-void InferenceEngine::ProcessLogits(const ScheduledChunk& c, const float* rows) {
+void InferenceEngine::ProcessLogits(const ScheduledChunk& c, const float* rows,
+                                    const LogitsSummaryRow* summary) {
   Sequence& s = *c.seq;
   const int64_t vocab = model_.config().vocab_size;
   if (c.all_logits) {
@@ -154,12 +172,17 @@ void InferenceEngine::ProcessLogits(const ScheduledChunk& c, const float* rows) 
     if (c.start + c.count >= s.prompt_len) s.prompt_logprobs_done = true;
   }
   if (s.pending() > 0) return;  // still prefilling
+  if (summary != nullptr) {     // greedy without penalties: the argmax, as Sample() would return
+    AppendToken(s, summary->argmax, nullptr, summary);
+    return;
+  }
   const float* last = rows + (c.all_logits ? c.count - 1 : 0) * vocab;
   sample_scratch_.assign(last, last + vocab);  // the sampler edits logits in place
-  AppendToken(s, s.sampler->Sample(sample_scratch_.data()), last);
+  AppendToken(s, s.sampler->Sample(sample_scratch_.data()), last, nullptr);
 }
 
-void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_logits) {
+void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_logits,
+                                  const LogitsSummaryRow* summary) {
   const SteadyClock::time_point now = SteadyClock::now();
   s.sampler->Accept(token);
   s.tokens.push_back(token);
@@ -169,8 +192,12 @@ void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_l
   ev.tokens.push_back(token);
   if (s.request.logprobs) {
     TokenLogprobs lp;
-    ComputeLogprobs(raw_logits, model_.config().vocab_size, token, s.request.top_logprobs,
-                    &lp.chosen, &lp.top);
+    if (summary != nullptr) {
+      SummaryLogprobs(*summary, token, s.request.top_logprobs, &lp.chosen, &lp.top);
+    } else {
+      ComputeLogprobs(raw_logits, model_.config().vocab_size, token, s.request.top_logprobs,
+                      &lp.chosen, &lp.top);
+    }
     ev.logprobs.push_back(std::move(lp));
   }
   if (s.generated() == 1 && !s.prompt_logprobs.empty()) {

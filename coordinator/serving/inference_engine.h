@@ -102,8 +102,11 @@ class InferenceEngine {
   bool ReservePages(Sequence& seq, int64_t tokens);
   void Preempt(Sequence& victim);
   void RunStep(const std::vector<ScheduledChunk>& plan);
-  void ProcessLogits(const ScheduledChunk& chunk, const float* rows);
-  void AppendToken(Sequence& seq, int32_t token, const float* raw_logits);
+  // rows: the chunk's full logit rows, or summary: its last row summarised.
+  void ProcessLogits(const ScheduledChunk& chunk, const float* rows,
+                     const LogitsSummaryRow* summary);
+  void AppendToken(Sequence& seq, int32_t token, const float* raw_logits,
+                   const LogitsSummaryRow* summary);
   void Finish(Sequence& seq, FinishReason reason, absl::Status error = absl::OkStatus());
   void ReleasePages(Sequence& seq);
   void PublishStats();
@@ -129,7 +132,7 @@ class InferenceEngine {
   // Engine-thread state.
   std::list<std::unique_ptr<Sequence>> waiting_;  // FIFO; preempted ones go first
   std::list<std::unique_ptr<Sequence>> running_;  // admission order
-  std::vector<float> logits_;
+  LogitsResult logits_;
   std::vector<float> sample_scratch_;  // one row of logits for the sampler
   int64_t finished_ = 0, cancelled_ = 0, expired_ = 0, failed_ = 0, preemptions_ = 0, steps_ = 0;
   std::thread thread_;

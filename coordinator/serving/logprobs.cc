@@ -92,4 +92,21 @@ void ComputeLogprobs(const float* raw_logits, int64_t vocab, int32_t chosen, int
   for (TokenLogprob& t : top) t.logprob = logprob(t.id);
 }
 
+void SummaryLogprobs(const LogitsSummaryRow& s, int32_t chosen, int32_t top_n,
+                     TokenLogprob* chosen_out, std::vector<TokenLogprob>* top_out) {
+  DSV2_CHECK(chosen == s.argmax && top_n <= s.top_n);
+  const bool finite_max = std::isfinite(s.max);
+  // As ComputeLogprobs: l - max - log_sum, or the mass shared by the maximal logits.
+  auto logprob = [&](float l) -> float {
+    if (finite_max) return static_cast<float>(static_cast<double>(l) - s.max - s.log_sum);
+    return l == s.max ? static_cast<float>(-s.log_sum) : -std::numeric_limits<float>::infinity();
+  };
+  if (chosen_out != nullptr) *chosen_out = {chosen, logprob(s.max)};
+  if (top_out == nullptr) return;
+  top_out->clear();
+  for (int32_t i = 0; i < std::max(top_n, 0); ++i) {
+    top_out->push_back({s.top_id[i], logprob(s.top_logit[i])});
+  }
+}
+
 }  // namespace dsv2

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/logits_summary.h"
+
 namespace dsv2 {
 
 struct TokenLogprob {
@@ -18,6 +20,11 @@ struct TokenLogprob {
 // first, ties to the lower id; top_n <= 0 leaves it empty.
 // NaN logits count as -inf. When some logits are +inf they share all of the mass equally.
 void ComputeLogprobs(const float* raw_logits, int64_t vocab, int32_t chosen, int32_t top_n,
+                     TokenLogprob* chosen_out, std::vector<TokenLogprob>* top_out);
+
+// The same from a LogitsSummaryRow of the raw logits (kernels/logits_summary.h), for the
+// argmax token: chosen must be summary.argmax; top_n <= summary.top_n.
+void SummaryLogprobs(const LogitsSummaryRow& summary, int32_t chosen, int32_t top_n,
                      TokenLogprob* chosen_out, std::vector<TokenLogprob>* top_out);
 
 }  // namespace dsv2

@@ -88,6 +88,12 @@ class Sampler {
   void Accept(int32_t token);
 
   const SamplingOptions& options() const { return options_; }
+  // Sample() is the argmax of the raw logits (temperature 0, no penalty): a LogitsSummaryRow
+  // of the row is all it needs.
+  bool GreedyWithoutPenalties() const {
+    return options_.temperature == 0.0f && options_.repetition_penalty == 1.0f &&
+           options_.frequency_penalty == 0.0f && options_.presence_penalty == 0.0f;
+  }
   int64_t vocab_size() const { return vocab_size_; }
 
  private:

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/logits_summary.h"
 
 namespace dsv2 {
 namespace {
@@ -98,6 +99,68 @@ TEST(LogprobsTest, NonFiniteLogits) {
   EXPECT_EQ(top[0].id, 1);
   ComputeLogprobs(logits.data(), 4, 2, 0, &c, nullptr);
   EXPECT_EQ(c.logprob, -INFINITY);
+}
+
+// A LogitsSummaryRow (what a greedy step brings back from the GPU) gives the same token as the
+// sampler's argmax and the same logprobs as ComputeLogprobs over the full row, edge cases too.
+TEST(LogprobsTest, SummaryEqualsFullRow) {
+  const int64_t vocab = 5003;
+  std::vector<std::vector<float>> rows;
+  rows.push_back(RandomLogits(vocab, 3, 4.0f));
+  std::vector<float> ties = RandomLogits(vocab, 4, 1.0f);
+  for (int64_t i = 0; i < vocab; i += 7) ties[i] = 9.0f;  // many equal maxima: the lowest id
+  rows.push_back(ties);
+  std::vector<float> nan = RandomLogits(vocab, 5, 2.0f);
+  nan[0] = NAN;
+  nan[vocab / 2] = NAN;
+  rows.push_back(nan);
+  std::vector<float> inf = RandomLogits(vocab, 6, 2.0f);
+  inf[11] = INFINITY;
+  inf[4000] = INFINITY;
+  rows.push_back(inf);
+  rows.push_back(std::vector<float>(vocab, -INFINITY));
+  std::vector<float> flat(vocab, NAN);
+  rows.push_back(flat);
+  std::vector<float> all;
+  for (const auto& r : rows) all.insert(all.end(), r.begin(), r.end());
+  std::vector<int32_t> ids(rows.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  std::vector<LogitsSummaryRow> sums(rows.size());
+  const CpuContext cpu(1);
+  LogitsSummary(cpu, {.logits = all.data(),
+                      .vocab = vocab,
+                      .rows = ids.data(),
+                      .n = static_cast<int64_t>(ids.size()),
+                      .top_n = kMaxSummaryTop,
+                      .out = sums.data()});
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const std::vector<float>& l = rows[r];
+    // The sampler's greedy rule: first maximum, NaN never, 0 when all are NaN.
+    int32_t best = -1;
+    float best_logit = -INFINITY;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if (l[i] > best_logit || (best < 0 && l[i] == best_logit)) {
+        best_logit = l[i];
+        best = static_cast<int32_t>(i);
+      }
+    }
+    EXPECT_EQ(sums[r].argmax, best < 0 ? 0 : best) << "row " << r;
+    TokenLogprob want_chosen{}, got_chosen{};
+    std::vector<TokenLogprob> want_top, got_top;
+    ComputeLogprobs(l.data(), vocab, sums[r].argmax, kMaxSummaryTop, &want_chosen, &want_top);
+    SummaryLogprobs(sums[r], sums[r].argmax, kMaxSummaryTop, &got_chosen, &got_top);
+    EXPECT_EQ(got_chosen.id, want_chosen.id);
+    EXPECT_NEAR(got_chosen.logprob, want_chosen.logprob, 1e-5) << "row " << r;
+    ASSERT_EQ(got_top.size(), want_top.size());
+    for (size_t i = 0; i < want_top.size(); ++i) {
+      EXPECT_EQ(got_top[i].id, want_top[i].id) << "row " << r << " rank " << i;
+      if (std::isfinite(want_top[i].logprob)) {
+        EXPECT_NEAR(got_top[i].logprob, want_top[i].logprob, 1e-5) << "row " << r;
+      } else {
+        EXPECT_EQ(got_top[i].logprob, want_top[i].logprob) << "row " << r;
+      }
+    }
+  }
 }
 
 }  // namespace
