@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libabsl-dev libgtest-dev libgmock-dev
-  libpcre2-dev libboost-dev
+  libpcre2-dev libboost-dev nlohmann-json3-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   python3 python3-venv python3-grpcio python3-protobuf python3-yaml
   iproute2  # the local-cluster rehearsal's network namespaces

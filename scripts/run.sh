@@ -4,7 +4,7 @@
 # foreground until Ctrl-C.
 #   scripts/run.sh                              # the built-in demo checkpoint (random weights)
 #   scripts/run.sh --model DIR                  # a DeepSeek-V2-family checkpoint
-#   scripts/run.sh --port 50052 --prompt "Once upon a time" --max-new-tokens 64
+#   scripts/run.sh --port 50052 --http-port 8001 --prompt "Once upon a time" --max-new-tokens 64
 #   scripts/run.sh --model DIR --prompt-ids 100000,1234,42   # token ids (no tokenizer.json)
 # Other arguments go to dsv2-coordinator (e.g. --threads 8; see build/bin/dsv2-coordinator
 # --helpfull). DSV2_RUN_HEALTH_TIMEOUT (seconds, default 120) bounds the wait for health.
@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 model=""
 port=50051
+http_port=8000
 host=""
 prompt="The capital of France is"
 prompt_ids=""
@@ -24,6 +25,8 @@ while [ $# -gt 0 ]; do
     --model=*) model="${1#*=}"; shift ;;
     --port) port="$2"; shift 2 ;;
     --port=*) port="${1#*=}"; shift ;;
+    --http-port) http_port="$2"; shift 2 ;;
+    --http-port=*) http_port="${1#*=}"; shift ;;
     --host) host="$2"; shift 2 ;;
     --host=*) host="${1#*=}"; shift ;;
     --prompt) prompt="$2"; shift 2 ;;
@@ -64,7 +67,7 @@ if [ "$probe" -ne 2 ]; then
   exit 1
 fi
 
-args=(--port "$port")
+args=(--port "$port" --http-port "$http_port")
 [ -n "$host" ] && args+=(--host "$host")
 if [ -n "$model" ]; then
   args+=(--model "$model")
@@ -145,7 +148,15 @@ echo "----" >&2
 "${gen[@]}" || { say "the completion failed (see above)"; exit 1; }
 echo "----" >&2
 
-say "serving on $cli_host:$port (pid $server_pid); Ctrl-C stops it. Try:"
+say "serving gRPC on $cli_host:$port and HTTP on $cli_host:$http_port (pid $server_pid); Ctrl-C stops it. Try:"
 say "  build/bin/dsv2-cli --server $cli_host:$port $try"
+model_id=""
+if command -v curl >/dev/null; then
+  model_id=$(curl -s "http://$cli_host:$http_port/v1/models" 2>/dev/null |
+    sed -n 's/.*"id":"\([^"]*\)".*/\1/p' || true)
+fi
+say "  curl http://$cli_host:$http_port/v1/chat/completions -H 'Content-Type: application/json' \\"
+say "    -d '{\"model\": \"${model_id:-MODEL}\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"max_tokens\": 16}'"
+say "  python: openai.OpenAI(base_url=\"http://$cli_host:$http_port/v1\", api_key=\"-\")"
 wait "$server_pid" || true
 kill -0 "$server_pid" 2>/dev/null || server_died ""

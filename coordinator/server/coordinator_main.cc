@@ -32,7 +32,13 @@ ABSL_FLAG(std::string, synthetic, "",
           "checkpoint: v2-lite (DeepSeek-V2-Lite at full size, 31.4 GB in bf16; for benchmarks "
           "and load tests on a GPU; requests must be token ids).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
-ABSL_FLAG(int, port, 50051, "Port to listen on.");
+ABSL_FLAG(int, port, 50051, "Port of the gRPC API.");
+ABSL_FLAG(int, http_port, 8000,
+          "Port of the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
+          "/v1/models) and of /health and /metrics; 0 turns HTTP off.");
+ABSL_FLAG(std::string, served_model_name, "",
+          "The model id of the HTTP API (/v1/models; requests must name it). Empty: the "
+          "checkpoint folder's name.");
 ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: one per core).");
 ABSL_FLAG(int64_t, max_batch_tokens, 256,
           "Token budget of one scheduler step: decode tokens of the running batch plus chunks "
@@ -130,6 +136,8 @@ int main(int argc, char** argv) {
        .host = absl::GetFlag(FLAGS_host),
        .port = absl::GetFlag(FLAGS_port),
        .placement = *placement,
+       .http_port = absl::GetFlag(FLAGS_http_port),
+       .model_name = absl::GetFlag(FLAGS_served_model_name),
        .engine = {.max_step_tokens = absl::GetFlag(FLAGS_max_batch_tokens),
                   .max_prefill_tokens_while_decoding =
                       absl::GetFlag(FLAGS_max_prefill_while_decoding),
@@ -157,6 +165,12 @@ int main(int argc, char** argv) {
                dsv2::DescribePlacement((*server)->model()).c_str(),
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
                static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
+  if ((*server)->http_port() != 0) {
+    std::fprintf(stderr,
+                 "dsv2-coordinator: OpenAI-compatible HTTP API on %s:%d (/v1/completions, "
+                 "/v1/chat/completions, /v1/models, /health, /metrics)\n",
+                 absl::GetFlag(FLAGS_host).c_str(), (*server)->http_port());
+  }
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -87,7 +87,34 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     s->server_ = std::move(server);
   }
   s->SyncHealth();
+  if (options.http_port != 0) {
+    std::string name = options.model_name;
+    if (name.empty()) {
+      name = !options.synthetic.empty()
+                 ? "synthetic-" + options.synthetic
+                 : std::filesystem::path(options.model_dir).lexically_normal().filename().string();
+      if (name.empty()) name = "dsv2";
+    }
+    CoordinatorServer* self = s.get();
+    s->openai_ =
+        std::make_unique<OpenAiApi>(OpenAiApiOptions{.engine = s->engine_.get(),
+                                                     .tokenizer = s->tokenizer_.get(),
+                                                     .model_id = name,
+                                                     .vocab_size = s->model_->config().vocab_size,
+                                                     .serving = [self] { return self->Serving(); },
+                                                     .extra_metrics = nullptr});
+    OpenAiApi* api = s->openai_.get();
+    DSV2_ASSIGN_OR_RETURN(
+        s->http_,
+        HttpServer::Start({.host = options.host, .port = options.http_port},
+                          [api](const HttpRequest& r, HttpResponder& o) { api->Handle(r, o); }));
+  }
   return s;
+}
+
+bool CoordinatorServer::Serving() {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  return (expert_group_ == nullptr || expert_group_->serving()) && !shutting_down_ && !closing_;
 }
 
 CoordinatorServer::~CoordinatorServer() {
@@ -113,6 +140,7 @@ void CoordinatorServer::SyncHealth() {
 }
 
 void CoordinatorServer::Shutdown() {
+  if (http_ != nullptr) http_->Stop();
   {
     std::lock_guard<std::mutex> lock(health_mu_);
     if (server_ == nullptr || closing_) return;

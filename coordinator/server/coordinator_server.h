@@ -10,6 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/expert_parallel/expert_parallel_backend.h"
+#include "coordinator/http/http_server.h"
+#include "coordinator/http/openai_api.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/server/inference_service.h"
 #include "coordinator/serving/inference_engine.h"
@@ -27,6 +29,10 @@ struct CoordinatorServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;                   // 0: any free port
   ModelPlacement placement = {};  // CPU float32 by default
+  // The OpenAI-compatible HTTP API and /health, /metrics on this port (0: off; dsv2-coordinator
+  // defaults to 8000); model_name is what /v1/models lists (empty: the checkpoint's folder).
+  int http_port = 0;
+  std::string model_name = "";
   InferenceEngineOptions engine;
   // Expert parallelism: workers' control addresses in rank order (empty: standalone).
   ExpertParallelOptions expert_parallel;
@@ -39,6 +45,9 @@ class CoordinatorServer {
   ~CoordinatorServer();
 
   int port() const { return port_; }
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
+  // What health says: the engine runs, every expert worker serves, and no shutdown began.
+  bool Serving();
   const InferenceEngine& engine() const { return *engine_; }
   const DeepseekV2Model& model() const { return *model_; }
   bool has_tokenizer() const { return tokenizer_ != nullptr; }
@@ -63,6 +72,8 @@ class CoordinatorServer {
   std::unique_ptr<ExpertParallelBackend> expert_group_;  // outlives the engine that calls it
   std::unique_ptr<InferenceEngine> engine_;
   std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<OpenAiApi> openai_;
+  std::unique_ptr<HttpServer> http_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::mutex health_mu_;  // guards server_ against SyncHealth from other threads

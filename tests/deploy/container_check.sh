@@ -64,7 +64,8 @@ port=$((50300 + RANDOM % 500))
 # The image's user (10001) and entrypoint program; the demo checkpoint goes to /tmp (the root
 # filesystem is read-only in Kubernetes, /tmp an emptyDir).
 buildah run --isolation chroot --user 10001:10001 --env DSV2_DEMO_DIR=/tmp/demo "$c" -- \
-  /usr/local/bin/dsv2-coordinator --host 127.0.0.1 --port "$port" >"$work/coordinator.log" 2>&1 &
+  /usr/local/bin/dsv2-coordinator --host 127.0.0.1 --port "$port" --http-port 0 \
+  >"$work/coordinator.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 120); do
   buildah run --isolation chroot "$c" -- /usr/local/bin/dsv2-cli --server "127.0.0.1:$port" \

@@ -243,10 +243,10 @@ TEST_F(ExpertParallelTest, CoordinatorProcessWithTwoWorkerProcesses) {
   WorkerProcess w1(kLite, 1), w2(kLite, 2);
   const int port = FreePort();
   ChildProcess coordinator;
-  coordinator.Spawn(
-      {DSV2_COORDINATOR_BIN, "--model=" + kLite, "--host=127.0.0.1", absl::StrCat("--port=", port),
-       "--max-context=512", absl::StrCat("--workers=", w1.address(), ",", w2.address())},
-      "coordinator");
+  coordinator.Spawn({DSV2_COORDINATOR_BIN, "--model=" + kLite, "--host=127.0.0.1",
+                     absl::StrCat("--port=", port), "--http-port=0", "--max-context=512",
+                     absl::StrCat("--workers=", w1.address(), ",", w2.address())},
+                    "coordinator");
   const auto end = std::chrono::steady_clock::now() + 60s;
   while (Health(port) != grpc::health::v1::HealthCheckResponse::SERVING &&
          std::chrono::steady_clock::now() < end) {

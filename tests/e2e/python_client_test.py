@@ -99,7 +99,7 @@ class Server:
     def start(self, health_pb2, health_grpc, grpc, timeout_s=120):
         for attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port()
-            cmd = [self.binary, "--host", "127.0.0.1", "--port", str(self.port),
+            cmd = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--http-port", "0",
                    "--demo-dir", os.path.join(self.tmp, "demo-model")]
             log(f"server: {' '.join(cmd)}")
             with open(self.log_path, "ab") as out:
