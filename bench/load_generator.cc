@@ -22,11 +22,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/http_stream_client.h"
 #include "common/cli_flags.h"
 #include "dsv2/v1/inference.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "The server, host:port.");
+ABSL_FLAG(std::string, http, "",
+          "Send the requests to the OpenAI-compatible HTTP API at host:port instead (streamed "
+          "/v1/completions with the same token-id prompts); --server still answers GetModelInfo.");
+ABSL_FLAG(std::string, model_name, "",
+          "With --http: the model id (empty: the first of /v1/models).");
 ABSL_FLAG(std::vector<std::string>, concurrency, std::vector<std::string>({"1", "8", "32"}),
           "Concurrency levels (requests in flight), run one after the other.");
 ABSL_FLAG(std::vector<std::string>, requests, std::vector<std::string>({"0"}),
@@ -115,7 +121,35 @@ v1::GenerateRequest MakeRequest(uint64_t seed, int64_t vocab) {
   return r;
 }
 
+// The same request through the HTTP API (bench/http_stream_client.h).
+RequestResult RunOneHttp(const v1::GenerateRequest& request) {
+  const std::string target = absl::GetFlag(FLAGS_http);
+  const size_t colon = target.rfind(':');
+  std::string ids = absl::StrJoin(request.token_ids().ids(), ",");
+  const std::string body =
+      absl::StrCat(R"({"model":")", absl::GetFlag(FLAGS_model_name), R"(","prompt":[)", ids,
+                   R"(],"max_tokens":)", request.stopping().max_new_tokens(),
+                   R"(,"temperature":0,"ignore_eos":true,"stream":true})");
+  const dsv2::HttpStreamResult h =
+      dsv2::StreamCompletion(target.substr(0, colon), std::stoi(target.substr(colon + 1)), body,
+                             absl::GetFlag(FLAGS_request_timeout));
+  RequestResult out;
+  out.ok = h.ok;
+  out.error = h.error;
+  out.tokens = h.tokens;
+  out.ttft_ms = h.ttft_ms;
+  out.itl_ms = h.itl_ms;
+  out.latency_ms = h.latency_ms;
+  if (out.ok && out.tokens != absl::GetFlag(FLAGS_max_new_tokens)) {
+    out.ok = false;
+    out.error =
+        absl::StrCat("got ", out.tokens, " tokens, expected ", absl::GetFlag(FLAGS_max_new_tokens));
+  }
+  return out;
+}
+
 RequestResult RunOne(v1::Inference::Stub* stub, const v1::GenerateRequest& request) {
+  if (!absl::GetFlag(FLAGS_http).empty()) return RunOneHttp(request);
   RequestResult out;
   grpc::ClientContext context;
   context.set_deadline(
@@ -241,6 +275,10 @@ int main(int argc, char** argv) {
                    "Concurrent streaming Generate load against a running dsv2-coordinator.\n"
                    "  load_generator --server 127.0.0.1:50051 --concurrency 1,8,32 "
                    "--requests 32 --prompt-len 64 --max-new-tokens 32 --json out.json");
+  if (!absl::GetFlag(FLAGS_http).empty() && absl::GetFlag(FLAGS_model_name).empty()) {
+    std::fprintf(stderr, "load_generator: --http needs --model-name (the id of /v1/models)\n");
+    return 2;
+  }
   std::vector<int> levels, requests;
   if (!ParseInts("concurrency", absl::GetFlag(FLAGS_concurrency), 1, &levels) ||
       !ParseInts("requests", absl::GetFlag(FLAGS_requests), 0, &requests)) {

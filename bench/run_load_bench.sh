@@ -4,6 +4,8 @@
 # 1, 8 and 32, stops the server. Prints a markdown table; JSON goes to bench/out/.
 #   bench/run_load_bench.sh                      # defaults below
 #   bench/run_load_bench.sh --requests 8,16,32 --max-new-tokens 64  # extra args: load_generator
+#   DSV2_LOAD_COMPARE_HTTP=1 bench/run_load_bench.sh   # gRPC and the OpenAI HTTP API side by
+#                                   # side, level by level in one run (same server, same prompts)
 # Environment: DSV2_LOAD_CKPT (checkpoint dir, default /tmp/dsv2-v2lite-4l), DSV2_LOAD_PORT
 # (default 50151), DSV2_LOAD_SERVER_ARGS (extra dsv2-coordinator flags, e.g. "--threads 2").
 set -euo pipefail
@@ -34,8 +36,9 @@ if "${cli[@]}" health >/dev/null 2>&1; then
   exit 1
 fi
 # shellcheck disable=SC2086  # DSV2_LOAD_SERVER_ARGS is a list of flags
+http_port=$((port + 1))
 build/bin/dsv2-coordinator --model "$ckpt" --host 127.0.0.1 --port "$port" \
-  ${DSV2_LOAD_SERVER_ARGS:-} >"$log" 2>&1 &
+  --http-port "$http_port" --served-model-name bench ${DSV2_LOAD_SERVER_ARGS:-} >"$log" 2>&1 &
 server_pid=$!
 stop_server() {
   if kill -0 "$server_pid" 2>/dev/null; then
@@ -62,6 +65,33 @@ until "${cli[@]}" health >/dev/null 2>&1; do
 done
 echo "run_load_bench: serving $ckpt on 127.0.0.1:$port" >&2
 
-build/bin/load_generator --server "127.0.0.1:$port" --concurrency 1,8,32 --prompt-len 64 \
-  --max-new-tokens 32 --requests 12,32,64 --warmup 2 --json "$json" "$@"
-echo "run_load_bench: JSON in $json, server log in $log" >&2
+if [ "${DSV2_LOAD_COMPARE_HTTP:-0}" != 1 ]; then
+  build/bin/load_generator --server "127.0.0.1:$port" --concurrency 1,8,32 --prompt-len 64 \
+    --max-new-tokens 32 --requests 12,32,64 --warmup 2 --json "$json" "$@"
+  echo "run_load_bench: JSON in $json, server log in $log" >&2
+  exit 0
+fi
+# gRPC and HTTP alternately at each level, the same seeds (the same prompts).
+for level in "1 12" "8 32" "32 64"; do
+  read -r c n <<<"$level"
+  for api in grpc http; do
+    extra=()
+    [ "$api" = http ] && extra=(--http "127.0.0.1:$http_port" --model-name bench)
+    build/bin/load_generator --server "127.0.0.1:$port" --concurrency "$c" --requests "$n" \
+      --prompt-len 64 --max-new-tokens 32 --warmup 2 "${extra[@]}" \
+      --json "$out_dir/load_${api}_$c.json" "$@" >/dev/null
+  done
+done
+python3 - "$out_dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+print("| streams | gRPC out tok/s | HTTP out tok/s | HTTP / gRPC | TTFT p50 gRPC / HTTP (ms) | ITL p50 gRPC / HTTP (ms) | errors |")
+print("|---|---|---|---|---|---|---|")
+for c in (1, 8, 32):
+    g, h = (json.load(open(f"{d}/load_{a}_{c}.json"))["levels"][0] for a in ("grpc", "http"))
+    print(f"| {c} | {g['output_tokens_per_s']:.1f} | {h['output_tokens_per_s']:.1f} | "
+          f"{h['output_tokens_per_s'] / g['output_tokens_per_s']:.3f} | "
+          f"{g['ttft_ms']['p50']:.0f} / {h['ttft_ms']['p50']:.0f} | "
+          f"{g['itl_ms']['p50']:.1f} / {h['itl_ms']['p50']:.1f} | {g['errors']} / {h['errors']} |")
+PY
+echo "run_load_bench: JSON in $out_dir/load_{grpc,http}_*.json, server log in $log" >&2

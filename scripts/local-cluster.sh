@@ -155,6 +155,16 @@ cli generate "The capital of France is" --max-new-tokens 12 | sed 's/^/    /' ||
   fail "the completion failed"
 echo
 
+http_port=$(printf '%s\n' "${leader_cmd[@]}" | sed -n 's/^--http-port=//p')
+if [ -n "$http_port" ]; then
+  metrics=$(ip netns exec "$p-client" python3 -c "import urllib.request, sys
+print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())" \
+    "http://${host[leader]}.$domain:$http_port/metrics")
+  grep -q 'dsv2_expert_exchange_bytes_total{worker="2",direction="sent"}' <<<"$metrics" ||
+    fail "/metrics has no per-worker exchange counters"
+  say "HTTP /metrics (port $http_port) from the client namespace:"
+  grep -E '^dsv2_expert_(exchange|workers)' <<<"$metrics" | sed 's/^/    /'
+fi
 say "SIGKILL worker 2 (${host[w2]})"
 kill -KILL "${pid[w2]}"
 wait "${pid[w2]}" 2>/dev/null || true

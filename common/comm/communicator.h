@@ -40,13 +40,30 @@ struct CommCounters {
   int64_t messages_received = 0;
 };
 
+// One worker rank's exchanges: its counters, and the time from the start of a layer's Dispatch
+// to the arrival of its Combine (what a layer waits for that worker).
+struct RankCommStats {
+  CommCounters counters;
+  double exchange_seconds_sum = 0;
+  int64_t exchanges = 0;
+};
+
 struct CommStats {
   std::map<int, CommCounters> layers;  // by layer tag: Dispatch sends, Combine receives
   CommCounters total;                  // everything, handshakes and drain included
+  std::map<int, RankCommStats> ranks;  // by worker rank (transports that track it: TCP)
 };
 
-// Adds `delta` to stats.total and, for layer >= 0, to stats.layers[layer].
-inline void AddCommCounters(CommStats& stats, int layer, const CommCounters& delta) {
+// Adds `delta` to stats.total and, for layer >= 0, to stats.layers[layer]; for rank >= 1 to
+// stats.ranks[rank] too.
+inline void AddCommCounters(CommStats& stats, int layer, const CommCounters& delta, int rank = -1) {
+  if (rank >= 1) {
+    CommCounters& c = stats.ranks[rank].counters;
+    c.bytes_sent += delta.bytes_sent;
+    c.bytes_received += delta.bytes_received;
+    c.messages_sent += delta.messages_sent;
+    c.messages_received += delta.messages_received;
+  }
   auto add = [&delta](CommCounters& c) {
     c.bytes_sent += delta.bytes_sent;
     c.bytes_received += delta.bytes_received;

@@ -23,6 +23,12 @@ void AddCounters(CommCounters& into, const CommCounters& c) {
 void AddStats(CommStats& into, const CommStats& s) {
   for (const auto& [layer, c] : s.layers) AddCounters(into.layers[layer], c);
   AddCounters(into.total, s.total);
+  for (const auto& [rank, r] : s.ranks) {
+    RankCommStats& to = into.ranks[rank];
+    AddCounters(to.counters, r.counters);
+    to.exchange_seconds_sum += r.exchange_seconds_sum;
+    to.exchanges += r.exchanges;
+  }
 }
 
 // "host:port" → "host".

@@ -3,13 +3,16 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-// Boost 1.74 Asio under C++20 with g++ 12: <utility> first (DESIGN.md, build notes).
+// Boost 1.74 Asio under C++20 with g++ 12 needs <utility> first (DESIGN.md, build notes).
+#include <utility>
+// clang-format off
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+// clang-format on
+
 #include <condition_variable>
 #include <list>
-#include <utility>
 
 #include "absl/strings/str_cat.h"
 

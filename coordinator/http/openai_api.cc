@@ -240,6 +240,8 @@ std::optional<ApiError> Parse(const json& j, const OpenAiApiOptions& o, bool cha
     r.logprobs = true;
     r.top_logprobs = static_cast<int32_t>(top);
   }
+  // Extension (as vLLM's): generate max_tokens even past the end-of-sentence token.
+  if (auto e = p.Bool("ignore_eos", &r.ignore_eos)) return e;
   if (auto e = p.Bool("stream", &out->stream)) return e;
   if (p.Has("stream_options")) {
     const json& so = p.At("stream_options");
@@ -463,6 +465,7 @@ std::string OpenAiApi::Metrics() const {
          {{R"({class="2xx"})", http_ok_.load()},
           {R"({class="4xx"})", http_client_error_.load()},
           {R"({class="5xx"})", http_server_error_.load()}});
+  m += o_.engine->metrics().Render();
   if (o_.extra_metrics) m += o_.extra_metrics();
   return m;
 }

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/malformed_request_interceptor.h"
@@ -96,13 +97,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       if (name.empty()) name = "dsv2";
     }
     CoordinatorServer* self = s.get();
-    s->openai_ =
-        std::make_unique<OpenAiApi>(OpenAiApiOptions{.engine = s->engine_.get(),
-                                                     .tokenizer = s->tokenizer_.get(),
-                                                     .model_id = name,
-                                                     .vocab_size = s->model_->config().vocab_size,
-                                                     .serving = [self] { return self->Serving(); },
-                                                     .extra_metrics = nullptr});
+    s->openai_ = std::make_unique<OpenAiApi>(
+        OpenAiApiOptions{.engine = s->engine_.get(),
+                         .tokenizer = s->tokenizer_.get(),
+                         .model_id = name,
+                         .vocab_size = s->model_->config().vocab_size,
+                         .serving = [self] { return self->Serving(); },
+                         .extra_metrics = [self] { return self->ExpertMetrics(); }});
     OpenAiApi* api = s->openai_.get();
     DSV2_ASSIGN_OR_RETURN(
         s->http_,
@@ -110,6 +111,34 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                           [api](const HttpRequest& r, HttpResponder& o) { api->Handle(r, o); }));
   }
   return s;
+}
+
+std::string CoordinatorServer::ExpertMetrics() const {
+  const ExpertParallelBackend* group = expert_group_.get();
+  if (group == nullptr) return "";
+  const CommStats comm = group->comm_stats();
+  std::string m = absl::StrCat(
+      "# HELP dsv2_expert_workers_serving Whether every expert worker serves.\n"
+      "# TYPE dsv2_expert_workers_serving gauge\ndsv2_expert_workers_serving ",
+      group->serving() ? 1 : 0,
+      "\n# HELP dsv2_expert_exchange_bytes_total Expert-parallel data plane bytes, by worker.\n"
+      "# TYPE dsv2_expert_exchange_bytes_total counter\n");
+  for (const auto& [rank, r] : comm.ranks) {
+    absl::StrAppend(&m, "dsv2_expert_exchange_bytes_total{worker=\"", rank,
+                    "\",direction=\"sent\"} ", r.counters.bytes_sent, "\n",
+                    "dsv2_expert_exchange_bytes_total{worker=\"", rank,
+                    "\",direction=\"received\"} ", r.counters.bytes_received, "\n");
+  }
+  absl::StrAppend(&m,
+                  "# HELP dsv2_expert_exchange_seconds From a layer's dispatch to a worker's "
+                  "combine.\n# TYPE dsv2_expert_exchange_seconds summary\n");
+  for (const auto& [rank, r] : comm.ranks) {
+    absl::StrAppend(&m, "dsv2_expert_exchange_seconds_sum{worker=\"", rank, "\"} ",
+                    absl::StrFormat("%.6f", r.exchange_seconds_sum), "\n",
+                    "dsv2_expert_exchange_seconds_count{worker=\"", rank, "\"} ", r.exchanges,
+                    "\n");
+  }
+  return m;
 }
 
 bool CoordinatorServer::Serving() {

@@ -66,6 +66,8 @@ class CoordinatorServer {
   CoordinatorServer() = default;
   // Sets the health service to the current state (the expert group's, in that mode).
   void SyncHealth();
+  // Prometheus text of the expert-parallel data plane (empty when standalone).
+  std::string ExpertMetrics() const;
 
   std::unique_ptr<DeepseekV2Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;

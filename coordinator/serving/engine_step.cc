@@ -10,6 +10,7 @@ namespace dsv2 {
 namespace {
 
 double Ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 bool Contains(const std::vector<int32_t>& v, int64_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
@@ -101,7 +102,11 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
       ReleasePages(s);
       break;
     }
-    if (!s.first_scheduled) s.first_scheduled = SteadyClock::now();
+    if (!s.first_scheduled) {
+      s.first_scheduled = SteadyClock::now();
+      metrics_.queue_time.Observe(Seconds(*s.first_scheduled - s.arrival));
+      metrics_.AddTokens(s.prompt_len, 0);
+    }
     plan.push_back(chunk_of(s, count));
     budget -= count;
     prefill_budget -= count;
@@ -112,6 +117,7 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
 }
 
 void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
+  const SteadyClock::time_point step_start = SteadyClock::now();
   ForwardBatch batch;
   // A chunk's last row is only summarised (argmax, normaliser, top logprobs) when that is all
   // its sequence needs: greedy without penalties, or still prefilling (the row goes unused).
@@ -153,6 +159,7 @@ void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
     }
     row += c.all_logits ? c.count : 1;
   }
+  metrics_.step_time.Observe(Seconds(SteadyClock::now() - step_start));
 }
 
 void InferenceEngine::ProcessLogits(const ScheduledChunk& c, const float* rows,
@@ -186,8 +193,14 @@ void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_l
   const SteadyClock::time_point now = SteadyClock::now();
   s.sampler->Accept(token);
   s.tokens.push_back(token);
-  if (!s.first_token) s.first_token = now;
+  if (!s.first_token) {
+    s.first_token = now;
+    metrics_.time_to_first_token.Observe(Seconds(now - s.arrival));
+  } else {
+    metrics_.inter_token_latency.Observe(Seconds(now - s.last_token));
+  }
   s.last_token = now;
+  metrics_.AddTokens(0, 1);
   GenerationEvent ev;
   ev.tokens.push_back(token);
   if (s.request.logprobs) {
@@ -242,6 +255,7 @@ void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_l
   ev.timings.mean_per_token_ms =
       s.generated() > 1 ? Ms(s.last_token - *s.first_token) / (s.generated() - 1) : 0;
   ev.timings.total_ms = Ms(now - s.arrival);
+  metrics_.request_latency.Observe(Seconds(now - s.arrival));
   s.stream->Push(std::move(ev));
 }
 

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/model/decode_graphs.h"
 #include "coordinator/model/deepseek_v2_model.h"
+#include "coordinator/serving/engine_metrics.h"
 #include "coordinator/serving/generation.h"
 #include "coordinator/serving/sequence.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -84,6 +85,8 @@ class InferenceEngine {
   void StopAdmitting();
 
   EngineStats Stats() const;
+  // Latency histograms and token counters (thread-safe to read).
+  const EngineMetrics& metrics() const { return metrics_; }
   const InferenceEngineOptions& options() const { return options_; }
 
  private:
@@ -133,6 +136,7 @@ class InferenceEngine {
   std::list<std::unique_ptr<Sequence>> waiting_;  // FIFO; preempted ones go first
   std::list<std::unique_ptr<Sequence>> running_;  // admission order
   LogitsResult logits_;
+  EngineMetrics metrics_;
   std::vector<float> sample_scratch_;  // one row of logits for the sampler
   int64_t finished_ = 0, cancelled_ = 0, expired_ = 0, failed_ = 0, preemptions_ = 0, steps_ = 0;
   std::thread thread_;

@@ -164,6 +164,26 @@ def main():
               f"/metrics: dsv2_requests_total{{outcome=finished}} {before.get(key)} -> "
               f"{after.get(key)}")
         check(("dsv2_cache_pages_total", ()) in after, "/metrics: dsv2_cache_pages_total")
+        ttft = after.get(("dsv2_time_to_first_token_seconds_count", ()), 0)
+        gen = after.get(("dsv2_generation_tokens_total", ()), 0) - before.get(
+            ("dsv2_generation_tokens_total", ()), 0)
+        check(ttft >= 7 and gen >= 24 + 24 + 16 + 16 + 4, f"/metrics: TTFT histogram count {ttft},"
+              f" {gen} generation tokens")
+
+        # A client that goes away mid-stream cancels its sequence.
+        cancelled = ("dsv2_requests_total", (("outcome", "cancelled"),))
+        was = metrics(base).get(cancelled, 0)
+        stream = client.completions.create(model="dsv2-demo", prompt="A long story", stream=True,
+                                           max_tokens=3000, temperature=0)
+        next(iter(stream))
+        stream.close()
+        for _ in range(100):
+            if metrics(base).get(cancelled, 0) > was:
+                break
+            time.sleep(0.05)
+        now = metrics(base)
+        check(now.get(cancelled, 0) == was + 1 and now.get(("dsv2_running_sequences", ()), 1) == 0,
+              "a client gone mid-stream: its sequence is cancelled")
         check(http("GET", base + "/health")[0] == 200, "/health: 200")
 
         # 32 concurrent streams == one at a time.

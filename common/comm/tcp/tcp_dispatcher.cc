@@ -1,5 +1,6 @@
 #include "common/comm/tcp/tcp_dispatcher.h"
 
+#include <chrono>
 #include <limits>
 #include <random>
 #include <thread>
@@ -161,10 +162,12 @@ absl::Status TcpExpertDispatcher::ConnectPeer(Peer& p, int world, uint64_t sessi
         " of world size ", ack.world_size, ", expected rank ", p.rank, " of ", world));
   }
   const int64_t hello_size = comm_tcp::kFrameHeaderBytes + comm_tcp::kHelloPayloadBytes;
-  Count(-1, {.bytes_sent = hello_size,
-             .bytes_received = hello_size,
-             .messages_sent = 1,
-             .messages_received = 1});
+  Count(-1,
+        {.bytes_sent = hello_size,
+         .bytes_received = hello_size,
+         .messages_sent = 1,
+         .messages_received = 1},
+        p.rank);
   return absl::OkStatus();
 }
 
@@ -228,6 +231,7 @@ absl::Status TcpExpertDispatcher::RunExchange(const std::string& what) {
 absl::Status TcpExpertDispatcher::Dispatch(int layer, const DispatchLayout& layout, const float* x,
                                            int64_t hidden) {
   DSV2_RETURN_IF_ERROR(CheckCall(layout, x, hidden));
+  dispatch_start_ = std::chrono::steady_clock::now();
   const int64_t k = layout.top_k();
   const std::string what = absl::StrCat("dispatch of layer ", layer);
   impl_->pending = static_cast<int>(impl_->peers.size());
@@ -263,7 +267,7 @@ absl::Status TcpExpertDispatcher::Dispatch(int layer, const DispatchLayout& layo
     asio::async_write(p.socket, p.out, [this, &p, layer, bytes, what](const ErrorCode& ec, size_t) {
       if (ec == asio::error::operation_aborted) return Finish(p, absl::CancelledError());
       if (ec) return Finish(p, p.Error(absl::StrCat(comm_tcp::Describe(ec), " during ", what)));
-      Count(layer, {.bytes_sent = bytes, .messages_sent = 1});
+      Count(layer, {.bytes_sent = bytes, .messages_sent = 1}, p.rank);
       Finish(p, absl::OkStatus());
     });
   }
@@ -289,9 +293,14 @@ absl::Status TcpExpertDispatcher::Combine(int layer, const DispatchLayout& layou
         return Finish(
             p, p.Error(absl::StrCat(comm_tcp::Describe(ec), " during combine of layer ", layer)));
       }
-      Count(layer, {.bytes_received = static_cast<int64_t>(comm_tcp::kFrameHeaderBytes +
-                                                           p.partial.size() * sizeof(float)),
-                    .messages_received = 1});
+      Count(layer,
+            {.bytes_received = static_cast<int64_t>(comm_tcp::kFrameHeaderBytes +
+                                                    p.partial.size() * sizeof(float)),
+             .messages_received = 1},
+            p.rank);
+      CountExchange(
+          p.rank, std::chrono::duration<double>(std::chrono::steady_clock::now() - dispatch_start_)
+                      .count());
       Finish(p, absl::OkStatus());
       FoldCombined(layout, out, hidden);
     };
@@ -343,7 +352,7 @@ absl::Status TcpExpertDispatcher::Drain() {
         p.socket, asio::buffer(p.out_header), [this, &p](const ErrorCode& ec, size_t) {
           if (ec == asio::error::operation_aborted) return Finish(p, absl::CancelledError());
           if (ec) return Finish(p, p.Error(absl::StrCat(comm_tcp::Describe(ec), " during drain")));
-          Count(-1, {.bytes_sent = comm_tcp::kFrameHeaderBytes, .messages_sent = 1});
+          Count(-1, {.bytes_sent = comm_tcp::kFrameHeaderBytes, .messages_sent = 1}, p.rank);
           // The worker reads the drain, then end-of-stream.
           ErrorCode ignored;
           p.socket.shutdown(tcp::socket::shutdown_send, ignored);
@@ -355,9 +364,16 @@ absl::Status TcpExpertDispatcher::Drain() {
   return absl::OkStatus();
 }
 
-void TcpExpertDispatcher::Count(int layer, const CommCounters& delta) {
+void TcpExpertDispatcher::Count(int layer, const CommCounters& delta, int rank) {
   std::lock_guard<std::mutex> lock(stats_mu_);
-  AddCommCounters(stats_, layer, delta);
+  AddCommCounters(stats_, layer, delta, rank);
+}
+
+void TcpExpertDispatcher::CountExchange(int rank, double seconds) {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  RankCommStats& r = stats_.ranks[rank];
+  r.exchange_seconds_sum += seconds;
+  ++r.exchanges;
 }
 
 CommStats TcpExpertDispatcher::stats() const {

@@ -2,6 +2,7 @@
 // once by Connect (the coordinator dials, the workers listen: see tcp_worker_link.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -54,13 +55,15 @@ class TcpExpertDispatcher final : public ExpertDispatcher {
   void Finish(Peer& peer, absl::Status status);
   void FoldCombined(const DispatchLayout& layout, float* out, int64_t hidden);
   // Adds `delta` to the totals and, for layer >= 0, to that layer.
-  void Count(int layer, const CommCounters& delta);
+  void Count(int layer, const CommCounters& delta, int rank = -1);
+  void CountExchange(int rank, double seconds);
 
   TcpDispatcherOptions options_;
   std::unique_ptr<Impl> impl_;
   absl::Status broken_;  // sticky: set by the first failure, or by Drain
   mutable std::mutex stats_mu_;
   CommStats stats_;
+  std::chrono::steady_clock::time_point dispatch_start_;  // of the layer being exchanged
 };
 
 }  // namespace dsv2
