@@ -14,7 +14,8 @@
 namespace dsv2 {
 
 // Sets the usage text, rewrites dashed flag names and parses; returns positional arguments.
-// --help lists the flags defined in the program's own main file (and the benchmarks').
+// --help lists the flags defined in the program's own main file, the benchmarks' and the shared
+// device flags (--device, --dtype, --gpu).
 inline std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
   std::string text(usage);
   if (!absl::StrContains(text, "dashes or underscores")) {
@@ -22,8 +23,11 @@ inline std::vector<std::string> ParseFlags(int argc, char** argv, const char* us
   }
   absl::SetProgramUsageMessage(text);
   absl::FlagsUsageConfig config;
+  // Abseil may pass the file as compiled or as normalize_filename returns it (the base name).
   auto ours = [](absl::string_view file) {
-    return absl::EndsWith(file, "_main.cc") || absl::StrContains(file, "bench/");
+    return absl::EndsWith(file, "_main.cc") || absl::EndsWith(file, "_bench.cc") ||
+           absl::EndsWith(file, "load_generator.cc") || absl::EndsWith(file, "device_flags.cc") ||
+           absl::StrContains(file, "bench/");
   };
   config.contains_help_flags = ours;
   config.contains_helpshort_flags = ours;

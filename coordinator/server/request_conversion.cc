@@ -33,7 +33,8 @@ absl::StatusOr<std::vector<int32_t>> EncodeText(const Tokenizer* tokenizer, cons
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": this model has no tokenizer.json; send token_ids instead"));
   }
-  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": the text is empty"));
+  // Empty text tokenizes as Hugging Face's tokenizers do: no ids, or BOS alone with special
+  // tokens (a Generate prompt must still be non-empty: ToGenerationRequest checks that).
   absl::StatusOr<std::vector<int32_t>> ids = tokenizer->Encode(text, add_special);
   if (!ids.ok()) return Prefixed(field, ids.status());
   return ids;
@@ -66,6 +67,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   const bool add_special = r.has_add_special_tokens() ? r.add_special_tokens() : true;
   switch (r.prompt_case()) {
     case v1::GenerateRequest::kText: {
+      if (r.text().empty()) return absl::InvalidArgumentError("text: the text is empty");
       absl::StatusOr<std::vector<int32_t>> ids =
           EncodeText(tokenizer, r.text(), add_special, "text");
       if (!ids.ok()) return ids.status();

@@ -353,6 +353,30 @@ TEST_F(ServerTest, HealthIsServing) {
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
+// Empty text tokenizes as Hugging Face's tokenizers do: BOS alone with special tokens, else no
+// ids; a Generate with empty text is still refused.
+TEST_F(ServerTest, TokenizeEmptyTextLikeHuggingFace) {
+  Client client(demo_->port());
+  v1::TokenizeRequest req;
+  req.set_text("");
+  v1::TokenizeResponse with_bos, bare;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(client.stub_->Tokenize(&ctx, req, &with_bos).ok());
+  }
+  req.set_add_special_tokens(false);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(client.stub_->Tokenize(&ctx, req, &bare).ok());
+  }
+  ASSERT_EQ(with_bos.ids_size(), 1);
+  EXPECT_EQ(with_bos.tokens(0), "<｜begin▁of▁sentence｜>");
+  EXPECT_EQ(bare.ids_size(), 0);
+  const StreamResult r = client.Generate(GreedyText("", 4));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("text"));
+}
+
 // Graceful shutdown (SIGTERM in dsv2-coordinator): each server here is its own, drained.
 class DrainTest : public ::testing::Test {
  protected:
