@@ -1,7 +1,6 @@
 #include "coordinator/model/decode_graphs.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -69,7 +68,10 @@ bool DecodeGraphs::Accepts(const ForwardBatch& batch) const {
 void DecodeGraphs::Stage(const TokenLayout& l, int64_t bucket, int32_t scratch_page,
                          int64_t scratch_slot) {
   const TableOffsets o(options_.max_batch, max_pages_);
-  uint8_t* base = pinned_ != nullptr ? static_cast<uint8_t*>(pinned_) : host_tables_.as<uint8_t>();
+  // On a GPU the pinned staging buffer, copied over in one piece; on the CPU the tables
+  // themselves.
+  uint8_t* base =
+      pinned_ != nullptr ? static_cast<uint8_t*>(pinned_) : device_tables_.as<uint8_t>();
   auto i32 = [&](int64_t off) { return reinterpret_cast<int32_t*>(base + off); };
   int64_t* slots = reinterpret_cast<int64_t*>(base + o.slots);
   for (int64_t r = 0; r < bucket; ++r) {
@@ -155,8 +157,6 @@ absl::Status DecodeGraphs::Forward(LatentKvCache& cache, const ForwardBatch& bat
     DSV2_ASSIGN_OR_RETURN(device_tables_, DeviceBuffer::Allocate(model_.device(), table_bytes_));
     if (model_.device() == Device::kCuda) {
       DSV2_ASSIGN_OR_RETURN(pinned_, cuda::MallocHost(table_bytes_));
-    } else {
-      DSV2_ASSIGN_OR_RETURN(host_tables_, DeviceBuffer::Allocate(Device::kCpu, table_bytes_));
     }
   } else if (cache.page_size() * max_pages_ < options_.max_context) {
     return absl::FailedPreconditionError("DecodeGraphs: used with a cache of another page size");
@@ -172,8 +172,6 @@ absl::Status DecodeGraphs::Forward(LatentKvCache& cache, const ForwardBatch& bat
         static_cast<int64_t>(cache.scratch_page()) * cache.page_size());
   if (model_.device() == Device::kCuda) {
     DSV2_RETURN_IF_ERROR(ctx_->cuda().CopyToDevice(device_tables_.data(), pinned_, table_bytes_));
-  } else {
-    std::memcpy(device_tables_.data(), host_tables_.data(), table_bytes_);
   }
   DSV2_ASSIGN_OR_RETURN(const float* y, Run(cache, bucket));
   fetch_workspace_->Reset();

@@ -60,11 +60,10 @@ class DecodeGraphs {
   std::unique_ptr<Workspace> workspace_;  // the graphs' temporaries (addresses they hold)
   std::unique_ptr<ExecContext> ctx_;
   std::unique_ptr<Workspace> fetch_workspace_;  // FetchLogits' temporaries, never captured
-  // [tokens | positions | token_table | out_rows | block_tables | slots] for max_batch rows,
-  // staged on the host (pinned on CUDA) and copied to the device in one piece.
+  // [tokens | positions | token_table | out_rows | block_tables | slots] for max_batch rows; on
+  // CUDA staged in pinned host memory and copied to the device in one piece.
   int64_t table_bytes_ = 0;
   DeviceBuffer device_tables_;
-  DeviceBuffer host_tables_;
   void* pinned_ = nullptr;
   struct Captured {
     std::unique_ptr<CudaGraph> graph;

@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
   std::unique_ptr<DeepseekV2Model> m(new DeepseekV2Model());
   m->config_ = config;
   DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
-  const CpuContext cpu;
+  const CpuContext cpu(m->cuda_ ? 1 : 0);  // the fill runs on the GPU there: no thread pool
   const ExecContext ctx = m->cuda_ ? ExecContext(*m->cuda_) : ExecContext(cpu);
   DSV2_ASSIGN_OR_RETURN(m->weights_, MakeSyntheticWeights(config, ctx, seed));
   if (m->cuda_) DSV2_RETURN_IF_ERROR(m->cuda_->Synchronize());

@@ -14,6 +14,7 @@
 #include "common/safetensors.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "gtest/gtest.h"
+#include "tests/golden/golden_util.h"
 #include "tests/test_data_dir.h"
 
 namespace dsv2 {
@@ -33,25 +34,9 @@ struct PromptCase {
   std::vector<float> greedy_logits;  // [steps, vocab]
 };
 
-std::vector<int32_t> Ints(const TensorInfo& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i)
-    v[i] = static_cast<int32_t>(static_cast<const int64_t*>(t.data)[i]);
-  return v;
-}
-
 std::vector<float> Floats(const TensorInfo& t) {
   const float* p = static_cast<const float*>(t.data);
   return std::vector<float>(p, p + t.numel());
-}
-
-double RowRelError(const float* ours, const float* ref, int64_t n) {
-  double diff = 0, norm = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff += (double(ours[i]) - ref[i]) * (double(ours[i]) - ref[i]);
-    norm += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(diff / norm);
 }
 
 int32_t Argmax(const float* v, int64_t n) {

@@ -12,6 +12,7 @@
 #include "common/safetensors.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "gtest/gtest.h"
+#include "tests/golden/golden_util.h"
 #include "tests/test_data_dir.h"
 
 namespace dsv2 {
@@ -23,15 +24,6 @@ struct GpuRun {
   std::unique_ptr<DeepseekV2Model> model;
   std::unique_ptr<ExecContext> ctx;
 };
-
-double RowRelError(const float* ours, const float* ref, int64_t n) {
-  double diff = 0, norm = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff += (double(ours[i]) - ref[i]) * (double(ours[i]) - ref[i]);
-    norm += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 // Top-1 index and its margin over the runner-up.
 std::pair<int32_t, float> TopWithMargin(const float* v, int64_t n) {
@@ -62,11 +54,7 @@ class GoldenBf16Test : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(ref.ok()) << ref.status();
     const int n = std::stoi(ref.value()->metadata().at("num_prompts"));
     for (int i = 0; i < n; ++i) {
-      const TensorInfo& t = ref.value()->tensors().at(absl::StrCat("prompt.", i, ".ids"));
-      std::vector<int32_t> ids(t.numel());
-      for (int64_t j = 0; j < t.numel(); ++j)
-        ids[j] = static_cast<int32_t>(static_cast<const int64_t*>(t.data)[j]);
-      prompts_.push_back(std::move(ids));
+      prompts_.push_back(Ints(ref.value()->tensors().at(absl::StrCat("prompt.", i, ".ids"))));
     }
   }
 
