@@ -3,10 +3,12 @@
 # concurrency 1, 8 and 32, greedy, fixed lengths) against dsv2-coordinator alone, then against
 # dsv2-coordinator --workers with two dsv2-worker processes on loopback (TCP data plane), on
 # the 4-layer V2-Lite-shaped checkpoint. Prints both tables, the decode-throughput ratio and
-# the bytes the data plane moved per token per MoE layer.
+# the bytes the data plane moved per token per MoE layer, and how much of the exchange the
+# coordinator hid behind its own work (its shard, the shared experts).
 #   bench/run_ep_bench.sh [extra load_generator flags]
 # Environment: DSV2_LOAD_CKPT (default /tmp/dsv2-v2lite-4l), DSV2_EP_PORT (default 50171).
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 ckpt="${DSV2_LOAD_CKPT:-/tmp/dsv2-v2lite-4l}"
@@ -82,6 +84,6 @@ for c in sorted(la):
     x, y = la[c]["output_tokens_per_s"], lb[c]["output_tokens_per_s"]
     print(f"| {c} | {x:.2f} | {y:.2f} | {y / x:.2f} |")
 for line in open(f"{out}/ep_info.txt"):
-    if any(k in line for k in ("expert parallel", "expert shards", "data plane")):
+    if any(k in line for k in ("expert parallel", "expert shards", "data plane", "exchange hidden")):
         print(line.rstrip())
 PY

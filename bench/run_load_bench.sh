@@ -6,9 +6,11 @@
 #   bench/run_load_bench.sh --requests 8,16,32 --max-new-tokens 64  # extra args: load_generator
 #   DSV2_LOAD_COMPARE_HTTP=1 bench/run_load_bench.sh   # gRPC and the OpenAI HTTP API side by
 #                                   # side, level by level in one run (same server, same prompts)
-# Environment: DSV2_LOAD_CKPT (checkpoint dir, default /tmp/dsv2-v2lite-4l), DSV2_LOAD_PORT
+# Environment: DSV2_LOAD_CKPT (a checkpoint dir to serve as it is; default: the 4-layer one at
+# /tmp/dsv2-v2lite-4l, written when missing), DSV2_LOAD_PORT
 # (default 50151), DSV2_LOAD_SERVER_ARGS (extra dsv2-coordinator flags, e.g. "--threads 2").
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 ckpt="${DSV2_LOAD_CKPT:-/tmp/dsv2-v2lite-4l}"
@@ -25,7 +27,10 @@ for bin in dsv2-coordinator dsv2-make-checkpoint dsv2-cli load_generator; do
   fi
 done
 
-if [ ! -f "$ckpt/config.json" ] || [ ! -f "$ckpt/model.safetensors.index.json" ]; then
+if [ -n "${DSV2_LOAD_CKPT:-}" ]; then
+  # A checkpoint named explicitly is served as it is, never written over.
+  [ -f "$ckpt/config.json" ] || { echo "run_load_bench: $ckpt/config.json not found" >&2; exit 1; }
+elif [ ! -f "$ckpt/config.json" ] || [ ! -f "$ckpt/model.safetensors.index.json" ]; then
   echo "run_load_bench: writing the 4-layer V2-Lite-shaped checkpoint to $ckpt (~4.5 GB)" >&2
   build/bin/dsv2-make-checkpoint --preset v2-lite --layers 4 --out "$ckpt"
 fi

@@ -3,6 +3,7 @@
 # text in the same invocation. Prints a Markdown table (docs/BENCHMARKS.md, "## Tokenizer").
 #   bench/tokenizer_compare.sh [RUNS]
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 runs="${1:-7}"
 mkdir -p bench/out

@@ -21,7 +21,10 @@ JsonValue JsonValue::Number(double d, bool is_integer) {
   JsonValue v;
   v.kind_ = Kind::kNumber;
   v.number_ = d;
-  v.is_integer_ = is_integer;
+  // An integer literal beyond int64 (1e30 written out) is a number but not an integer: readers
+  // that want an integer refuse it by name instead of converting out of range (found by
+  // scripts/fuzz.sh config_json; tests/fuzz/regressions/config_json/).
+  v.is_integer_ = is_integer && d >= -0x1p63 && d < 0x1p63;
   return v;
 }
 JsonValue JsonValue::String(std::string s) {

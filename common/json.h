@@ -38,7 +38,12 @@ class JsonValue {
 
   bool as_bool() const { return bool_; }
   double as_double() const { return number_; }
-  int64_t as_int() const { return static_cast<int64_t>(number_); }
+  // Meaningful when is_integer() (in int64 range); anything else is clamped, never UB.
+  int64_t as_int() const {
+    return number_ >= 0x1p63   ? INT64_MAX
+           : number_ < -0x1p63 ? INT64_MIN
+                               : static_cast<int64_t>(number_);
+  }
   const std::string& as_string() const { return string_; }
   const Array& as_array() const { return *array_; }
   const Object& as_object() const { return *object_; }

@@ -66,7 +66,8 @@ class FieldReader {
     if (v == nullptr || v->is_null()) {
       return required ? Missing(name) : absl::OkStatus();
     }
-    if (!v->is_number() || std::floor(v->as_double()) != v->as_double()) {
+    if (!v->is_number() || std::floor(v->as_double()) != v->as_double() ||
+        v->as_double() < -0x1p63 || v->as_double() >= 0x1p63) {
       return Bad(name, "an integer", *v);
     }
     if (v->as_int() < min_value) return Bad(name, absl::StrCat("an integer >= ", min_value), *v);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -84,12 +85,28 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return absl::InternalError(absl::StrCat("cannot mmap ", path, ": ", std::strerror(errno)));
   }
   f->map_ = map;
+  f->bytes_ = static_cast<const uint8_t*>(map);
+  DSV2_RETURN_IF_ERROR(f->ParseHeader());
+  return f;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
+    std::string_view bytes, const std::string& name) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = name;
+  f->size_ = static_cast<int64_t>(bytes.size());
+  if (f->size_ < 8) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": truncated file (", f->size_,
+                                                   " bytes; a safetensors file starts "
+                                                   "with an 8-byte header length)"));
+  }
+  f->bytes_ = reinterpret_cast<const uint8_t*>(bytes.data());
   DSV2_RETURN_IF_ERROR(f->ParseHeader());
   return f;
 }
 
 absl::Status SafetensorsFile::ParseHeader() {
-  const auto* bytes = static_cast<const uint8_t*>(map_);
+  const uint8_t* bytes = bytes_;
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   auto corrupt = [&](absl::string_view what) {
@@ -110,7 +127,10 @@ absl::Status SafetensorsFile::ParseHeader() {
 
   const int64_t data_start = 8 + static_cast<int64_t>(header_len);
   const int64_t data_size = size_ - data_start;
-  for (const auto& [name, entry] : header->as_object()) {
+  for (const auto& item : header->as_object()) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in `bad` below.
+    const std::string& name = item.first;
+    const JsonValue& entry = item.second;
     if (name == "__metadata__") {
       if (!entry.is_object()) return corrupt("__metadata__ is not an object");
       for (const auto& [k, v] : entry.as_object()) {
@@ -137,8 +157,13 @@ absl::Status SafetensorsFile::ParseHeader() {
     t.dtype = ParseDType(t.dtype_name);
     const int64_t elem = t.dtype ? DTypeSize(*t.dtype) : OtherDTypeSize(t.dtype_name);
     if (elem == 0) return bad(absl::StrCat("unknown dtype \"", t.dtype_name, "\""));
+    int64_t numel = 1;  // checked: a crafted shape must not overflow the byte count below
     for (const JsonValue& d : shape->as_array()) {
       if (!d.is_integer() || d.as_int() < 0) return bad("shape entries must be integers >= 0");
+      if (d.as_int() > 0 && numel > std::numeric_limits<int64_t>::max() / elem / d.as_int()) {
+        return bad("shape has more elements than any file can hold");
+      }
+      numel *= d.as_int();
       t.shape.push_back(d.as_int());
     }
     const JsonValue& b = offsets->as_array()[0];

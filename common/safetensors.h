@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,10 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // The same parse over bytes the caller owns (and keeps alive as long as the result): fuzzing
+  // and tests. `name` stands in for the path in errors.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(std::string_view bytes,
+                                                                    const std::string& name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -45,7 +50,8 @@ class SafetensorsFile {
   absl::Status ParseHeader();
 
   std::string path_;
-  void* map_ = nullptr;
+  void* map_ = nullptr;             // the mmap of Open (null for FromBytes)
+  const uint8_t* bytes_ = nullptr;  // the whole file
   int64_t size_ = 0;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;

@@ -1,5 +1,6 @@
 #include "common/synthetic_checkpoint.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -109,7 +110,7 @@ std::string Header(const std::vector<const TensorSpec*>& specs) {
 
 }  // namespace
 
-ModelConfig DemoModelConfig() {
+ModelConfig SmallModelConfig() {
   ModelConfig c = ModelConfig::DeepSeekV2Lite();
   c.hidden_size = 256;
   c.intermediate_size = 768;
@@ -124,15 +125,30 @@ ModelConfig DemoModelConfig() {
   return c;
 }
 
+namespace {
+
+// A JSON number that reads back as a float, never as an integer: 1 -> "1.0", 1e-06 -> "1e-06".
+// transformers 5.x validates config fields by type and refuses an int where it wants a float.
+std::string JsonFloat(double v) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);  // shortest round trip
+  std::string s(buf, ec == std::errc() ? end : buf);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // "n": inf/nan stay as they are
+  return s;
+}
+
+}  // namespace
+
 std::string ModelConfigToJson(const ModelConfig& c) {
   std::string rope = "null";
   if (c.rope_scaling) {
     const YarnRopeScaling& y = *c.rope_scaling;
-    rope = absl::StrFormat(
-        "{\"type\": \"yarn\", \"factor\": %g, \"original_max_position_embeddings\": %d, "
-        "\"beta_fast\": %g, \"beta_slow\": %g, \"mscale\": %g, \"mscale_all_dim\": %g}",
-        y.factor, y.original_max_position_embeddings, y.beta_fast, y.beta_slow, y.mscale,
-        y.mscale_all_dim);
+    rope = absl::StrCat(
+        "{\"type\": \"yarn\", \"factor\": ", JsonFloat(y.factor),
+        ", \"original_max_position_embeddings\": ", y.original_max_position_embeddings,
+        ", \"beta_fast\": ", JsonFloat(y.beta_fast), ", \"beta_slow\": ", JsonFloat(y.beta_slow),
+        ", \"mscale\": ", JsonFloat(y.mscale),
+        ", \"mscale_all_dim\": ", JsonFloat(y.mscale_all_dim), "}");
   }
   const char* method = c.topk_method == TopkMethod::kGreedy ? "greedy" : "group_limited_greedy";
   return absl::StrCat(
@@ -154,10 +170,9 @@ std::string ModelConfigToJson(const ModelConfig& c) {
       ",\n  \"moe_layer_freq\": ", c.moe_layer_freq, ",\n  \"topk_method\": \"", method,
       "\",\n  \"n_group\": ", c.n_group, ",\n  \"topk_group\": ", c.topk_group,
       ",\n  \"norm_topk_prob\": ", c.norm_topk_prob ? "true" : "false",
-      ",\n  \"routed_scaling_factor\": ", absl::StrFormat("%g", c.routed_scaling_factor),
-      ",\n  \"scoring_func\": \"softmax\",\n  \"rms_norm_eps\": ",
-      absl::StrFormat("%g", c.rms_norm_eps),
-      ",\n  \"rope_theta\": ", absl::StrFormat("%g", c.rope_theta),
+      ",\n  \"routed_scaling_factor\": ", JsonFloat(c.routed_scaling_factor),
+      ",\n  \"scoring_func\": \"softmax\",\n  \"rms_norm_eps\": ", JsonFloat(c.rms_norm_eps),
+      ",\n  \"rope_theta\": ", JsonFloat(c.rope_theta),
       ",\n  \"max_position_embeddings\": ", c.max_position_embeddings,
       ",\n  \"rope_scaling\": ", rope, ",\n  \"bos_token_id\": ", c.bos_token_id,
       ",\n  \"eos_token_id\": ", c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],

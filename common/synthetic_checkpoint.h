@@ -1,6 +1,7 @@
 // Writes a random DeepSeek-V2-family checkpoint in the Hugging Face layout (config.json,
 // sharded *.safetensors with model.safetensors.index.json, bf16 weights as REFERENCE.md §2
-// names them). Used by the benchmarks and by the server's built-in demo model. The weights are
+// names them). Used by the benchmarks and tests (the built-in demo model is a trained one:
+// assets/demo-model). The weights are
 // deterministic for a seed and carry no meaning.
 #pragma once
 
@@ -25,8 +26,9 @@ absl::Status WriteSyntheticCheckpoint(const ModelConfig& config, const std::stri
                                       const SyntheticCheckpointOptions& options);
 
 // A small model of the DeepSeek-V2 family (MLA, yarn, 1 dense + 3 MoE layers, 16 routed and
-// 2 shared experts, top-6, V2's vocabulary size), ~0.2 GB in bf16: the built-in demo model.
-ModelConfig DemoModelConfig();
+// 2 shared experts, top-6, V2's vocabulary size), ~0.2 GB in bf16: dsv2-make-checkpoint
+// --preset small, for smoke tests and rehearsals.
+ModelConfig SmallModelConfig();
 
 // config.json text for a ModelConfig (original Hugging Face spelling).
 std::string ModelConfigToJson(const ModelConfig& config);

@@ -44,6 +44,20 @@ inline std::string_view DTypeName(DType t) {
   return "?";
 }
 
+// The spelling of --dtype, GetModelInfo and the worker's Configure ("float32", "bfloat16").
+inline const char* PrecisionName(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return "float32";
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kF16:
+      return "float16";
+    default:
+      return DTypeName(t).data();  // not a compute precision; the names are literals
+  }
+}
+
 inline float Bf16ToFloat(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
   float f;

@@ -4,6 +4,7 @@
 #   scripts/fuzz-tokenizer.sh [SECONDS]     # default 60
 # Needs clang and libclang-rt-14-dev (apt-get install -y clang libclang-rt-14-dev).
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 if ! command -v clang++ >/dev/null; then

@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages dsv2-serve builds with, skipping those already present.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 
 packages=(
   build-essential cmake pkg-config git
@@ -10,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   python3 python3-venv python3-grpcio python3-protobuf python3-yaml
   iproute2  # the local-cluster rehearsal's network namespaces
+  clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtime (scripts/fuzz.sh)
 )
 # kubectl renders deploy/k8s (tests/deploy, scripts/local-cluster.sh): Debian's
 # kubernetes-client when no kubectl is installed (a newer one from elsewhere is fine too).

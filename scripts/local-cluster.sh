@@ -4,7 +4,7 @@
 # and a hostname per pod, /etc/hosts entries for the pod DNS names LeaderWorkerSet gives), and
 # the coordinator and 2 workers run with exactly the command, arguments and environment of the
 # rendered manifests (kubectl kustomize; the group size set to 3, the LWS_* variables the
-# controller would inject, /models mapped to a local demo checkpoint). It then:
+# controller would inject, /models mapped to the built-in demo model). It then:
 #   waits for SERVING through grpc.health.v1, streams a completion with dsv2-cli,
 #   SIGKILLs worker 2 (requests UNAVAILABLE, health NOT_SERVING), restarts it (SERVING again,
 #   a completion again), sends SIGTERM to every pod and checks the drain and exit codes 0.
@@ -14,6 +14,7 @@
 # Exit 77 when network namespaces cannot be created here (the caller counts it as skipped).
 # DSV2_BIN_DIR (default build/bin) names the programs.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 bin="$(cd "${DSV2_BIN_DIR:-build/bin}" && pwd)"
 t0=$SECONDS
@@ -26,7 +27,7 @@ for tool in ip unshare kubectl python3; do
   command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
 python3 -c "import yaml" 2>/dev/null || skip "python3-yaml is not installed"
-for b in dsv2-coordinator dsv2-worker dsv2-cli dsv2-make-checkpoint; do
+for b in dsv2-coordinator dsv2-worker dsv2-cli; do
   [ -x "$bin/$b" ] || fail "$bin/$b is not built"
 done
 
@@ -84,12 +85,11 @@ say "rendered deploy/k8s/expert-parallel: LeaderWorkerSet $lws_name (size $manif
 say "leader: ${leader_cmd[*]##*/}"
 say "worker: ${worker_cmd[*]##*/}"
 
-# The model claim: a small checkpoint of the same family (random weights) plus the demo tokenizer.
-mkdir -p "$work/models"
-"$bin/dsv2-make-checkpoint" --preset demo --out "$work/models/DeepSeek-V2-Lite-Chat" \
-  >"$work/make-checkpoint.log" 2>&1
-cp assets/demo-tokenizer/tokenizer.json assets/demo-tokenizer/tokenizer_config.json \
-  "$work/models/DeepSeek-V2-Lite-Chat/"
+# The model claim: the built-in demo model (a small trained DeepSeek-V2, 16 routed experts, with
+# its tokenizer) under the name the manifest mounts.
+mkdir -p "$work/models/DeepSeek-V2-Lite-Chat"
+cp assets/demo-model/config.json assets/demo-model/model.safetensors assets/demo-model/tokenizer.json \
+  assets/demo-model/tokenizer_config.json "$work/models/DeepSeek-V2-Lite-Chat/"
 
 # --- The network: a bridge in its own namespace, one namespace per pod ----------------------
 domain="$lws_name.default.svc.cluster.local"
@@ -151,7 +151,7 @@ wait_health SERVING 120 || fail "the group did not become SERVING within 120 s"
 say "SERVING: ${host[leader]} with workers ${host[w1]}, ${host[w2]}"
 cli info | sed -n '/^expert/,$p' | sed 's/^/    /'
 say "streaming a completion through dsv2-cli from the client namespace:"
-cli generate "The capital of France is" --max-new-tokens 12 | sed 's/^/    /' ||
+cli generate $'ROMEO.\nBut soft, what light' --max-new-tokens 12 | sed 's/^/    /' ||
   fail "the completion failed"
 echo
 

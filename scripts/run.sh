@@ -2,7 +2,8 @@
 # The README's run command: installs what is missing, builds if needed, starts the gRPC server,
 # waits until it is healthy, streams one completion through dsv2-cli, then keeps serving in the
 # foreground until Ctrl-C.
-#   scripts/run.sh                              # the built-in demo checkpoint (random weights)
+#   scripts/run.sh                              # the built-in demo model (a small V2 trained
+#                                               # on Shakespeare: it writes Shakespeare-like text)
 #   scripts/run.sh --model DIR                  # a DeepSeek-V2-family checkpoint
 #   scripts/run.sh --port 50052 --http-port 8001 --prompt "Once upon a time" --max-new-tokens 64
 #   scripts/run.sh --model DIR --prompt-ids 100000,1234,42   # token ids (no tokenizer.json)
@@ -15,9 +16,9 @@ model=""
 port=50051
 http_port=8000
 host=""
-prompt="The capital of France is"
+prompt=$'ROMEO.\nBut soft, what light through yonder window breaks?\n'
 prompt_ids=""
-max_new=32
+max_new=64
 server_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -73,7 +74,7 @@ if [ -n "$model" ]; then
   args+=(--model "$model")
   what="$model"
 else
-  what="the built-in demo checkpoint (random weights: the text will be gibberish)"
+  what="the built-in demo model (a small DeepSeek-V2 trained on Shakespeare's plays)"
 fi
 mkdir -p build/logs
 log="build/logs/dsv2-coordinator.log"
@@ -129,7 +130,10 @@ say "dsv2-coordinator is SERVING on $cli_host:$port ($((SECONDS - start)) s)"
 "${cli[@]}" info | sed 's/^/    /' >&2
 
 gen=("${cli[@]}" generate --max-new-tokens "$max_new")
+# The demo model writes best a little below temperature 1 (seeded: the same text each run).
+[ -z "$model" ] && gen+=(--temperature 0.8 --top-p 0.95 --seed 1)
 try='generate "Hello" --max-new-tokens 16'
+[ -z "$model" ] && try='generate "To be, or not to be," --max-new-tokens 48 --temperature 0.8'
 if [ -n "$prompt_ids" ]; then
   gen+=(--token-ids "$prompt_ids")
   shown="token ids $prompt_ids"

@@ -3,6 +3,7 @@
 #   scripts/test.sh            # everything
 #   scripts/test.sh -R Golden  # extra arguments go to ctest
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh

@@ -2,6 +2,7 @@
 # Regenerate tests/data/golden/ with the pinned reference environment.
 # Usage: tools/make_golden_fixtures.sh [args for make_golden_fixtures.py, e.g. --only lite]
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$here/.venv-fixtures"
 python="${PYTHON:-python3}"

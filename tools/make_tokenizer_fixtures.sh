@@ -5,6 +5,7 @@
 #   tools/make_tokenizer_fixtures.sh              # everything
 #   tools/make_tokenizer_fixtures.sh bench-text OUT.txt
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 venv=tools/.venv-tokenizer
 if [ ! -x "$venv/bin/python" ]; then

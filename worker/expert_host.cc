@@ -50,6 +50,13 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext*, const v1::ConfigureRequ
                                "), the coordinator's fingerprint is ",
                                req->checkpoint_fingerprint()));
   }
+  const std::string ours = PrecisionName(options_.dtype);
+  const std::string theirs = req->dtype().empty() ? "float32" : req->dtype();
+  if (theirs != ours) {
+    return refuse(absl::StrCat("dtype mismatch: the coordinator computes in ", theirs,
+                               ", worker rank ", options_.rank, " in ", ours,
+                               " (start both with the same --dtype)"));
+  }
   if (req->transport() != "tcp") {
     return refuse(absl::StrCat("transport '", req->transport(),
                                "' is not available in this worker (tcp is)"));
@@ -83,6 +90,8 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext*, const v1::ConfigureRequ
   resp->set_expert_end(shard->end);
   resp->set_data_port(data_port_);
   resp->set_shard_bytes(shard->bytes);
+  resp->set_device(options_.device);
+  resp->set_dtype(ours);
   return grpc::Status::OK;
 }
 

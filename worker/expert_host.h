@@ -21,6 +21,7 @@
 #include "common/safetensors.h"
 #include "dsv2/v1/worker.grpc.pb.h"
 #include "kernels/cpu_context.h"
+#include "kernels/dtype.h"
 
 namespace dsv2 {
 
@@ -31,6 +32,10 @@ struct ExpertHostOptions {
   int threads = 0;
   absl::Duration idle_timeout = absl::Seconds(5);
   absl::Duration timeout = absl::Seconds(10);
+  // Where and in what precision the shard computes (dsv2-worker --device/--dtype). The CPU in
+  // float32 only, for now: shards on a GPU are not built yet.
+  std::string device = "cpu";
+  DType dtype = DType::kF32;
 };
 
 class ExpertHost final : public v1::ExpertWorker::Service {

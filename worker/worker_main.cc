@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli_flags.h"
+#include "coordinator/model/device_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "worker/expert_host.h"
@@ -72,6 +73,16 @@ int main(int argc, char** argv) {
       rank = ordinal + 1;
     }
   }
+  // The shard computes on the CPU for now. --device auto means the CPU here (as on an
+  // expert-parallel coordinator); asking for a GPU says plainly that it is not built yet.
+  if (absl::GetFlag(FLAGS_device) == "auto") absl::SetFlag(&FLAGS_device, "cpu");
+  absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
+  if (!placement.ok()) return Fail(std::string(placement.status().message()));
+  if (placement->device != dsv2::Device::kCpu) {
+    return Fail(
+        "--device cuda: expert shards on a GPU are not built yet in dsv2-worker; run it with "
+        "--device cpu (the coordinator runs expert parallelism on the CPU too)");
+  }
   if (rank < 1)
     return Fail(
         "no rank: pass --rank N (N >= 1), set DSV2_RANK, run as a LeaderWorkerSet worker "
@@ -88,7 +99,9 @@ int main(int argc, char** argv) {
                                 .data_port = absl::GetFlag(FLAGS_data_port),
                                 .threads = absl::GetFlag(FLAGS_threads),
                                 .idle_timeout = absl::Seconds(2),
-                                .timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout))});
+                                .timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout)),
+                                .device = "cpu",
+                                .dtype = placement->dtype});
   if (!host.ok()) return Fail(std::string(host.status().message()));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -109,8 +122,8 @@ int main(int argc, char** argv) {
     sigwait(&stop_signals, &sig);
     // The layer in flight is finished and sent back (the layer loop checks for the stop
     // between layers, when ExpertHost goes away below); the control server closes now.
-    std::fprintf(stderr, "dsv2-worker rank %d: %s received: finishing the layer in flight\n",
-                 rank, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    std::fprintf(stderr, "dsv2-worker rank %d: %s received: finishing the layer in flight\n", rank,
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   });
   server->Wait();

@@ -53,8 +53,10 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
   const grpc::Status status = stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
   interrupts->Watch(nullptr);
   if (!status.ok()) return Failed("info", status);
-  Line("model", absl::StrCat(info.model_path(),
-                             info.demo_model() ? "  (built-in demo, random weights)" : ""));
+  Line(
+      "model",
+      absl::StrCat(info.model_path(),
+                   info.demo_model() ? "  (the built-in demo model, trained on Shakespeare)" : ""));
   Line("type", info.model_type());
   Line("device", info.device());
   Line("memory",
@@ -89,6 +91,13 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
         absl::StrFormat("%d bytes sent, %d received, %d tokens routed over MoE layers: %.0f "
                         "bytes sent per token per layer",
                         ep.bytes_sent(), ep.bytes_received(), ep.tokens_routed(), per_token_layer));
+    if (ep.exchange_away_seconds() > 0) {
+      Line("exchange hidden",
+           absl::StrFormat("%.1f%% (%.3f s of %.3f s with the tokens away spent computing the "
+                           "coordinator's shard and the shared experts)",
+                           100 * ep.exchange_overlapped_seconds() / ep.exchange_away_seconds(),
+                           ep.exchange_overlapped_seconds(), ep.exchange_away_seconds()));
+    }
   }
   return kExitOk;
 }

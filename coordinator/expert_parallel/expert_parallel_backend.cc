@@ -1,5 +1,7 @@
 #include "coordinator/expert_parallel/expert_parallel_backend.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -124,6 +126,7 @@ absl::Status ExpertParallelBackend::ConnectAll() {
     req.set_checkpoint_fingerprint(fingerprint_);
     req.set_session(session);
     req.set_transport("tcp");
+    req.set_dtype(PrecisionName(model_.dtype()));
     v1::ConfigureResponse resp;
     const grpc::Status s = stub->Configure(&ctx, req, &resp);
     if (!s.ok()) {
@@ -175,7 +178,11 @@ void ExpertParallelBackend::MarkBroken(const absl::Status& why) {
 
 absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
                                         const RouterSelection& sel, const float* x, int64_t hidden,
-                                        float* out) {
+                                        float* out, const std::function<void()>& while_away) {
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
   absl::Status result;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -185,10 +192,13 @@ absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
     if (!layout.ok()) return layout.status();
     const int tag = static_cast<int>(layer);
     tokens_routed_ += sel.n_tokens;
+    const Clock::time_point start = Clock::now();
     result = dispatcher_->Dispatch(tag, *layout, x, hidden);
     if (result.ok()) {
-      // The coordinator's own shard (rank 0) runs while the workers compute theirs; its
-      // partial goes into `out` first, then Combine adds ranks 1, 2, ... in order.
+      const Clock::time_point sent = Clock::now();
+      // While the workers compute their shards: the coordinator's own shard (rank 0; its
+      // partial goes into `out` first, then Combine adds ranks 1, 2, ... in order) and the
+      // caller's independent work (the shared experts).
       const MoeWeights& local = model_.weights().layers[layer].moe;
       if (!local.experts.empty()) {
         RoutedExpertsForward(ctx, local.experts, local.expert_begin,
@@ -198,7 +208,15 @@ absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
                               .weight = sel.weight.data()},
                              x, hidden, out);
       }
+      if (while_away) while_away();
+      const Clock::time_point worked = Clock::now();
       result = dispatcher_->Combine(tag, *layout, out, hidden);
+      const Clock::time_point back = Clock::now();
+      overlap_.layers += 1;
+      overlap_.dispatch_seconds += seconds(start, sent);
+      overlap_.away_seconds += seconds(sent, back);
+      overlap_.overlapped_seconds += seconds(sent, std::min(worked, back));
+      overlap_.waited_seconds += seconds(worked, back);
     }
     if (result.ok()) return result;
     MarkBroken(result);
@@ -207,6 +225,11 @@ absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
   std::fprintf(stderr, "dsv2-coordinator: %s\n", std::string(result.message()).c_str());
   if (on_serving_) on_serving_(false);
   return result;
+}
+
+ExchangeOverlapStats ExpertParallelBackend::overlap_stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return overlap_;
 }
 
 }  // namespace dsv2

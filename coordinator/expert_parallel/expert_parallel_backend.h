@@ -37,6 +37,21 @@ struct ExpertParallelOptions {
   absl::Duration retry_interval = absl::Seconds(1);
 };
 
+// How much of the exchange the coordinator's own work hid, summed over MoE layer calls. A layer
+// sends its tokens (dispatch), computes while they are away (its own expert shard, the shared
+// experts), then waits for the partial sums (combine).
+struct ExchangeOverlapStats {
+  int64_t layers = 0;
+  double dispatch_seconds = 0;    // sending the tokens
+  double away_seconds = 0;        // from the tokens sent to every partial sum back
+  double overlapped_seconds = 0;  // of away_seconds, spent computing
+  double waited_seconds = 0;      // of away_seconds, spent waiting in combine
+  // The share of the exchange (sent → back) hidden behind computation.
+  double hidden_fraction() const {
+    return away_seconds > 0 ? overlapped_seconds / away_seconds : 0;
+  }
+};
+
 class ExpertParallelBackend final : public RoutedExpertBackend {
  public:
   // The placement the options imply for this model: what the coordinator must bind locally.
@@ -51,7 +66,7 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
   ~ExpertParallelBackend() override;
 
   absl::Status Run(const CpuContext& ctx, int64_t layer, const RouterSelection& sel, const float* x,
-                   int64_t hidden, float* out) override;
+                   int64_t hidden, float* out, const std::function<void()>& while_away) override;
 
   bool serving() const { return serving_; }
   // Why the group is not serving (OK when it is).
@@ -59,6 +74,7 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
   CommStats comm_stats() const;
   // Σ over MoE layer calls of the batch's tokens: bytes per token per layer = bytes / this.
   int64_t tokens_routed() const { return tokens_routed_; }
+  ExchangeOverlapStats overlap_stats() const;
   const ExpertPlacement& placement() const { return placement_; }
   const std::vector<std::string>& workers() const { return options_.workers; }
 
@@ -77,7 +93,8 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
   std::condition_variable cv_;
   std::unique_ptr<ExpertDispatcher> dispatcher_;
   absl::Status status_ = absl::UnavailableError("expert workers are not connected yet");
-  CommStats retired_stats_;  // traffic of dispatchers that were replaced
+  CommStats retired_stats_;       // traffic of dispatchers that were replaced
+  ExchangeOverlapStats overlap_;  // guarded by mu_
   uint64_t session_ = 0;
   std::atomic<bool> serving_{false};
   std::atomic<int64_t> tokens_routed_{0};

@@ -50,7 +50,7 @@ absl::StatusOr<ModelPlacement> PlacementFromFlags() {
 }
 
 std::string DescribePlacement(const DeepseekV2Model& model) {
-  const char* dtype = model.dtype() == DType::kBF16 ? "bfloat16" : "float32";
+  const char* dtype = PrecisionName(model.dtype());
   if (const CudaContext* cuda = model.cuda_context()) {
     return absl::StrCat("cuda:", cuda->info().device, " (", cuda->info().name, ", ", dtype, ")");
   }

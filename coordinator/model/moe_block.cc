@@ -1,6 +1,7 @@
 #include "coordinator/model/moe_block.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "common/gated_mlp.h"
 #include "kernels/matmul.h"
@@ -41,23 +42,31 @@ absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& c, const MoeW
                               .weight = std::vector<float>(weight, weight + a.n * k)};
     float* out = static_cast<float*>(a.out);
     std::fill_n(out, a.n * hidden, 0.0f);
-    if (absl::Status s =
-            backend->Run(ctx.cpu(), a.layer, sel, static_cast<const float*>(a.x), hidden, out);
+    // The shared experts need nothing from the workers: they run while the routed tokens are
+    // away, into their own buffer, and join the routed sum once it is back.
+    float* shared = w.has_shared ? ws.Alloc<float>(a.n * hidden) : nullptr;  // [n, hidden]
+    std::function<void()> shared_experts;
+    if (shared != nullptr) {
+      shared_experts = [&] { GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = shared}); };
+    }
+    if (absl::Status s = backend->Run(ctx.cpu(), a.layer, sel, static_cast<const float*>(a.x),
+                                      hidden, out, shared_experts);
         !s.ok()) {
       return s;
     }
-  } else {
-    RoutedExperts(ctx, {.experts = w.experts.data(),
-                        .n_local = static_cast<int64_t>(w.experts.size()),
-                        .expert_begin = w.expert_begin,
-                        .expert = expert,
-                        .weight = weight,
-                        .n_tokens = a.n,
-                        .top_k = k,
-                        .hidden = hidden,
-                        .x = a.x,
-                        .out = a.out});
+    for (int64_t i = 0; shared != nullptr && i < a.n * hidden; ++i) out[i] += shared[i];
+    return absl::OkStatus();
   }
+  RoutedExperts(ctx, {.experts = w.experts.data(),
+                      .n_local = static_cast<int64_t>(w.experts.size()),
+                      .expert_begin = w.expert_begin,
+                      .expert = expert,
+                      .weight = weight,
+                      .n_tokens = a.n,
+                      .top_k = k,
+                      .hidden = hidden,
+                      .x = a.x,
+                      .out = a.out});
   if (w.has_shared) GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = a.out, .accumulate = true});
   return absl::OkStatus();
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "coordinator/model/router.h"
@@ -15,9 +16,13 @@ class RoutedExpertBackend {
  public:
   virtual ~RoutedExpertBackend() = default;
   // out[t] += Σ_k weight[t,k] · expert_{id[t,k]}(x[t]) for the n = sel.n_tokens tokens of
-  // x [n, hidden]. UNAVAILABLE when a worker is gone; then `out` is unspecified.
+  // x [n, hidden]. `while_away` (may be empty) is the caller's work that does not depend on the
+  // result (the layer's shared experts): it runs while the tokens are with the workers, so it
+  // hides part of the exchange. UNAVAILABLE when a worker is gone; then `out` is unspecified
+  // (`while_away` has run or will not).
   virtual absl::Status Run(const CpuContext& ctx, int64_t layer, const RouterSelection& sel,
-                           const float* x, int64_t hidden, float* out) = 0;
+                           const float* x, int64_t hidden, float* out,
+                           const std::function<void()>& while_away) = 0;
 };
 
 }  // namespace dsv2

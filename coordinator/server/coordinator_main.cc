@@ -1,5 +1,6 @@
 // dsv2-coordinator: the standalone server. Serves dsv2.v1.Inference, grpc.health.v1.Health and
-// server reflection over gRPC. Without --model it serves the built-in demo checkpoint.
+// server reflection over gRPC (and the OpenAI-compatible HTTP API). Without --model it serves
+// the built-in demo model (assets/demo-model, a small V2 trained on Shakespeare).
 #include <pthread.h>
 
 #include <algorithm>
@@ -23,10 +24,8 @@
 
 ABSL_FLAG(std::string, model, "",
           "Checkpoint directory (config.json, *.safetensors, optionally tokenizer.json). "
-          "Empty: the built-in demo checkpoint (random weights), written on first use.");
-ABSL_FLAG(std::string, demo_dir, "",
-          "Where the demo checkpoint is written (default $DSV2_DEMO_DIR or "
-          "~/.cache/dsv2-serve/demo-model).");
+          "Empty: the built-in demo model, a small DeepSeek-V2 trained on Shakespeare "
+          "(share/dsv2-serve/demo-model beside the programs, or $DSV2_DEMO_MODEL).");
 ABSL_FLAG(std::string, synthetic, "",
           "Serve a random-weight model of a known shape created in place instead of a "
           "checkpoint: v2-lite (DeepSeek-V2-Lite at full size, 31.4 GB in bf16; for benchmarks "
@@ -70,6 +69,11 @@ ABSL_FLAG(std::vector<std::string>, workers, {},
           "--lws-worker-port). The routed experts are split into contiguous shards over them; "
           "empty: standalone, all experts in this process.");
 ABSL_FLAG(int, lws_worker_port, 50061, "With --workers lws: the workers' control port.");
+ABSL_FLAG(std::string, transport, "auto",
+          "With --workers: the data plane that carries the token activations. tcp: TCP between "
+          "processes (any machines, CPU or GPU ranks); nccl: NCCL between GPU ranks (not built "
+          "yet: expert parallelism runs on the CPU for now); auto: nccl when every rank is on a "
+          "GPU, else tcp.");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
 ABSL_FLAG(double, drain_timeout, 30.0,
@@ -91,10 +95,11 @@ int Fail(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dsv2::ParseFlags(argc, argv,
-                   "The dsv2-serve standalone server (gRPC).\n"
-                   "  dsv2-coordinator --port 50051                 # built-in demo checkpoint\n"
-                   "  dsv2-coordinator --model DIR --port 50051     # a real checkpoint");
+  dsv2::ParseFlags(
+      argc, argv,
+      "The dsv2-serve standalone server (gRPC).\n"
+      "  dsv2-coordinator --port 50051                 # the built-in demo model (Shakespeare)\n"
+      "  dsv2-coordinator --model DIR --port 50051     # a real checkpoint");
   std::vector<std::string> workers = absl::GetFlag(FLAGS_workers);
   if (workers.size() == 1 && workers[0] == "lws") {
     absl::StatusOr<std::vector<std::string>> lws =
@@ -106,6 +111,15 @@ int main(int argc, char** argv) {
                  absl::StrJoin(workers, ", ").c_str());
   }
   const bool expert_parallel = !workers.empty();
+  const std::string transport = absl::GetFlag(FLAGS_transport);
+  if (transport != "auto" && transport != "tcp" && transport != "nccl") {
+    return Fail(absl::StrCat("--transport '", transport, "': expected auto, tcp or nccl"));
+  }
+  if (expert_parallel && transport == "nccl") {
+    return Fail(
+        "--transport nccl: the NCCL data plane needs every rank on a GPU, and expert "
+        "parallelism runs on the CPU for now; use --transport tcp (or auto)");
+  }
   if (expert_parallel && absl::GetFlag(FLAGS_device) == "auto") {
     absl::SetFlag(&FLAGS_device, "cpu");  // expert parallelism runs on the CPU for now
   }
@@ -116,11 +130,9 @@ int main(int argc, char** argv) {
   if (!synthetic.empty() && !path.empty()) return Fail("give --model or --synthetic, not both");
   const bool demo = path.empty() && synthetic.empty();
   if (demo) {
-    std::string dir = absl::GetFlag(FLAGS_demo_dir);
-    if (dir.empty()) dir = dsv2::DefaultDemoModelDir();
-    absl::StatusOr<std::string> made = dsv2::EnsureDemoModel(dir);
-    if (!made.ok()) return Fail(std::string(made.status().message()));
-    path = *made;
+    absl::StatusOr<std::string> found = dsv2::FindDemoModel();
+    if (!found.ok()) return Fail(std::string(found.status().message()));
+    path = *found;
   }
   // SIGINT and SIGTERM are taken by one thread with sigwait; every thread started from here on
   // inherits the blocked mask, so no handler runs inside gRPC or the engine.
@@ -160,7 +172,9 @@ int main(int argc, char** argv) {
                "dsv2-coordinator: serving %s%s on %s:%d (%s, %s, %lld cache pages of %lld "
                "tokens)\n",
                synthetic.empty() ? path.c_str() : ("synthetic " + synthetic).c_str(),
-               demo || !synthetic.empty() ? " (random weights)" : "",
+               demo                 ? " (the built-in demo model)"
+               : !synthetic.empty() ? " (random weights)"
+                                    : "",
                absl::GetFlag(FLAGS_host).c_str(), (*server)->port(),
                dsv2::DescribePlacement((*server)->model()).c_str(),
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",

@@ -138,6 +138,18 @@ std::string CoordinatorServer::ExpertMetrics() const {
                     "dsv2_expert_exchange_seconds_count{worker=\"", rank, "\"} ", r.exchanges,
                     "\n");
   }
+  const ExchangeOverlapStats overlap = group->overlap_stats();
+  absl::StrAppend(
+      &m,
+      "# HELP dsv2_expert_exchange_away_seconds_total Seconds from a layer's tokens sent to every "
+      "partial sum back.\n# TYPE dsv2_expert_exchange_away_seconds_total counter\n"
+      "dsv2_expert_exchange_away_seconds_total ",
+      absl::StrFormat("%.6f", overlap.away_seconds),
+      "\n# HELP dsv2_expert_exchange_overlapped_seconds_total Of those, seconds the coordinator "
+      "computed (its shard, the shared experts) instead of waiting.\n"
+      "# TYPE dsv2_expert_exchange_overlapped_seconds_total counter\n"
+      "dsv2_expert_exchange_overlapped_seconds_total ",
+      absl::StrFormat("%.6f", overlap.overlapped_seconds), "\n");
   return m;
 }
 

@@ -25,7 +25,7 @@ struct CoordinatorServerOptions {
   // "v2-lite": serve a random-weight DeepSeek-V2-Lite created in place (no model_dir, no
   // tokenizer: requests are token ids).
   std::string synthetic = "";
-  bool demo = false;  // model_dir holds the built-in demo checkpoint
+  bool demo = false;  // model_dir holds the built-in demo model (assets/demo-model)
   std::string host = "127.0.0.1";
   int port = 0;                   // 0: any free port
   ModelPlacement placement = {};  // CPU float32 by default

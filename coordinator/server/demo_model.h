@@ -1,7 +1,7 @@
-// The built-in demo checkpoint: a small DeepSeek-V2-family model with random weights (written
-// deterministically by dsv2 itself) and a small V2-style BPE tokenizer compiled into the binary.
-// It lets the server, the client and the whole path run without downloading 31 GB. Its output
-// is meaningless text.
+// The built-in demo model: a small DeepSeek-V2 (5 layers, MLA, yarn, 2 shared + 16 routed experts)
+// trained on Shakespeare by tools/train_demo_model.sh and committed under assets/demo-model. It
+// lets the server, the client and the whole path run, with readable text, without downloading
+// 31 GB. Installed beside the programs as <prefix>/share/dsv2-serve/demo-model.
 #pragma once
 
 #include <string>
@@ -10,12 +10,9 @@
 
 namespace dsv2 {
 
-// Writes the demo checkpoint to `dir` unless a complete one is already there; returns `dir`.
-// `progress` lines go to stderr.
-absl::StatusOr<std::string> EnsureDemoModel(const std::string& dir);
-
-// Where the demo checkpoint lives by default: $DSV2_DEMO_DIR, else
-// $XDG_CACHE_HOME/dsv2-serve/demo-model, else ~/.cache/dsv2-serve/demo-model.
-std::string DefaultDemoModelDir();
+// Where the demo model is, first found of: $DSV2_DEMO_MODEL; <directory of this program>/../share/
+// dsv2-serve/demo-model (an install, the container image); the source tree's assets/demo-model
+// (a build tree). The error names every place looked at.
+absl::StatusOr<std::string> FindDemoModel();
 
 }  // namespace dsv2

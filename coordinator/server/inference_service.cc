@@ -88,7 +88,7 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
   info->set_max_context_tokens(o.max_context);
   info->set_max_new_tokens_limit(o.max_new_tokens_limit);
   info->set_device(served_.device);
-  info->set_dtype(served_.model->dtype() == DType::kBF16 ? "bfloat16" : "float32");
+  info->set_dtype(PrecisionName(served_.model->dtype()));
   info->set_weight_bytes(served_.model->weight_bytes());
   info->set_has_tokenizer(served_.tokenizer != nullptr);
   const EngineStats s = served_.engine->Stats();
@@ -120,6 +120,9 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
     for (const auto& [layer, c] : comm.layers) layers += c.messages_sent;
     ep->set_layers_dispatched(layers);
     ep->set_tokens_routed(group->tokens_routed());
+    const ExchangeOverlapStats overlap = group->overlap_stats();
+    ep->set_exchange_away_seconds(overlap.away_seconds);
+    ep->set_exchange_overlapped_seconds(overlap.overlapped_seconds);
     for (const std::string& w : group->workers()) ep->add_workers(w);
   }
   return grpc::Status::OK;

@@ -61,9 +61,9 @@ cleanup() {
 }
 trap cleanup EXIT
 port=$((50300 + RANDOM % 500))
-# The image's user (10001) and entrypoint program; the demo checkpoint goes to /tmp (the root
-# filesystem is read-only in Kubernetes, /tmp an emptyDir).
-buildah run --isolation chroot --user 10001:10001 --env DSV2_DEMO_DIR=/tmp/demo "$c" -- \
+# The image's user (10001) and entrypoint program; the built-in demo model is in the image
+# (/usr/local/share/dsv2-serve/demo-model), read-only like the rest of its root filesystem.
+buildah run --isolation chroot --user 10001:10001 "$c" -- \
   /usr/local/bin/dsv2-coordinator --host 127.0.0.1 --port "$port" --http-port 0 \
   >"$work/coordinator.log" 2>&1 &
 server_pid=$!

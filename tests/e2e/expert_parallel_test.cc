@@ -21,6 +21,7 @@
 #include "common/safetensors.h"
 #include "coordinator/server/coordinator_server.h"
 #include "dsv2/v1/inference.grpc.pb.h"
+#include "dsv2/v1/worker.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -219,6 +220,14 @@ TEST_F(ExpertParallelTest, TwoWorkersMatchStandalone) {
   ExpectSameAsStandalone(coordinator->port());
   const CommStats comm = coordinator->expert_group()->comm_stats();
   EXPECT_GT(comm.total.bytes_sent, 0);
+  // The shared experts ran while the tokens were away: part of every exchange is accounted as
+  // computed, the rest as waited, and the two add up to the time away.
+  const ExchangeOverlapStats overlap = coordinator->expert_group()->overlap_stats();
+  EXPECT_GT(overlap.layers, 0);
+  EXPECT_GT(overlap.overlapped_seconds, 0);
+  EXPECT_NEAR(overlap.overlapped_seconds + overlap.waited_seconds, overlap.away_seconds, 1e-6);
+  EXPECT_GT(overlap.hidden_fraction(), 0);
+  EXPECT_LE(overlap.hidden_fraction(), 1);
 }
 
 TEST_F(ExpertParallelTest, ThreeWorkersUnevenShardsMatchStandalone) {
@@ -290,6 +299,52 @@ TEST_F(WorkerFaultTest, KilledWorkerEndsStreamAndRejoins) {
   ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
   EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::SERVING);
   ExpectSameAsStandalone(coordinator->port());
+}
+
+// Both ends of the data plane must compute in the same precision: a worker refuses a Configure
+// whose dtype differs from its own (--dtype), naming both, and reports its device and dtype.
+TEST_F(WorkerFaultTest, ConfigureWithAnotherDtypeIsRefusedNamingBoth) {
+  WorkerProcess w1(kLite, 1);
+  auto stub = v1::ExpertWorker::NewStub(
+      grpc::CreateChannel(w1.address(), grpc::InsecureChannelCredentials()));
+  v1::ConfigureRequest req;
+  req.set_rank(1);
+  req.set_world_size(2);
+  req.set_expert_begin(8);
+  req.set_expert_end(16);
+  req.set_session(1);
+  req.set_transport("tcp");
+  req.set_dtype("bfloat16");
+  v1::ConfigureResponse resp;
+  grpc::Status s;
+  for (int attempt = 0; attempt < 100; ++attempt) {  // the worker takes a moment to listen
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 2s);
+    v1::WorkerStatus status;
+    if (stub->GetWorkerStatus(&ctx, {}, &status).ok()) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::WorkerStatus status;
+    ASSERT_TRUE(stub->GetWorkerStatus(&ctx, {}, &status).ok());
+    req.set_checkpoint_fingerprint(status.checkpoint_fingerprint());
+  }
+  {
+    grpc::ClientContext ctx;
+    s = stub->Configure(&ctx, req, &resp);
+  }
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("coordinator computes in bfloat16"));
+  EXPECT_THAT(s.error_message(), HasSubstr("worker rank 1 in float32"));
+  req.set_dtype("float32");
+  {
+    grpc::ClientContext ctx;
+    s = stub->Configure(&ctx, req, &resp);
+  }
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.device(), "cpu");
+  EXPECT_EQ(resp.dtype(), "float32");
 }
 
 TEST_F(WorkerFaultTest, WorkerWithAnotherCheckpointIsRefused) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The OpenAI-compatible HTTP API of dsv2-coordinator, through clients nobody here wrote:
 the official `openai` package and `prometheus_client`'s parser. Starts the coordinator on the
-built-in demo model (random weights, its own tokenizer) with gRPC and HTTP ports, then:
+built-in demo model (trained on Shakespeare, its own tokenizer) with gRPC and HTTP ports, then:
 
 - /v1/models lists the served id; a chat completion and a completion, streamed and not, greedy:
   the streamed text equals the whole one and the same request over gRPC (dsv2-cli);
@@ -75,8 +75,7 @@ def main():
     log = open(os.path.join(tmp, "server.log"), "wb")
     server = subprocess.Popen(
         [os.path.join(a.bin_dir, "dsv2-coordinator"), "--host", "127.0.0.1", "--port",
-         str(grpc_port), "--http-port", str(http_port), "--demo-dir",
-         os.path.join(tmp, "demo"), "--max-running", "48", "--served-model-name", "dsv2-demo"],
+         str(grpc_port), "--http-port", str(http_port), "--max-running", "48", "--served-model-name", "dsv2-demo"],
         stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http_port}"
     cli = os.path.join(a.bin_dir, "dsv2-cli")

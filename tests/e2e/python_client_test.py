@@ -3,7 +3,7 @@
 
 Generates Python stubs for proto/dsv2/v1/inference.proto and grpc/health/v1/health.proto into a
 temporary directory, starts dsv2-coordinator on a free loopback port with its built-in demo
-checkpoint written to a temporary --demo-dir, and checks Health, GetModelInfo, Tokenize,
+model, and checks Health, GetModelInfo, Tokenize,
 streaming Generate (text, token ids, chat, stop strings, cancellation) and INVALID_ARGUMENT
 errors. Stops the server with SIGTERM and expects a clean exit.
 
@@ -99,8 +99,7 @@ class Server:
     def start(self, health_pb2, health_grpc, grpc, timeout_s=120):
         for attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port()
-            cmd = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--http-port", "0",
-                   "--demo-dir", os.path.join(self.tmp, "demo-model")]
+            cmd = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--http-port", "0"]
             log(f"server: {' '.join(cmd)}")
             with open(self.log_path, "ab") as out:
                 self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

@@ -139,10 +139,8 @@ class ServerTest : public ::testing::Test {
       prompts_.push_back(ids);
       greedy_.push_back(greedy);
     }
-    const std::string demo_dir =
-        (std::filesystem::temp_directory_path() / "dsv2_server_test_demo").string();
     demo_ = std::move(CoordinatorServer::Start(
-                          {.model_dir = EnsureDemoModel(demo_dir).value(),
+                          {.model_dir = FindDemoModel().value(),
                            .demo = true,
                            .placement = kPlacement,
                            .engine = {.max_running = 1, .queue_capacity = 1, .max_context = 512},

@@ -5,6 +5,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/json.h"
 #include "common/model_config.h"
+#include "common/synthetic_checkpoint.h"
 #include "coordinator/model/rope_table.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -84,6 +85,27 @@ TEST(ConfigTest, YarnFrequenciesOfLite) {
       EXPECT_GT(t.inv_freq[i], extra / 40);
     }
   }
+}
+
+// transformers 5.x refuses an int where its schema has a float (routed_scaling_factor: 1): what
+// dsv2-make-checkpoint writes spells every float field as a float, as V2-Lite's config.json does.
+TEST(ConfigTest, WrittenConfigSpellsFloatsAsFloatsAndReadsBack) {
+  const ModelConfig lite = ModelConfig::DeepSeekV2Lite();
+  const std::string json = ModelConfigToJson(lite);
+  for (const char* want :
+       {"\"routed_scaling_factor\": 1.0", "\"rope_theta\": 10000.0", "\"rms_norm_eps\": 1e-06",
+        "\"factor\": 40.0", "\"beta_fast\": 32.0", "\"beta_slow\": 1.0", "\"mscale\": 0.707",
+        "\"mscale_all_dim\": 0.707", "\"original_max_position_embeddings\": 4096"}) {
+    EXPECT_THAT(json, HasSubstr(want));
+  }
+  absl::StatusOr<ModelConfig> back = Parse(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->routed_scaling_factor, lite.routed_scaling_factor);
+  EXPECT_EQ(back->rope_theta, lite.rope_theta);
+  EXPECT_EQ(back->rms_norm_eps, lite.rms_norm_eps);
+  ASSERT_TRUE(back->rope_scaling.has_value());
+  EXPECT_EQ(back->rope_scaling->factor, lite.rope_scaling->factor);
+  EXPECT_EQ(back->rope_scaling->mscale_all_dim, lite.rope_scaling->mscale_all_dim);
 }
 
 TEST(ConfigTest, FullV2Variants) {
@@ -166,6 +188,19 @@ TEST(JsonTest, StringsAndNumbers) {
   EXPECT_FALSE(j->Find("f")->is_integer());
   EXPECT_EQ(j->Find("f")->as_double(), 1500.0);
   EXPECT_TRUE(j->Find("b")->as_bool());
+}
+
+// Found by scripts/fuzz.sh: an integer literal beyond int64 is not an integer, and a config
+// field holding one is refused by name instead of converting out of range.
+TEST(JsonTest, IntegerLiteralBeyondInt64IsNotAnInteger) {
+  auto j = ParseJson(R"({"big": 100000000000000000000000000000, "max": 9223372036854775807})");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_FALSE(j->Find("big")->is_integer());
+  EXPECT_EQ(j->Find("big")->as_int(), INT64_MAX);  // clamped, never undefined
+  absl::StatusOr<ModelConfig> c = Parse(
+      Edit("\"intermediate_size\": 10944", "\"intermediate_size\": 1933333333333333333333333"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("intermediate_size"));
 }
 
 }  // namespace
