@@ -455,7 +455,9 @@ def write_card(out, cfg, args, curve, secs, n_train_tokens, n_params, active, si
 The built-in model of dsv2-serve (`dsv2-coordinator` with no `--model` serves it). It has the
 architecture of DeepSeek-V2(-Lite), scaled down, and was trained here from scratch on the CPU by
 `tools/train_demo_model.sh` so that a new user sees readable text from a working server. It knows
-Shakespeare's plays and nothing else; it is a demonstration, not an assistant.
+Shakespeare's plays and nothing else; it is a demonstration, not an assistant. It never saw an
+end-of-sequence token (training windows are cut from the plays), so it writes until the token
+limit, and a chat prompt gets Shakespeare back, not an answer.
 
 ## Architecture (config.json, spelled as DeepSeek-V2-Lite's)
 - {cfg['num_hidden_layers']} layers, hidden size {cfg['hidden_size']}, vocabulary {cfg['vocab_size']}
