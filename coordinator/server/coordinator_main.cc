@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -57,6 +58,15 @@ ABSL_FLAG(double, gpu_memory_fraction, 0.90,
           "With --cache-pages 0 on a GPU: the share of the device's memory the process may "
           "fill (weights, step workspace and the latent KV cache).");
 ABSL_FLAG(int64_t, page_size, 64, "Tokens per cache page.");
+ABSL_FLAG(int64_t, max_request_bytes, 4 << 20,
+          "Largest request a client may send: a gRPC message or an HTTP body, in bytes; larger "
+          "ones are refused (RESOURCE_EXHAUSTED / 413) before they are read into memory.");
+ABSL_FLAG(int, max_concurrent_streams, 256,
+          "Streams one client connection may have open at once (HTTP/2); more wait for one to "
+          "end. Requests beyond --max-running wait in the queue (--queue-capacity) either way.");
+ABSL_FLAG(int, max_stop_strings, 16,
+          "Stop strings one request may give (each is matched after every token).");
+ABSL_FLAG(int, max_stop_string_bytes, 256, "Bytes of one stop string at most.");
 ABSL_FLAG(bool, enforce_eager, false,
           "On a GPU, run every step eagerly instead of replaying the decode steps from CUDA "
           "graphs captured per batch-size bucket (1, 2, 4, ..., 256).");
@@ -111,6 +121,16 @@ int main(int argc, char** argv) {
                  absl::StrJoin(workers, ", ").c_str());
   }
   const bool expert_parallel = !workers.empty();
+  if (absl::GetFlag(FLAGS_max_request_bytes) < 1024 ||
+      absl::GetFlag(FLAGS_max_request_bytes) > std::numeric_limits<int>::max()) {
+    return Fail("--max-request-bytes must be in [1024, 2147483647]");
+  }
+  if (absl::GetFlag(FLAGS_max_concurrent_streams) < 1) {
+    return Fail("--max-concurrent-streams must be at least 1");
+  }
+  if (absl::GetFlag(FLAGS_max_stop_strings) < 0 || absl::GetFlag(FLAGS_max_stop_string_bytes) < 1) {
+    return Fail("--max-stop-strings must be >= 0 and --max-stop-string-bytes >= 1");
+  }
   const std::string transport = absl::GetFlag(FLAGS_transport);
   if (transport != "auto" && transport != "tcp" && transport != "nccl") {
     return Fail(absl::StrCat("--transport '", transport, "': expected auto, tcp or nccl"));
@@ -162,7 +182,11 @@ int main(int argc, char** argv) {
                   .default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens),
                   .max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit),
                   .threads = absl::GetFlag(FLAGS_threads),
-                  .enforce_eager = absl::GetFlag(FLAGS_enforce_eager)},
+                  .enforce_eager = absl::GetFlag(FLAGS_enforce_eager),
+                  .stop_limits = {.max_strings = absl::GetFlag(FLAGS_max_stop_strings),
+                                  .max_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes)}},
+       .max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes),
+       .max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams),
        .expert_parallel = {.workers = workers,
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout))}});

@@ -1,6 +1,8 @@
 #include "coordinator/server/coordinator_server.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -76,6 +78,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   const std::string address = absl::StrCat(options.host, ":", options.port);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
   builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(options.max_request_bytes, std::numeric_limits<int>::max())));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<MalformedRequestInterceptorFactory>());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -107,7 +112,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     OpenAiApi* api = s->openai_.get();
     DSV2_ASSIGN_OR_RETURN(
         s->http_,
-        HttpServer::Start({.host = options.host, .port = options.http_port},
+        HttpServer::Start({.host = options.host,
+                           .port = options.http_port,
+                           .max_body_bytes = options.max_request_bytes},
                           [api](const HttpRequest& r, HttpResponder& o) { api->Handle(r, o); }));
   }
   return s;

@@ -34,6 +34,10 @@ struct CoordinatorServerOptions {
   int http_port = 0;
   std::string model_name = "";
   InferenceEngineOptions engine;
+  // What one client may send: the largest request message (gRPC) or body (HTTP), and the streams
+  // one connection may hold open at once (HTTP/2 MAX_CONCURRENT_STREAMS; more wait their turn).
+  int64_t max_request_bytes = 4 << 20;
+  int max_concurrent_streams = 256;
   // Expert parallelism: workers' control addresses in rank order (empty: standalone).
   ExpertParallelOptions expert_parallel;
 };

@@ -102,7 +102,7 @@ absl::Status InferenceEngine::Validate(const GenerationRequest& r) const {
                      options_.default_max_new_tokens, ")"));
   }
   DSV2_RETURN_IF_ERROR(ValidateSamplingOptions(r.sampling));
-  DSV2_RETURN_IF_ERROR(ValidateStopStrings(r.stop_strings));
+  DSV2_RETURN_IF_ERROR(ValidateStopStrings(r.stop_strings, options_.stop_limits));
   for (size_t i = 0; i < r.stop_token_ids.size(); ++i) {
     if (r.stop_token_ids[i] < 0 || r.stop_token_ids[i] >= c.vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -22,6 +22,7 @@
 #include "coordinator/serving/engine_metrics.h"
 #include "coordinator/serving/generation.h"
 #include "coordinator/serving/sequence.h"
+#include "coordinator/serving/stop_matcher.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "kernels/cpu_context.h"
 #include "kernels/exec_context.h"
@@ -45,6 +46,7 @@ struct InferenceEngineOptions {
   int threads = 0;  // CPU threads (0: one per core)
   // On a GPU, decode steps replay CUDA graphs per batch bucket; true: every step runs eagerly.
   bool enforce_eager = false;
+  StopStringLimits stop_limits = {};  // stop strings a request may give
 };
 
 struct EngineStats {

@@ -7,17 +7,18 @@
 #include "common/utf8.h"
 
 namespace dsv2 {
-absl::Status ValidateStopStrings(const std::vector<std::string>& stop_strings) {
-  if (stop_strings.size() > static_cast<size_t>(kMaxStopStrings)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "stopping.stop has %d strings, at most %d allowed", stop_strings.size(), kMaxStopStrings));
+absl::Status ValidateStopStrings(const std::vector<std::string>& stop_strings,
+                                 const StopStringLimits& limits) {
+  if (stop_strings.size() > static_cast<size_t>(limits.max_strings)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("stopping.stop has %d strings, at most %d allowed", stop_strings.size(),
+                        limits.max_strings));
   }
   for (size_t i = 0; i < stop_strings.size(); ++i) {
     const std::string& s = stop_strings[i];
-    if (s.size() > static_cast<size_t>(kMaxStopStringBytes)) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("stopping.stop[%d] is %d bytes long, at most %d allowed", i, s.size(),
-                          kMaxStopStringBytes));
+    if (s.size() > static_cast<size_t>(limits.max_bytes)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "stopping.stop[%d] is %d bytes long, at most %d allowed", i, s.size(), limits.max_bytes));
     }
     if (!ValidateUtf8(s).ok()) {
       return absl::InvalidArgumentError(absl::StrFormat("stopping.stop[%d] is not valid UTF-8", i));

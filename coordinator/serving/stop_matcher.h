@@ -10,13 +10,18 @@
 
 namespace dsv2 {
 
-inline constexpr int kMaxStopStrings = 16;
-inline constexpr int kMaxStopStringBytes = 256;
+// What a request may ask (dsv2-coordinator --max-stop-strings, --max-stop-string-bytes): every
+// stop string is matched after every token, so these bound the work a request can cause.
+struct StopStringLimits {
+  int max_strings = 16;
+  int max_bytes = 256;
+};
 
-// INVALID_ARGUMENT for more than kMaxStopStrings strings ("stopping.stop has 17 strings, at most
-// 16 allowed"), a string over kMaxStopStringBytes, or one that is not valid UTF-8
-// ("stopping.stop[2] is not valid UTF-8"). Empty strings are allowed (and ignored).
-absl::Status ValidateStopStrings(const std::vector<std::string>& stop_strings);
+// INVALID_ARGUMENT for more than max_strings strings ("stopping.stop has 17 strings, at most 16
+// allowed"), a string over max_bytes, or one that is not valid UTF-8 ("stopping.stop[2] is not
+// valid UTF-8"). Empty strings are allowed (and ignored).
+absl::Status ValidateStopStrings(const std::vector<std::string>& stop_strings,
+                                 const StopStringLimits& limits = {});
 
 // Streaming matcher. Generation stops at the first point of the text where a stop string has
 // been completed (as when checking the text after every token); if several complete at that same

@@ -248,6 +248,29 @@ TEST_F(ServerTest, FullQueueIsResourceExhausted) {
   EXPECT_TRUE(client.WaitIdle());
 }
 
+// What a stranger can send: a 64 MB message is refused before it is read into memory, 100k stop
+// strings and out-of-range logprobs by name; the server keeps serving afterwards.
+TEST_F(ServerTest, HostileRequestsAreRefusedAndTheServerKeepsServing) {
+  Client client(demo_->port());
+  StreamResult r = client.Generate(GreedyText(std::string(64 << 20, 'a'), 4));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << r.status.error_message();
+  v1::GenerateRequest many = GreedyText("hi", 4);
+  const std::vector<std::string> stops(100000, std::string(1, 'a'));
+  many.mutable_stopping()->mutable_stop()->Assign(stops.begin(), stops.end());
+  r = client.Generate(many);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("stopping.stop has 100000 strings, at most 16"));
+  v1::GenerateRequest lp = GreedyText("hi", 4);
+  lp.mutable_logprobs()->set_top_logprobs(1 << 30);
+  r = client.Generate(lp);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("logprobs.top_logprobs"));
+  r = client.Generate(GreedyText("ROMEO.", 4));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens.size(), 4u);
+}
+
 TEST_F(ServerTest, InvalidArgumentsNameTheField) {
   Client client(demo_->port());
   const int64_t vocab = demo_->model().config().vocab_size;
