@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
@@ -64,6 +65,13 @@ ABSL_FLAG(int64_t, max_request_bytes, 4 << 20,
 ABSL_FLAG(int, max_concurrent_streams, 256,
           "Streams one client connection may have open at once (HTTP/2); more wait for one to "
           "end. Requests beyond --max-running wait in the queue (--queue-capacity) either way.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain) of the gRPC API: serve TLS instead of plaintext. Needs "
+          "--tls-key; the HTTP API has no TLS yet (run it with --http-port 0).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): with --tls-cert, clients must present a certificate signed by "
+          "one of them (mutual TLS).");
 ABSL_FLAG(int, max_stop_strings, 16,
           "Stop strings one request may give (each is matched after every token).");
 ABSL_FLAG(int, max_stop_string_bytes, 256, "Bytes of one stop string at most.");
@@ -187,6 +195,9 @@ int main(int argc, char** argv) {
                                   .max_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes)}},
        .max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes),
        .max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams),
+       .tls_cert_file = absl::GetFlag(FLAGS_tls_cert),
+       .tls_key_file = absl::GetFlag(FLAGS_tls_key),
+       .tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca),
        .expert_parallel = {.workers = workers,
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout))}});
@@ -203,11 +214,30 @@ int main(int argc, char** argv) {
                dsv2::DescribePlacement((*server)->model()).c_str(),
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
                static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
+  const std::string host = absl::GetFlag(FLAGS_host);
+  const bool loopback =
+      host == "127.0.0.1" || host == "::1" || host == "localhost" || absl::StartsWith(host, "127.");
+  if (absl::GetFlag(FLAGS_tls_cert).empty()) {
+    std::fprintf(stderr, "dsv2-coordinator: gRPC API in PLAINTEXT on %s:%d\n", host.c_str(),
+                 (*server)->port());
+    if (!loopback) {
+      std::fprintf(stderr,
+                   "dsv2-coordinator: WARNING: plaintext on a non-loopback address: anyone who can "
+                   "reach the port can use and read the API; give --tls-cert/--tls-key (and "
+                   "--tls-client-ca for mutual TLS), or listen on --host 127.0.0.1\n");
+    }
+  } else {
+    std::fprintf(stderr, "dsv2-coordinator: gRPC API over TLS on %s:%d (%s)\n", host.c_str(),
+                 (*server)->port(),
+                 absl::GetFlag(FLAGS_tls_client_ca).empty()
+                     ? "server certificate only"
+                     : "mutual: clients must present a certificate --tls-client-ca signed");
+  }
   if ((*server)->http_port() != 0) {
     std::fprintf(stderr,
-                 "dsv2-coordinator: OpenAI-compatible HTTP API on %s:%d (/v1/completions, "
-                 "/v1/chat/completions, /v1/models, /health, /metrics)\n",
-                 absl::GetFlag(FLAGS_host).c_str(), (*server)->http_port());
+                 "dsv2-coordinator: OpenAI-compatible HTTP API in PLAINTEXT on %s:%d "
+                 "(/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics)\n",
+                 host.c_str(), (*server)->http_port());
   }
   std::thread signal_thread([&] {
     int sig = 0;

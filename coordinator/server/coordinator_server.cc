@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/pem_file.h"
 #include "common/status_macros.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/malformed_request_interceptor.h"
@@ -76,7 +77,31 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  if (!options.tls_cert_file.empty() && options.http_port != 0) {
+    return absl::InvalidArgumentError(
+        "--tls-cert: the HTTP API has no TLS yet and would serve in plaintext beside it; turn it "
+        "off with --http-port 0 (or put a TLS-terminating proxy in front of it)");
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    DSV2_ASSIGN_OR_RETURN(std::string cert, ReadPemFile(options.tls_cert_file, "--tls-cert"));
+    DSV2_ASSIGN_OR_RETURN(std::string key, ReadPemFile(options.tls_key_file, "--tls-key"));
+    ssl.pem_key_cert_pairs.push_back({std::move(key), std::move(cert)});
+    if (!options.tls_client_ca_file.empty()) {
+      DSV2_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                            ReadPemFile(options.tls_client_ca_file, "--tls-client-ca"));
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(address, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(options.max_request_bytes, std::numeric_limits<int>::max())));
@@ -86,7 +111,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address,
+                     options.tls_cert_file.empty()
+                         ? ""
+                         : " (with TLS: check that --tls-key is the key of --tls-cert)"));
   }
   {
     std::lock_guard<std::mutex> lock(s->health_mu_);

@@ -38,6 +38,11 @@ struct CoordinatorServerOptions {
   // one connection may hold open at once (HTTP/2 MAX_CONCURRENT_STREAMS; more wait their turn).
   int64_t max_request_bytes = 4 << 20;
   int max_concurrent_streams = 256;
+  // TLS on the gRPC API (PEM files; empty cert: plaintext). With client_ca_file, clients must
+  // present a certificate it signed (mutual TLS).
+  std::string tls_cert_file = "";
+  std::string tls_key_file = "";
+  std::string tls_client_ca_file = "";
   // Expert parallelism: workers' control addresses in rank order (empty: standalone).
   ExpertParallelOptions expert_parallel;
 };

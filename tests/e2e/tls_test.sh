@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# TLS on the gRPC API: a throwaway CA signs a server and a client certificate (openssl); then
+#   - dsv2-coordinator --tls-cert/--tls-key: dsv2-cli --tls-ca streams a completion; a plaintext
+#     client and a client that trusts another CA are refused;
+#   - with --tls-client-ca (mutual TLS): a client with the CA-signed certificate is served, one
+#     without a certificate is refused;
+#   - misuse is refused at start-up, naming the flag: a key that is not the certificate's,
+#     --tls-cert without --tls-key, TLS beside the plaintext HTTP API.
+# Usage: tests/e2e/tls_test.sh BUILD_DIR     (exit 77: no openssl)
+set -euo pipefail
+bin="$(cd "$1" && pwd)/bin"
+command -v openssl >/dev/null || { echo "SKIPPED: openssl not found"; exit 77; }
+work="$(mktemp -d /tmp/dsv2-tls.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+say() { echo "tls_test: $*"; }
+fail() { say "FAILED: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
+
+cd "$work"
+mk_ca() {  # $1: name
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" -keyout "$1.key" -out "$1.pem" \
+    2>/dev/null
+}
+mk_cert() {  # $1: name, $2: CA, $3: extensions
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+  printf '%s\n' "$3" >"$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -days 2 \
+    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}
+mk_ca ca
+mk_ca other-ca
+mk_cert server ca "subjectAltName=IP:127.0.0.1,DNS:localhost"
+mk_cert client ca "extendedKeyUsage=clientAuth"
+say "made a CA, a server certificate (127.0.0.1) and a client certificate"
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() {  # $1: log name; the rest: flags
+  local log="$1"; shift
+  p=$(port)
+  "$bin/dsv2-coordinator" --host 127.0.0.1 --port "$p" --http-port 0 --threads 1 "$@" >"$log.log" 2>&1 &
+  pids+=($!)
+}
+cli() { "$bin/dsv2-cli" --server "127.0.0.1:$p" --timeout 10 "$@"; }
+wait_up() {  # $@: cli TLS flags that work
+  for _ in $(seq 1 100); do
+    cli "$@" health >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "the server did not answer over TLS"
+}
+
+start tls --tls-cert server.pem --tls-key server.key
+wait_up --tls-ca ca.pem
+grep -q "gRPC API over TLS on 127.0.0.1:$p (server certificate only)" tls.log ||
+  fail "the start-up line does not say TLS"
+out=$(cli --tls-ca ca.pem generate "ROMEO." --max-new-tokens 8 2>/dev/null) || fail "generate over TLS"
+say "TLS: streamed \"${out//$'\n'/\\n}\""
+cli health >/dev/null 2>&1 && fail "a plaintext client was served by a TLS server"
+cli --tls-ca other-ca.pem health >/dev/null 2>&1 && fail "a client trusting another CA was served"
+say "TLS: a plaintext client and a client trusting another CA are refused"
+
+start mtls --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem
+wait_up --tls-ca ca.pem --tls-cert client.pem --tls-key client.key
+grep -q "mutual" mtls.log || fail "the start-up line does not say mutual TLS"
+cli --tls-ca ca.pem --tls-cert client.pem --tls-key client.key generate "KING." --max-new-tokens 4 \
+  >/dev/null 2>&1 || fail "generate with a client certificate"
+cli --tls-ca ca.pem health >/dev/null 2>&1 && fail "a client without a certificate was served (mTLS)"
+say "mutual TLS: the CA-signed client is served, a client without a certificate is refused"
+
+expect_refusal() {  # $1: what the message must say; the rest: flags
+  local want="$1"; shift
+  set +e
+  "$bin/dsv2-coordinator" --host 127.0.0.1 --port 0 --threads 1 "$@" >refusal.log 2>&1
+  local code=$?
+  set -e
+  [ "$code" -ne 0 ] && grep -q -- "$want" refusal.log || fail "expected a refusal saying '$want'"
+  say "refused: $(tail -n 1 refusal.log)"
+}
+expect_refusal "check that --tls-key is the key of --tls-cert" --http-port 0 --tls-cert server.pem --tls-key client.key
+expect_refusal "--tls-cert and --tls-key go together" --http-port 0 --tls-cert server.pem
+expect_refusal "the HTTP API has no TLS yet" --tls-cert server.pem --tls-key server.key
+expect_refusal "cannot read" --http-port 0 --tls-cert missing.pem --tls-key server.key
+say "OK"
