@@ -55,7 +55,9 @@ trap 'exit 130' INT TERM
 
 # --- The pods as the manifests describe them ----------------------------------------------
 kubectl kustomize deploy/k8s/expert-parallel >"$work/rendered.yaml" 2>/dev/null
-python3 - "$work/rendered.yaml" "$work/models" >"$work/pods.sh" <<'EOF'
+# The Secret the manifests read DSV2_CLUSTER_SECRET from, as `kubectl create secret` would make it.
+cluster_secret="$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+python3 - "$work/rendered.yaml" "$work/models" "$cluster_secret" >"$work/pods.sh" <<'EOF'
 import shlex, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 lws = next(d for d in docs if d["kind"] == "LeaderWorkerSet")
@@ -68,6 +70,8 @@ def emit(role, tmpl):
     args = [a.replace("/models", sys.argv[2]) if "/models" in mounts and "/models" in a else a
             for a in c.get("args", [])]
     env = [f"{e['name']}={e['value']}" for e in c.get("env", []) if "value" in e]
+    env += [f"{e['name']}={sys.argv[3]}" for e in c.get("env", [])
+            if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "dsv2-cluster-secret"]
     ports = [pt["containerPort"] for pt in c.get("ports", [])]
     print(f"{role}_cmd=({' '.join(shlex.quote(x) for x in cmd + args)})")
     print(f"{role}_env=({' '.join(shlex.quote(x) for x in env)})")
@@ -149,6 +153,10 @@ start_pod w2 2
 start_pod leader 0
 wait_health SERVING 120 || fail "the group did not become SERVING within 120 s"
 say "SERVING: ${host[leader]} with workers ${host[w1]}, ${host[w2]}"
+# The Secret reached every pod: nobody warns that the cluster runs unauthenticated.
+! grep -h "WARNING: no cluster secret" "$work"/leader.log "$work"/w1.log "$work"/w2.log ||
+  fail "a pod runs without the cluster secret"
+say "every pod holds the cluster secret (DSV2_CLUSTER_SECRET from the Secret dsv2-cluster-secret)"
 cli info | sed -n '/^expert/,$p' | sed 's/^/    /'
 say "streaming a completion through dsv2-cli from the client namespace:"
 cli generate $'ROMEO.\nBut soft, what light' --max-new-tokens 12 | sed 's/^/    /' ||

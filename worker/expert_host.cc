@@ -22,6 +22,7 @@ absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostO
   link_options.timeout = options.timeout;
   link_options.accept_timeout = options.idle_timeout;
   link_options.expected_rank = options.rank;
+  link_options.secret = options.secret;
   DSV2_ASSIGN_OR_RETURN(h->link_, TcpExpertWorkerLink::Listen(options.data_port, link_options));
   h->data_port_ = h->link_->port();
   h->loop_ = std::thread([host = h.get()] { host->LayerLoop(); });
@@ -34,8 +35,46 @@ ExpertHost::~ExpertHost() {
   loop_.join();
 }
 
-grpc::Status ExpertHost::Configure(grpc::ServerContext*, const v1::ConfigureRequest* req,
+grpc::Status ExpertHost::GetChallenge(grpc::ServerContext*, const v1::ChallengeRequest*,
+                                      v1::Challenge* resp) {
+  resp->set_auth_required(options_.secret.enabled());
+  if (options_.secret.enabled()) resp->set_nonce(nonces_.Issue());
+  return grpc::Status::OK;
+}
+
+grpc::Status ExpertHost::Authenticate(grpc::ServerContext* context, std::string_view method,
+                                      const google::protobuf::Message& request) {
+  if (!options_.secret.enabled()) return grpc::Status::OK;
+  auto refuse = [&](const std::string& why) {
+    ++auth_refusals_;
+    std::fprintf(stderr, "dsv2-worker rank %d: refused %s from %s: %s\n", options_.rank,
+                 std::string(method).c_str(), context->peer().c_str(), why.c_str());
+    return grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        absl::StrCat("cluster authentication failed at worker rank ", options_.rank, ": ", why));
+  };
+  const auto& md = context->client_metadata();
+  const auto nonce = md.find(kAuthNonceKey);
+  const auto mac = md.find(kAuthMacKey);
+  if (nonce == md.end() || mac == md.end()) {
+    return refuse("this worker holds a cluster secret and the call carried no credentials");
+  }
+  const std::string nonce_bytes(nonce->second.data(), nonce->second.size());
+  if (absl::Status spent = nonces_.Spend(nonce_bytes); !spent.ok()) {
+    return refuse(std::string(spent.message()));
+  }
+  std::string bytes;
+  request.SerializeToString(&bytes);
+  if (!options_.secret.Verify(method, nonce_bytes, bytes,
+                              std::string_view(mac->second.data(), mac->second.size()))) {
+    return refuse("wrong MAC: the caller does not hold this cluster's secret");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::ConfigureRequest* req,
                                    v1::ConfigureResponse* resp) {
+  if (grpc::Status auth = Authenticate(context, "Configure", *req); !auth.ok()) return auth;
   auto refuse = [](const std::string& why) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
   };
@@ -95,8 +134,10 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext*, const v1::ConfigureRequ
   return grpc::Status::OK;
 }
 
-grpc::Status ExpertHost::GetWorkerStatus(grpc::ServerContext*, const v1::WorkerStatusRequest*,
+grpc::Status ExpertHost::GetWorkerStatus(grpc::ServerContext* context,
+                                         const v1::WorkerStatusRequest* req,
                                          v1::WorkerStatus* resp) {
+  if (grpc::Status auth = Authenticate(context, "GetWorkerStatus", *req); !auth.ok()) return auth;
   std::lock_guard<std::mutex> lock(mu_);
   resp->set_rank(options_.rank);
   resp->set_state(state_);
@@ -107,6 +148,7 @@ grpc::Status ExpertHost::GetWorkerStatus(grpc::ServerContext*, const v1::WorkerS
   }
   resp->set_layers_served(layers_served_);
   resp->set_checkpoint_fingerprint(fingerprint_);
+  resp->set_auth_refusals(auth_refusals_ + link_->auth_refusals());  // control + data plane
   return grpc::Status::OK;
 }
 

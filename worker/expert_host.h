@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/cluster_auth.h"
 #include "common/comm/tcp/tcp_worker_link.h"
 #include "common/expert_shard.h"
 #include "common/model_config.h"
@@ -36,6 +37,7 @@ struct ExpertHostOptions {
   // float32 only, for now: shards on a GPU are not built yet.
   std::string device = "cpu";
   DType dtype = DType::kF32;
+  ClusterSecret secret;  // when enabled, every control-plane call must prove it holds it
 };
 
 class ExpertHost final : public v1::ExpertWorker::Service {
@@ -47,6 +49,8 @@ class ExpertHost final : public v1::ExpertWorker::Service {
                          v1::ConfigureResponse* response) override;
   grpc::Status GetWorkerStatus(grpc::ServerContext* context, const v1::WorkerStatusRequest* request,
                                v1::WorkerStatus* response) override;
+  grpc::Status GetChallenge(grpc::ServerContext* context, const v1::ChallengeRequest* request,
+                            v1::Challenge* response) override;
 
   const std::string& fingerprint() const { return fingerprint_; }
   int data_port() const { return data_port_; }
@@ -54,6 +58,10 @@ class ExpertHost final : public v1::ExpertWorker::Service {
  private:
   explicit ExpertHost(const ExpertHostOptions& options);
   void LayerLoop();
+  // OK when authentication is off or the call carries a valid nonce and MAC (see cluster_auth.h);
+  // else UNAUTHENTICATED, logged with the peer's address and counted.
+  grpc::Status Authenticate(grpc::ServerContext* context, std::string_view method,
+                            const google::protobuf::Message& request);
   absl::Status ServeCoordinator();
 
   ExpertHostOptions options_;
@@ -72,6 +80,8 @@ class ExpertHost final : public v1::ExpertWorker::Service {
   std::atomic<uint64_t> configure_count_{0};
   std::string state_ = "waiting";
   std::atomic<int64_t> layers_served_{0};
+  NonceBook nonces_;
+  std::atomic<int64_t> auth_refusals_{0};
   std::atomic<bool> stop_{false};
   std::thread loop_;
 };

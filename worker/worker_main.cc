@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli_flags.h"
+#include "common/cluster_auth.h"
 #include "coordinator/model/device_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -31,6 +32,12 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "Address for the control and data ports.
 ABSL_FLAG(int, port, 50061, "Control-plane gRPC port (dsv2.v1.ExpertWorker, health).");
 ABSL_FLAG(int, data_port, 29500, "Data-plane TCP port the coordinator connects to (0: any).");
 ABSL_FLAG(int, threads, 0, "CPU threads for the experts (0: one per core).");
+ABSL_FLAG(std::string, cluster_secret_file, "",
+          "A file holding the cluster's shared secret (>= 16 bytes; else $DSV2_CLUSTER_SECRET, "
+          "which a Kubernetes Secret can fill): every control-plane call must then prove it holds "
+          "it (HMAC-SHA-256 over a nonce this worker issued once); refusals are logged with the "
+          "peer's address and counted. Without one, anyone who reaches the port can configure "
+          "this worker.");
 ABSL_FLAG(double, timeout, 10.0,
           "Seconds a started message from the coordinator may stall before the session is "
           "dropped.");
@@ -83,6 +90,16 @@ int main(int argc, char** argv) {
         "--device cuda: expert shards on a GPU are not built yet in dsv2-worker; run it with "
         "--device cpu (the coordinator runs expert parallelism on the CPU too)");
   }
+  absl::StatusOr<dsv2::ClusterSecret> secret =
+      dsv2::ClusterSecret::FromFileOrEnv(absl::GetFlag(FLAGS_cluster_secret_file));
+  if (!secret.ok()) return Fail(std::string(secret.status().message()));
+  if (!secret->enabled() && !dsv2::IsLoopbackHost(absl::GetFlag(FLAGS_host))) {
+    std::fprintf(stderr,
+                 "dsv2-worker: WARNING: no cluster secret (--cluster-secret-file or "
+                 "DSV2_CLUSTER_SECRET) on %s: anyone who reaches the control port can configure "
+                 "this worker\n",
+                 absl::GetFlag(FLAGS_host).c_str());
+  }
   if (rank < 1)
     return Fail(
         "no rank: pass --rank N (N >= 1), set DSV2_RANK, run as a LeaderWorkerSet worker "
@@ -101,7 +118,8 @@ int main(int argc, char** argv) {
                                 .idle_timeout = absl::Seconds(2),
                                 .timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout)),
                                 .device = "cpu",
-                                .dtype = placement->dtype});
+                                .dtype = placement->dtype,
+                                .secret = *secret});
   if (!host.ok()) return Fail(std::string(host.status().message()));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -117,6 +117,21 @@ absl::Status ExpertParallelBackend::ConnectAll() {
         v1::ExpertWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    std::string nonce;
+    if (options_.secret.enabled()) {
+      grpc::ClientContext challenge_ctx;
+      challenge_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::Challenge challenge;
+      const grpc::Status c = stub->GetChallenge(&challenge_ctx, {}, &challenge);
+      if (!c.ok()) return absl::UnavailableError(absl::StrCat(who, ": ", c.error_message()));
+      if (!challenge.auth_required()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            who,
+            " holds no cluster secret while this coordinator does: start it with the same "
+            "--cluster-secret-file (or DSV2_CLUSTER_SECRET)"));
+      }
+      nonce = challenge.nonce();
+    }
     v1::ConfigureRequest req;
     req.set_rank(rank);
     req.set_world_size(world);
@@ -127,10 +142,17 @@ absl::Status ExpertParallelBackend::ConnectAll() {
     req.set_session(session);
     req.set_transport("tcp");
     req.set_dtype(PrecisionName(model_.dtype()));
+    if (options_.secret.enabled()) {
+      std::string bytes;
+      req.SerializeToString(&bytes);
+      ctx.AddMetadata(kAuthNonceKey, nonce);
+      ctx.AddMetadata(kAuthMacKey, options_.secret.Mac("Configure", nonce, bytes));
+    }
     v1::ConfigureResponse resp;
     const grpc::Status s = stub->Configure(&ctx, req, &resp);
     if (!s.ok()) {
-      const absl::StatusCode code = s.error_code() == grpc::StatusCode::FAILED_PRECONDITION
+      const absl::StatusCode code = s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+                                            s.error_code() == grpc::StatusCode::UNAUTHENTICATED
                                         ? absl::StatusCode::kFailedPrecondition
                                         : absl::StatusCode::kUnavailable;
       return absl::Status(code, absl::StrCat(who, ": ", s.error_message()));
@@ -147,6 +169,7 @@ absl::Status ExpertParallelBackend::ConnectAll() {
   TcpDispatcherOptions tcp;
   tcp.connect_timeout = absl::Seconds(10);
   tcp.timeout = options_.timeout;
+  tcp.secret = options_.secret;
   absl::StatusOr<std::unique_ptr<TcpExpertDispatcher>> dispatcher =
       TcpExpertDispatcher::Connect(data_endpoints, tcp);
   if (!dispatcher.ok()) {

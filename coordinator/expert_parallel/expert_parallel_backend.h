@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
 #include "common/comm/expert_placement.h"
 #include "coordinator/model/deepseek_v2_model.h"
@@ -35,6 +36,9 @@ struct ExpertParallelOptions {
   absl::Duration timeout = absl::Seconds(5);
   // How often the supervisor retries configuring lost workers.
   absl::Duration retry_interval = absl::Seconds(1);
+  // The cluster secret (cluster_auth.h): every control call proves it holds it, and a worker
+  // that holds none is refused. Not enabled: the calls carry no credentials.
+  ClusterSecret secret = {};
 };
 
 // How much of the exchange the coordinator's own work hid, summed over MoE layer calls. A layer

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
+#include "common/cluster_auth.h"
 #include "coordinator/expert_parallel/lws_group.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/coordinator_server.h"
@@ -65,6 +66,11 @@ ABSL_FLAG(int64_t, max_request_bytes, 4 << 20,
 ABSL_FLAG(int, max_concurrent_streams, 256,
           "Streams one client connection may have open at once (HTTP/2); more wait for one to "
           "end. Requests beyond --max-running wait in the queue (--queue-capacity) either way.");
+ABSL_FLAG(std::string, cluster_secret_file, "",
+          "With --workers: a file holding the cluster's shared secret (>= 16 bytes; else "
+          "$DSV2_CLUSTER_SECRET, which a Kubernetes Secret can fill). Every call to a worker "
+          "proves it holds the secret (HMAC-SHA-256 over a fresh nonce), and a worker without "
+          "it is refused. Without one the control plane is open to anyone who reaches it.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate (chain) of the gRPC API: serve TLS instead of plaintext. Needs "
           "--tls-key; the HTTP API has no TLS yet (run it with --http-port 0).");
@@ -129,6 +135,20 @@ int main(int argc, char** argv) {
                  absl::StrJoin(workers, ", ").c_str());
   }
   const bool expert_parallel = !workers.empty();
+  absl::StatusOr<dsv2::ClusterSecret> secret =
+      dsv2::ClusterSecret::FromFileOrEnv(absl::GetFlag(FLAGS_cluster_secret_file));
+  if (!secret.ok()) return Fail(std::string(secret.status().message()));
+  if (expert_parallel && !secret->enabled()) {
+    for (const std::string& w : workers) {
+      if (!dsv2::IsLoopbackHost(w.substr(0, w.rfind(':')))) {
+        std::fprintf(stderr,
+                     "dsv2-coordinator: WARNING: no cluster secret (--cluster-secret-file or "
+                     "DSV2_CLUSTER_SECRET) and workers beyond loopback: anyone who reaches a "
+                     "worker can configure it\n");
+        break;
+      }
+    }
+  }
   if (absl::GetFlag(FLAGS_max_request_bytes) < 1024 ||
       absl::GetFlag(FLAGS_max_request_bytes) > std::numeric_limits<int>::max()) {
     return Fail("--max-request-bytes must be in [1024, 2147483647]");
@@ -200,7 +220,8 @@ int main(int argc, char** argv) {
        .tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca),
        .expert_parallel = {.workers = workers,
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
-                           .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout))}});
+                           .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout)),
+                           .secret = *secret}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const dsv2::EngineStats stats = (*server)->engine().Stats();
   std::fprintf(stderr,

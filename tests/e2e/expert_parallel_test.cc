@@ -12,12 +12,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/cluster_auth.h"
 #include "common/safetensors.h"
 #include "coordinator/server/coordinator_server.h"
 #include "dsv2/v1/inference.grpc.pb.h"
@@ -83,17 +85,23 @@ class ChildProcess {
 // A dsv2-worker process.
 class WorkerProcess {
  public:
-  WorkerProcess(std::string model, int rank) : model_(std::move(model)), rank_(rank) {
+  WorkerProcess(std::string model, int rank, std::vector<std::string> extra = {})
+      : model_(std::move(model)), rank_(rank), extra_(std::move(extra)) {
     port_ = FreePort();
     data_port_ = FreePort();
     Start();
   }
 
   void Start() {
-    process_.Spawn(
-        {DSV2_WORKER_BIN, "--model=" + model_, absl::StrCat("--rank=", rank_), "--host=127.0.0.1",
-         absl::StrCat("--port=", port_), absl::StrCat("--data-port=", data_port_), "--threads=1"},
-        absl::StrCat("worker", rank_));
+    std::vector<std::string> args = {DSV2_WORKER_BIN,
+                                     "--model=" + model_,
+                                     absl::StrCat("--rank=", rank_),
+                                     "--host=127.0.0.1",
+                                     absl::StrCat("--port=", port_),
+                                     absl::StrCat("--data-port=", data_port_),
+                                     "--threads=1"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    process_.Spawn(args, absl::StrCat("worker", rank_));
   }
   void Kill(int sig) { process_.Stop(sig); }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
@@ -101,6 +109,7 @@ class WorkerProcess {
  private:
   std::string model_;
   int rank_;
+  std::vector<std::string> extra_;
   int port_ = 0;
   int data_port_ = 0;
   ChildProcess process_;
@@ -156,15 +165,24 @@ grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port) {
 }
 
 std::unique_ptr<CoordinatorServer> StartCoordinator(const std::vector<std::string>& workers,
-                                                    bool coordinator_experts = false) {
+                                                    bool coordinator_experts = false,
+                                                    ClusterSecret secret = {}) {
   return std::move(CoordinatorServer::Start(
                        {.model_dir = kLite,
                         .engine = {.max_context = 512},
                         .expert_parallel = {.workers = workers,
                                             .coordinator_hosts_experts = coordinator_experts,
                                             .timeout = absl::Seconds(2),
-                                            .retry_interval = absl::Milliseconds(200)}}))
+                                            .retry_interval = absl::Milliseconds(200),
+                                            .secret = secret}}))
       .value();
+}
+
+// A file holding `secret`, under the test's temp dir; the flag that names it.
+std::string SecretFlag(const std::string& name, const std::string& secret) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
+  std::ofstream(path) << secret << "\n";
+  return "--cluster-secret-file=" + path;
 }
 
 class ExpertParallelTest : public ::testing::Test {
@@ -354,6 +372,126 @@ TEST_F(WorkerFaultTest, WorkerWithAnotherCheckpointIsRefused) {
   EXPECT_FALSE(coordinator->expert_group()->serving());
   EXPECT_THAT(coordinator->expert_group()->status().message(), HasSubstr("checkpoint mismatch"));
   EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+// The authenticated cluster: workers and coordinator that hold the same secret serve as before;
+// a coordinator without it or with another one cannot configure a worker, a worker without it
+// is refused by a coordinator that has one, and a replayed Configure fails.
+class ClusterSecretTest : public ExpertParallelTest {};
+
+constexpr char kSecret[] = "0123456789abcdef-the-cluster-secret";
+
+TEST_F(ClusterSecretTest, SameSecretServesAsBefore) {
+  const std::string flag = SecretFlag("secret", kSecret);
+  WorkerProcess w1(kLite, 1, {flag}), w2(kLite, 2, {flag});
+  auto coordinator = StartCoordinator({w1.address(), w2.address()}, false,
+                                      ClusterSecret::FromBytes(kSecret).value());
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  ExpectSameAsStandalone(coordinator->port());
+}
+
+TEST_F(ClusterSecretTest, CoordinatorWithoutOrWithAnotherSecretIsRefused) {
+  WorkerProcess w1(kLite, 1, {SecretFlag("secret", kSecret)});
+  {
+    auto coordinator = StartCoordinator({w1.address()});
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_FALSE(coordinator->expert_group()->serving());
+    EXPECT_THAT(coordinator->expert_group()->status().message(),
+                HasSubstr("the call carried no credentials"));
+  }
+  {
+    auto coordinator = StartCoordinator({w1.address()}, false,
+                                        ClusterSecret::FromBytes("another-secret-of-16+").value());
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_FALSE(coordinator->expert_group()->serving());
+    EXPECT_THAT(coordinator->expert_group()->status().message(), HasSubstr("wrong MAC"));
+    EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
+}
+
+TEST_F(ClusterSecretTest, WorkerWithoutTheSecretIsRefusedByTheCoordinator) {
+  WorkerProcess w1(kLite, 1);
+  auto coordinator =
+      StartCoordinator({w1.address()}, false, ClusterSecret::FromBytes(kSecret).value());
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(coordinator->expert_group()->serving());
+  EXPECT_THAT(coordinator->expert_group()->status().message(),
+              HasSubstr("holds no cluster secret"));
+}
+
+TEST_F(ClusterSecretTest, ReplayedConfigureIsRefusedAndRefusalsAreCounted) {
+  WorkerProcess w1(kLite, 1, {SecretFlag("secret", kSecret)});
+  const ClusterSecret secret = ClusterSecret::FromBytes(kSecret).value();
+  auto stub = v1::ExpertWorker::NewStub(
+      grpc::CreateChannel(w1.address(), grpc::InsecureChannelCredentials()));
+  v1::Challenge challenge;
+  for (int attempt = 0; attempt < 100; ++attempt) {  // the worker takes a moment to listen
+    grpc::ClientContext ctx;
+    if (stub->GetChallenge(&ctx, {}, &challenge).ok()) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(challenge.auth_required());
+  ASSERT_EQ(challenge.nonce().size(), 32u);
+  // An authenticated status call: learn the fingerprint.
+  auto call = [&](auto method, const auto& req, auto* resp, const std::string& name,
+                  const std::string& nonce, const ClusterSecret& with) {
+    grpc::ClientContext ctx;
+    std::string bytes;
+    req.SerializeToString(&bytes);
+    ctx.AddMetadata(kAuthNonceKey, nonce);
+    ctx.AddMetadata(kAuthMacKey, with.Mac(name, nonce, bytes));
+    return ((*stub).*method)(&ctx, req, resp);
+  };
+  v1::WorkerStatus status;
+  ASSERT_TRUE(call(&v1::ExpertWorker::Stub::GetWorkerStatus, v1::WorkerStatusRequest(), &status,
+                   "GetWorkerStatus", challenge.nonce(), secret)
+                  .ok());
+  v1::ConfigureRequest req;
+  req.set_rank(1);
+  req.set_world_size(2);
+  req.set_expert_begin(0);
+  req.set_expert_end(16);
+  req.set_session(7);
+  req.set_transport("tcp");
+  req.set_checkpoint_fingerprint(status.checkpoint_fingerprint());
+  v1::ConfigureResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->GetChallenge(&ctx, {}, &challenge).ok());
+  }
+  const std::string nonce = challenge.nonce();
+  grpc::Status s = call(&v1::ExpertWorker::Stub::Configure, req, &resp, "Configure", nonce, secret);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  s = call(&v1::ExpertWorker::Stub::Configure, req, &resp, "Configure", nonce, secret);  // replay
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(s.error_message(), HasSubstr("already used"));
+  // A MAC over another request (the rank changed after signing) fails too.
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->GetChallenge(&ctx, {}, &challenge).ok());
+  }
+  std::string signed_bytes;
+  req.SerializeToString(&signed_bytes);
+  req.set_rank(2);
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kAuthNonceKey, challenge.nonce());
+    ctx.AddMetadata(kAuthMacKey, secret.Mac("Configure", challenge.nonce(), signed_bytes));
+    s = stub->Configure(&ctx, req, &resp);
+  }
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->GetChallenge(&ctx, {}, &challenge).ok());
+  }
+  ASSERT_TRUE(call(&v1::ExpertWorker::Stub::GetWorkerStatus, v1::WorkerStatusRequest(), &status,
+                   "GetWorkerStatus", challenge.nonce(), secret)
+                  .ok());
+  EXPECT_EQ(status.auth_refusals(), 2);
+  // Unauthenticated status calls are refused as well.
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub->GetWorkerStatus(&ctx, {}, &status).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 }  // namespace

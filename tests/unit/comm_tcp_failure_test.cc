@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cluster_auth.h"
 #include "common/comm/tcp/asio_util.h"
 #include "common/comm/tcp/frame.h"
 #include "gmock/gmock.h"
@@ -267,6 +268,97 @@ TEST(CommTcpFailureTest, WorkerDropsProbesBeforeTheCoordinator) {
   other.join();
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_TRUE(d.ok()) << d.status();
+}
+
+// The data plane's handshake with a cluster secret: the worker challenges with a fresh nonce,
+// the coordinator answers with HMAC(secret, nonce ‖ hello). Every mismatch is refused by name.
+struct AuthCase {
+  std::string worker_secret, coordinator_secret;  // "" = none
+};
+
+absl::Status Handshake(const AuthCase& c, absl::Status* worker_status, int64_t* refusals) {
+  TcpWorkerOptions wo = comm_testing::FastWorkerOptions();
+  wo.accept_timeout = absl::Seconds(1);  // a refused coordinator hangs up; stop listening soon
+  if (!c.worker_secret.empty()) wo.secret = ClusterSecret::FromBytes(c.worker_secret).value();
+  auto link = TcpExpertWorkerLink::Listen(0, wo);
+  if (!link.ok()) return link.status();
+  std::thread worker([&] { *worker_status = (*link)->WaitForCoordinator(); });
+  TcpDispatcherOptions dopt = comm_testing::FastDispatcherOptions();
+  if (!c.coordinator_secret.empty()) {
+    dopt.secret = ClusterSecret::FromBytes(c.coordinator_secret).value();
+  }
+  auto d = TcpExpertDispatcher::Connect({absl::StrCat("127.0.0.1:", (*link)->port())}, dopt);
+  worker.join();
+  *refusals = (*link)->auth_refusals();
+  return d.status();
+}
+
+TEST(CommTcpAuthTest, SameSecretHandshakes) {
+  absl::Status w;
+  int64_t refusals = -1;
+  const absl::Status d = Handshake({"sixteen-bytes-secret", "sixteen-bytes-secret"}, &w, &refusals);
+  EXPECT_TRUE(d.ok()) << d;
+  EXPECT_TRUE(w.ok()) << w;
+  EXPECT_EQ(refusals, 0);
+}
+
+TEST(CommTcpAuthTest, AnotherSecretIsRefusedAndCounted) {
+  absl::Status w;
+  int64_t refusals = -1;
+  const absl::Status d = Handshake({"sixteen-bytes-secret", "another-16-byte-key"}, &w, &refusals);
+  EXPECT_TRUE(absl::IsFailedPrecondition(d)) << d;
+  EXPECT_THAT(d.message(), HasSubstr("cluster authentication failed"));
+  EXPECT_TRUE(absl::IsUnauthenticated(w)) << w;
+  EXPECT_THAT(w.message(), HasSubstr("refused the coordinator at 127.0.0.1:"));
+  EXPECT_EQ(refusals, 1);
+}
+
+TEST(CommTcpAuthTest, MissingSecretOnEitherSideIsNamed) {
+  absl::Status w;
+  int64_t refusals = -1;
+  absl::Status d = Handshake({"sixteen-bytes-secret", ""}, &w, &refusals);
+  EXPECT_TRUE(absl::IsFailedPrecondition(d)) << d;
+  EXPECT_THAT(d.message(), HasSubstr("holds a cluster secret and this coordinator has none"));
+  d = Handshake({"", "sixteen-bytes-secret"}, &w, &refusals);
+  EXPECT_TRUE(absl::IsFailedPrecondition(d)) << d;
+  EXPECT_THAT(d.message(), HasSubstr("holds no cluster secret while this coordinator does"));
+}
+
+// A recorded proof is worthless: each handshake's nonce is fresh, so replaying the bytes of a
+// good handshake on a new connection fails.
+TEST(CommTcpAuthTest, ReplayedProofIsRefused) {
+  TcpWorkerOptions wo = comm_testing::FastWorkerOptions();
+  wo.secret = ClusterSecret::FromBytes("sixteen-bytes-secret").value();
+  auto link = TcpExpertWorkerLink::Listen(0, wo);
+  ASSERT_TRUE(link.ok()) << link.status();
+  absl::Status worker_status;
+  std::thread worker([&] { worker_status = (*link)->WaitForCoordinator(); });
+  {
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), (*link)->port()));
+    const auto hello = comm_tcp::EncodeHello({1, 2, 7});
+    const auto header = comm_tcp::EncodeHeader(
+        {.type = comm_tcp::FrameType::kHello, .payload_bytes = comm_tcp::kHelloPayloadBytes});
+    asio::write(s, asio::buffer(header));
+    asio::write(s, asio::buffer(hello));
+    comm_tcp::HeaderBytes challenge_header;
+    std::string nonce(comm_tcp::kAuthPayloadBytes, '\0');
+    asio::read(s, asio::buffer(challenge_header));
+    asio::read(s, asio::buffer(nonce));
+    // The proof of an earlier handshake (another nonce), replayed.
+    const ClusterSecret secret = ClusterSecret::FromBytes("sixteen-bytes-secret").value();
+    const std::string old_proof =
+        secret.Mac(kDataPlaneAuthContext, FreshNonce(),
+                   std::string_view(reinterpret_cast<const char*>(hello.data()), hello.size()));
+    const auto proof_header = comm_tcp::EncodeHeader(
+        {.type = comm_tcp::FrameType::kHelloProof, .payload_bytes = comm_tcp::kAuthPayloadBytes});
+    asio::write(s, asio::buffer(proof_header));
+    asio::write(s, asio::buffer(old_proof));
+  }
+  worker.join();
+  EXPECT_TRUE(absl::IsUnauthenticated(worker_status)) << worker_status;
+  EXPECT_EQ((*link)->auth_refusals(), 1);
 }
 
 }  // namespace

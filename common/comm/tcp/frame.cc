@@ -21,7 +21,7 @@ T Get(const uint8_t* in) {
   return value;
 }
 
-bool KnownType(uint16_t type) { return type >= 1 && type <= 6; }
+bool KnownType(uint16_t type) { return type >= 1 && type <= 8; }
 
 }  // namespace
 
@@ -39,6 +39,10 @@ const char* FrameTypeName(FrameType type) {
       return "combine";
     case FrameType::kDrain:
       return "drain";
+    case FrameType::kHelloChallenge:
+      return "hello-challenge";
+    case FrameType::kHelloProof:
+      return "hello-proof";
   }
   return "unknown";
 }
@@ -120,6 +124,10 @@ absl::StatusOr<FrameHeader> DecodeHeader(const HeaderBytes& b, int64_t max_paylo
       break;
     case FrameType::kDrain:
       expected = 0;
+      break;
+    case FrameType::kHelloChallenge:
+    case FrameType::kHelloProof:
+      expected = kAuthPayloadBytes;
       break;
   }
   if (h.payload_bytes != expected) {

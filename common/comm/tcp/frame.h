@@ -37,6 +37,7 @@ inline constexpr uint32_t kFrameMagic = 0x32565344;
 inline constexpr uint16_t kFrameVersion = 1;
 inline constexpr size_t kFrameHeaderBytes = 40;
 inline constexpr size_t kHelloPayloadBytes = 16;
+inline constexpr size_t kAuthPayloadBytes = 32;  // a nonce or an HMAC-SHA-256
 inline constexpr int64_t kMaxRejectBytes = 1024;
 
 enum class FrameType : uint16_t {
@@ -46,6 +47,10 @@ enum class FrameType : uint16_t {
   kDispatch = 4,
   kCombine = 5,
   kDrain = 6,
+  // With a cluster secret: the worker answers a hello with a challenge (a fresh nonce), the
+  // coordinator proves it holds the secret (HMAC over the nonce and its hello), then the ack.
+  kHelloChallenge = 7,
+  kHelloProof = 8,
 };
 const char* FrameTypeName(FrameType type);
 

@@ -141,6 +141,39 @@ absl::Status TcpExpertDispatcher::ConnectPeer(Peer& p, int world, uint64_t sessi
   absl::StatusOr<FrameHeader> reply =
       comm_tcp::DecodeHeader(p.in_header, comm_tcp::kMaxRejectBytes);
   if (!reply.ok()) return p.Error(absl::StrCat("bad handshake reply: ", reply.status().message()));
+  const auto who = [&] {
+    return absl::StrCat("expert-parallel rank ", p.rank, " (", p.endpoint, ")");
+  };
+  if (reply->type == FrameType::kHelloChallenge) {
+    if (!options_.secret.enabled()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          who(),
+          " holds a cluster secret and this coordinator has none: start it with the same "
+          "--cluster-secret-file (or DSV2_CLUSTER_SECRET)"));
+    }
+    std::string nonce(comm_tcp::kAuthPayloadBytes, '\0');
+    ec = comm_tcp::ReadBefore(io, p.socket, asio::buffer(nonce), deadline);
+    if (ec) return p.Error(absl::StrCat("handshake failed: ", comm_tcp::Describe(ec)));
+    const std::string proof = options_.secret.Mac(
+        kDataPlaneAuthContext, nonce,
+        std::string_view(reinterpret_cast<const char*>(hello_bytes.data()), hello_bytes.size()));
+    p.out_header = comm_tcp::EncodeHeader({.type = FrameType::kHelloProof,
+                                           .sender_rank = 0,
+                                           .payload_bytes = comm_tcp::kAuthPayloadBytes});
+    const std::array<asio::const_buffer, 2> proof_out{asio::buffer(p.out_header),
+                                                      asio::buffer(proof)};
+    ec = comm_tcp::WriteBefore(io, p.socket, proof_out, deadline);
+    if (!ec) ec = comm_tcp::ReadBefore(io, p.socket, asio::buffer(p.in_header), deadline);
+    if (ec) return p.Error(absl::StrCat("handshake failed: ", comm_tcp::Describe(ec)));
+    reply = comm_tcp::DecodeHeader(p.in_header, comm_tcp::kMaxRejectBytes);
+    if (!reply.ok())
+      return p.Error(absl::StrCat("bad handshake reply: ", reply.status().message()));
+  } else if (options_.secret.enabled() && reply->type == FrameType::kHelloAck) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(who(),
+                     " holds no cluster secret while this coordinator does: start it with the same "
+                     "--cluster-secret-file (or DSV2_CLUSTER_SECRET)"));
+  }
   if (reply->type == FrameType::kHelloReject) {
     std::string reason(reply->payload_bytes, '\0');
     ec = comm_tcp::ReadBefore(io, p.socket, asio::buffer(reason), deadline);

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
 
 namespace dsv2 {
@@ -23,6 +24,9 @@ struct TcpDispatcherOptions {
   absl::Duration timeout = absl::Seconds(10);
   // A frame announcing a larger payload is a protocol error.
   int64_t max_frame_bytes = int64_t{4} << 30;
+  // When enabled, answer each worker's handshake challenge with the proof (cluster_auth.h), and
+  // refuse a worker that issues none (it does not hold the secret).
+  ClusterSecret secret = {};
 };
 
 class TcpExpertDispatcher final : public ExpertDispatcher {

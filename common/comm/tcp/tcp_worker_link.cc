@@ -145,6 +145,42 @@ absl::Status TcpExpertWorkerLink::Handshake(absl::Time deadline, bool* refused) 
     return absl::FailedPreconditionError(
         absl::StrCat("refused the coordinator at ", impl_->coordinator, ": ", reason));
   }
+  if (options_.secret.enabled()) {
+    // Challenge: a fresh nonce; the proof must be HMAC(secret, nonce ‖ this hello).
+    const std::string nonce = FreshNonce();
+    reply.type = FrameType::kHelloChallenge;
+    reply.payload_bytes = comm_tcp::kAuthPayloadBytes;
+    impl_->header = comm_tcp::EncodeHeader(reply);
+    const std::array<asio::const_buffer, 2> challenge{asio::buffer(impl_->header),
+                                                      asio::buffer(nonce)};
+    ec = comm_tcp::WriteBefore(io, s, challenge, deadline);
+    if (!ec) ec = comm_tcp::ReadBefore(io, s, asio::buffer(impl_->header), deadline);
+    if (ec) return absl::UnavailableError(comm_tcp::Describe(ec));
+    absl::StatusOr<FrameHeader> proof_header =
+        comm_tcp::DecodeHeader(impl_->header, comm_tcp::kAuthPayloadBytes);
+    std::string proof(comm_tcp::kAuthPayloadBytes, '\0');
+    if (proof_header.ok() && proof_header->type == FrameType::kHelloProof) {
+      ec = comm_tcp::ReadBefore(io, s, asio::buffer(proof), deadline);
+      if (ec) return absl::UnavailableError(comm_tcp::Describe(ec));
+    }
+    const std::string_view hello_bytes(reinterpret_cast<const char*>(payload.data()),
+                                       payload.size());
+    if (!proof_header.ok() || proof_header->type != FrameType::kHelloProof ||
+        !options_.secret.Verify(kDataPlaneAuthContext, nonce, hello_bytes, proof)) {
+      ++auth_refusals_;
+      const std::string why =
+          "cluster authentication failed: the coordinator did not prove it "
+          "holds this cluster's secret";
+      reply.type = FrameType::kHelloReject;
+      reply.payload_bytes = static_cast<int64_t>(why.size());
+      impl_->header = comm_tcp::EncodeHeader(reply);
+      const std::array<asio::const_buffer, 2> out{asio::buffer(impl_->header), asio::buffer(why)};
+      comm_tcp::WriteBefore(io, s, out, deadline);  // best effort
+      *refused = true;
+      return absl::UnauthenticatedError(
+          absl::StrCat("refused the coordinator at ", impl_->coordinator, ": ", why));
+    }
+  }
   reply.type = FrameType::kHelloAck;
   reply.payload_bytes = comm_tcp::kHelloPayloadBytes;
   impl_->header = comm_tcp::EncodeHeader(reply);

@@ -5,6 +5,7 @@
 // activations, so the connections form a star of persistent links, not a full mesh.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
 
 namespace dsv2 {
@@ -30,6 +32,9 @@ struct TcpWorkerOptions {
   // Handshake checks: the rank and world size the coordinator must assign (-1 / 0: any).
   int expected_rank = -1;
   int expected_world_size = 0;
+  // When enabled, a coordinator must prove it holds the cluster secret in the handshake (an
+  // HMAC over a fresh nonce of this worker's and its hello); one that cannot is refused.
+  ClusterSecret secret = {};
 };
 
 class TcpExpertWorkerLink final : public ExpertWorkerLink {
@@ -46,6 +51,8 @@ class TcpExpertWorkerLink final : public ExpertWorkerLink {
   // and returned as FAILED_PRECONDITION. Called again, it replaces the current coordinator.
   absl::Status WaitForCoordinator();
   bool connected() const { return connected_; }
+  // Handshakes refused for missing or wrong cluster credentials (any thread may read it).
+  int64_t auth_refusals() const { return auth_refusals_; }
   // Drops the connection to the coordinator (which then sees this rank as gone).
   void Close();
 
@@ -75,6 +82,7 @@ class TcpExpertWorkerLink final : public ExpertWorkerLink {
   std::vector<float> x_;         // [n, hidden]
   std::vector<int32_t> expert_;  // [n, k]
   std::vector<float> weight_;    // [n, k]
+  std::atomic<int64_t> auth_refusals_{0};
 };
 
 }  // namespace dsv2
