@@ -7,7 +7,7 @@ case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next
 packages=(
   build-essential cmake pkg-config git
   libabsl-dev libgtest-dev libgmock-dev
-  libpcre2-dev libboost-dev nlohmann-json3-dev
+  libpcre2-dev libboost-dev nlohmann-json3-dev libssl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   python3 python3-venv python3-grpcio python3-protobuf python3-yaml
   iproute2  # the local-cluster rehearsal's network namespaces
