@@ -101,15 +101,24 @@ inline float F16ToFloat(uint16_t h) {
   return f;
 }
 
-// Reads element i of a float-typed buffer (F32, F16 or BF16) as float.
+// Reads element i of a float-typed buffer (F32, F16 or BF16) as float. The buffer may be a
+// tensor of a mapped checkpoint at any byte offset (the safetensors format does not promise
+// alignment), so elements are read with memcpy, never through a misaligned pointer
+// (`scripts/test.sh --sanitize address` found LoaderTest's files doing that).
 inline float LoadAsFloat(const void* data, DType t, int64_t i) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
   switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(data)[i];
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, bytes + i * 4, sizeof(f));
+      return f;
+    }
     case DType::kF16:
-      return F16ToFloat(static_cast<const uint16_t*>(data)[i]);
-    case DType::kBF16:
-      return Bf16ToFloat(static_cast<const uint16_t*>(data)[i]);
+    case DType::kBF16: {
+      uint16_t h;
+      std::memcpy(&h, bytes + i * 2, sizeof(h));
+      return t == DType::kF16 ? F16ToFloat(h) : Bf16ToFloat(h);
+    }
     default:
       return 0.0f;
   }
