@@ -177,9 +177,9 @@ absl::Status SafetensorsFile::ParseHeader() {
                        " of the data section, which has only ", data_size, " bytes"));
     }
     t.nbytes = e.as_int() - b.as_int();
-    if (t.nbytes != t.numel() * elem) {
+    if (t.nbytes != numel * elem) {
       return bad(absl::StrCat("data_offsets span ", t.nbytes, " bytes but shape ", t.ShapeString(),
-                              " of ", t.dtype_name, " needs ", t.numel() * elem));
+                              " of ", t.dtype_name, " needs ", numel * elem));
     }
     t.data = bytes + data_start + b.as_int();
     tensors_.emplace(name, std::move(t));

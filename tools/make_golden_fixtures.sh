@@ -4,11 +4,7 @@
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="$here/.venv-fixtures"
-python="${PYTHON:-python3}"
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --upgrade pip
-fi
-"$venv/bin/pip" install --quiet -r "$here/requirements-fixtures.txt"
-exec "$venv/bin/python" "$here/make_golden_fixtures.py" "$@"
+# shellcheck source=tools/pinned_venv.sh
+source "$here/pinned_venv.sh"
+pinned_venv requirements-fixtures.txt
+exec "$venv_python" "$here/make_golden_fixtures.py" "$@"

@@ -238,7 +238,7 @@ absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
       overlap_.layers += 1;
       overlap_.dispatch_seconds += seconds(start, sent);
       overlap_.away_seconds += seconds(sent, back);
-      overlap_.overlapped_seconds += seconds(sent, std::min(worked, back));
+      overlap_.overlapped_seconds += seconds(sent, worked);
       overlap_.waited_seconds += seconds(worked, back);
     }
     if (result.ok()) return result;

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
@@ -236,12 +235,10 @@ int main(int argc, char** argv) {
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
                static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
   const std::string host = absl::GetFlag(FLAGS_host);
-  const bool loopback =
-      host == "127.0.0.1" || host == "::1" || host == "localhost" || absl::StartsWith(host, "127.");
   if (absl::GetFlag(FLAGS_tls_cert).empty()) {
     std::fprintf(stderr, "dsv2-coordinator: gRPC API in PLAINTEXT on %s:%d\n", host.c_str(),
                  (*server)->port());
-    if (!loopback) {
+    if (!dsv2::IsLoopbackHost(host)) {
       std::fprintf(stderr,
                    "dsv2-coordinator: WARNING: plaintext on a non-loopback address: anyone who can "
                    "reach the port can use and read the API; give --tls-cert/--tls-key (and "
