@@ -32,6 +32,7 @@ absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(const CudaConte
   return absl::FailedPreconditionError(kNoCuda);
 }
 CudaContext::~CudaContext() = default;
+absl::Status CudaContext::MakeCurrent() { Unreachable(); }
 absl::Status CudaContext::Synchronize() { Unreachable(); }
 absl::Status CudaContext::CopyToDevice(void*, const void*, int64_t) { Unreachable(); }
 absl::Status CudaContext::CopyToHost(void*, const void*, int64_t) { Unreachable(); }

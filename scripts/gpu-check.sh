@@ -9,11 +9,16 @@
 #   scripts/gpu-check.sh run DIR      # on the GPU machine (driver, CUDA 13 toolkit, Python;
 #                                     # no apt, gRPC or abseil): GPU tests, compute-sanitizer
 #                                     # over the op tests, the full-size synthetic V2-Lite
-#                                     # benchmark, a 30 s gRPC load test; one table last
+#                                     # benchmark, a 30 s gRPC load test, expert parallelism
+#                                     # on the one GPU (coordinator + 2 workers over TCP)
+#                                     # beside standalone at 64 streams; one table last
 #
 # On the device tool: pack here, then one run call with `carry: ["gpu-pack"]` and the command
 # `scripts/gpu-check.sh run gpu-pack`. Environment: DSV2_GPU_CHECK_ARCH (default 90),
-# DSV2_GPU_CHECK_LOAD_SECONDS (default 30), DSV2_GPU_CHECK_SKIP_SANITIZER=1.
+# DSV2_GPU_CHECK_LOAD_SECONDS (default 30), DSV2_GPU_CHECK_SKIP_SANITIZER=1,
+# DSV2_GPU_CHECK_EP_LAYERS (default 6: the V2-Lite shapes with that many decoder layers, written
+# by dsv2-make-checkpoint on the GPU machine), DSV2_GPU_CHECK_EP_SECONDS (default 20 per run),
+# DSV2_GPU_CHECK_SKIP_EP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +39,8 @@ pack() {
   local arch="${DSV2_GPU_CHECK_ARCH:-90}"
   local bins=(tests/ops_cuda_test tests/golden_cuda_test tests/golden_bf16_test
     tests/engine_cuda_test tests/server_cuda_test tests/decode_graphs_cuda_test
-    bin/model_bench bin/dsv2-coordinator bin/dsv2-cli bin/load_generator)
+    tests/expert_parallel_cuda_test bin/model_bench bin/dsv2-coordinator bin/dsv2-worker
+    bin/dsv2-make-checkpoint bin/dsv2-cli bin/load_generator)
   scripts/install-deps.sh
   say "building for sm_${arch} in build-gpu/"
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
@@ -92,6 +98,66 @@ EOF
   echo "${joined}${py:+:$py}"
 }
 
+# Expert parallelism on the one GPU: a random checkpoint of the V2-Lite shapes (fewer layers, to
+# fit the time), standalone and then coordinator + 2 workers over TCP, 64 streams each.
+wait_health() {  # bin port pid
+  for _ in $(seq 1 480); do
+    "$1/dsv2-cli" --server "127.0.0.1:$2" --timeout 2 health >/dev/null 2>&1 && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+
+expert_parallel_section() {
+  local bin="$1" out="$2"
+  local ckpt="${DSV2_GPU_CHECK_EP_DIR:-/tmp/dsv2-ep-checkpoint}"
+  local secs="${DSV2_GPU_CHECK_EP_SECONDS:-20}" layers="${DSV2_GPU_CHECK_EP_LAYERS:-6}"
+  local port=50161 ok=0 pids=()
+  say "== expert parallelism: V2-Lite shapes, ${layers} layers, 64 streams, ${secs} s per run =="
+  rm -rf "$ckpt"
+  "$bin/dsv2-make-checkpoint" --out "$ckpt" --preset v2-lite --layers "$layers" >&2 || return 1
+  local load=("$bin/load_generator" --server "127.0.0.1:$port" --concurrency 64
+    --duration "$secs" --prompt-len 128 --max-new-tokens 128)
+  "$bin/dsv2-coordinator" --model "$ckpt" --device cuda --port "$port" --host 127.0.0.1 \
+    --max-running 64 --max-batch-tokens 2048 >"$out/ep_standalone.log" 2>&1 &
+  pids=($!)
+  if wait_health "$bin" "$port" "${pids[0]}"; then
+    timeout 180 "${load[@]}" --json "$out/ep_standalone.json" | tee "$out/ep_standalone.md" && ok=1
+  else
+    say "standalone coordinator did not come up:"; tail -n 20 "$out/ep_standalone.log" >&2
+  fi
+  kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true
+  [ "$ok" = 1 ] || return 1
+  ok=0
+  pids=()
+  local w
+  for w in 1 2; do
+    "$bin/dsv2-worker" --model "$ckpt" --device cuda --rank "$w" --host 127.0.0.1 \
+      --port $((port + 10 * w)) --data-port $((port + 10 * w + 1)) >"$out/ep_worker$w.log" 2>&1 &
+    pids+=($!)
+  done
+  # The coordinator keeps the weights it does not hand out plus a cache; the workers upload
+  # their halves of the routed experts to the same GPU when they are configured.
+  "$bin/dsv2-coordinator" --model "$ckpt" --device cuda --port "$port" --host 127.0.0.1 \
+    --max-running 64 --max-batch-tokens 2048 --gpu-memory-fraction 0.35 \
+    --workers "127.0.0.1:$((port + 10)),127.0.0.1:$((port + 20))" \
+    --worker-timeout 30 >"$out/ep_coordinator.log" 2>&1 &
+  pids=("$!" "${pids[@]}")
+  if wait_health "$bin" "$port" "${pids[0]}"; then
+    "$bin/dsv2-cli" --server "127.0.0.1:$port" info >&2 || true
+    timeout 180 "${load[@]}" --json "$out/ep_two_workers.json" | tee "$out/ep_two_workers.md" &&
+      ok=1
+    "$bin/dsv2-cli" --server "127.0.0.1:$port" info >&2 || true
+  else
+    say "expert-parallel group did not come up:"
+    tail -n 20 "$out/ep_coordinator.log" "$out"/ep_worker*.log >&2
+  fi
+  kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true
+  rm -rf "$ckpt"
+  [ "$ok" = 1 ]
+}
+
 run() {
   local dir="${1:?usage: gpu-check.sh run DIR}"
   dir=$(cd "$dir" && pwd)
@@ -99,6 +165,7 @@ run() {
   mkdir -p "$out"
   export LD_LIBRARY_PATH="$dir/lib:$(gpu_library_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export DSV2_TEST_DATA_DIR="$dir/data"
+  export DSV2_WORKER_BIN="$dir/bin/dsv2-worker"
   local bin="$dir/bin"
   local t0=$SECONDS
   nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader \
@@ -112,7 +179,7 @@ run() {
   local failed=0
   say "== GPU tests =="
   for t in ops_cuda_test golden_cuda_test golden_bf16_test decode_graphs_cuda_test \
-    engine_cuda_test server_cuda_test; do
+    engine_cuda_test server_cuda_test expert_parallel_cuda_test; do
     if timeout 300 "$bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1; then
       say "$t: $(grep -E '^\[  (PASSED|SKIPPED) \]' "$out/$t.log" | tr '\n' ' ')"
     else
@@ -162,6 +229,10 @@ run() {
   kill -TERM "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
 
+  if [ "${DSV2_GPU_CHECK_SKIP_EP:-0}" != 1 ]; then
+    expert_parallel_section "$bin" "$out" || failed=1
+  fi
+
   say "== summary ($((SECONDS - t0)) s) =="
   python3 - "$out" <<'EOF' || true
 import json, os, sys
@@ -173,6 +244,7 @@ def load(name):
     except Exception:
         return None
 b, l = load("model_bench.json"), load("load.json")
+es, ep = load("ep_standalone.json"), load("ep_two_workers.json")
 rows = []
 if b:
     bw = b["bandwidth_gbs"]
@@ -191,6 +263,14 @@ if l:
                  f"{lv['errors']} errors; target >= 5,000"))
     rows.append(("  TTFT p50 / p99", f"{lv['ttft_ms']['p50']:.0f} / {lv['ttft_ms']['p99']:.0f} ms", ""))
     rows.append(("  ITL p50 / p99", f"{lv['itl_ms']['p50']:.1f} / {lv['itl_ms']['p99']:.1f} ms", ""))
+if es and ep:
+    s_tps = es["levels"][-1]["output_tokens_per_s"]
+    e_tps = ep["levels"][-1]["output_tokens_per_s"]
+    ratio = e_tps / s_tps if s_tps else 0
+    rows.append((f"EP checkpoint standalone, 64 streams", f"{s_tps:,.0f} out tok/s",
+                 f"{es['levels'][-1]['errors']} errors"))
+    rows.append((f"EP coordinator + 2 workers (TCP, one GPU)", f"{e_tps:,.0f} out tok/s",
+                 f"{ratio:.2f}x standalone; target >= 0.7x; {ep['levels'][-1]['errors']} errors"))
 print("| measure | value | note |\n|---|---|---|")
 for r in rows:
     print(f"| {r[0]} | {r[1]} | {r[2]} |")

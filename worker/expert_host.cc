@@ -17,6 +17,10 @@ absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostO
   DSV2_ASSIGN_OR_RETURN(h->config_, LoadModelConfig(options.model_dir));
   DSV2_ASSIGN_OR_RETURN(h->checkpoint_, Checkpoint::Open(options.model_dir));
   h->fingerprint_ = CheckpointFingerprint(h->config_, *h->checkpoint_);
+  if (options.device == Device::kCuda) {
+    DSV2_ASSIGN_OR_RETURN(h->cuda_,
+                          CudaContext::Create({.device = options.gpu, .act_dtype = options.dtype}));
+  }
   TcpWorkerOptions link_options;
   link_options.idle_timeout = options.idle_timeout;
   link_options.timeout = options.timeout;
@@ -33,6 +37,11 @@ ExpertHost::~ExpertHost() {
   // The loop notices within one idle timeout (the link is not thread-safe to close from here).
   stop_ = true;
   loop_.join();
+}
+
+std::string ExpertHost::device_name() const {
+  if (cuda_ == nullptr) return "cpu";
+  return absl::StrCat("cuda:", cuda_->info().device, " (", cuda_->info().name, ")");
 }
 
 grpc::Status ExpertHost::GetChallenge(grpc::ServerContext*, const v1::ChallengeRequest*,
@@ -100,22 +109,37 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::Confi
     return refuse(absl::StrCat("transport '", req->transport(),
                                "' is not available in this worker (tcp is)"));
   }
-  std::shared_ptr<const ExpertShard> shard;
+  std::shared_ptr<HostedShard> shard;
   {
     std::lock_guard<std::mutex> lock(mu_);
     shard = shard_;
   }
-  if (shard == nullptr || shard->begin != req->expert_begin() || shard->end != req->expert_end()) {
+  if (shard == nullptr || shard->host.begin != req->expert_begin() ||
+      shard->host.end != req->expert_end()) {
     absl::StatusOr<ExpertShard> bound =
         BindExpertShard(config_, *checkpoint_, req->expert_begin(), req->expert_end());
     if (!bound.ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           std::string(bound.status().message()));
     }
-    shard = std::make_shared<const ExpertShard>(std::move(*bound));
-    std::fprintf(stderr, "dsv2-worker rank %d: hosting experts [%lld, %lld), %.2f GB\n",
-                 options_.rank, static_cast<long long>(shard->begin),
-                 static_cast<long long>(shard->end), shard->bytes / 1e9);
+    shard = std::make_shared<HostedShard>();
+    shard->host = std::move(*bound);
+    if (cuda_ != nullptr) {
+      // Only this shard's experts are read (their pages of the mmap'ed checkpoint).
+      absl::StatusOr<std::unique_ptr<CudaExpertShard>> uploaded =
+          CudaExpertShard::Upload(shard->host, *cuda_);
+      if (!uploaded.ok()) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            absl::StrCat("worker rank ", options_.rank,
+                                         ": uploading the expert shard to the GPU failed: ",
+                                         uploaded.status().message()));
+      }
+      shard->gpu = *std::move(uploaded);
+    }
+    std::fprintf(stderr, "dsv2-worker rank %d: hosting experts [%lld, %lld), %.2f GB on %s\n",
+                 options_.rank, static_cast<long long>(shard->host.begin),
+                 static_cast<long long>(shard->host.end), shard->host.bytes / 1e9,
+                 cuda_ != nullptr ? cuda_->info().name.c_str() : "the CPU");
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -125,11 +149,11 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::Confi
   ++configure_count_;
   resp->set_rank(options_.rank);
   resp->set_checkpoint_fingerprint(fingerprint_);
-  resp->set_expert_begin(shard->begin);
-  resp->set_expert_end(shard->end);
+  resp->set_expert_begin(shard->host.begin);
+  resp->set_expert_end(shard->host.end);
   resp->set_data_port(data_port_);
-  resp->set_shard_bytes(shard->bytes);
-  resp->set_device(options_.device);
+  resp->set_shard_bytes(shard->host.bytes);
+  resp->set_device(cuda_ != nullptr ? "cuda" : "cpu");
   resp->set_dtype(ours);
   return grpc::Status::OK;
 }
@@ -143,8 +167,8 @@ grpc::Status ExpertHost::GetWorkerStatus(grpc::ServerContext* context,
   resp->set_state(state_);
   resp->set_session(session_);
   if (shard_ != nullptr) {
-    resp->set_expert_begin(shard_->begin);
-    resp->set_expert_end(shard_->end);
+    resp->set_expert_begin(shard_->host.begin);
+    resp->set_expert_end(shard_->host.end);
   }
   resp->set_layers_served(layers_served_);
   resp->set_checkpoint_fingerprint(fingerprint_);
@@ -197,22 +221,29 @@ absl::Status ExpertHost::ServeCoordinator() {
       return got.status();
     }
     if (got->drain) return absl::OkStatus();
-    std::shared_ptr<const ExpertShard> shard;
+    std::shared_ptr<HostedShard> shard;
     {
       std::lock_guard<std::mutex> lock(mu_);
       shard = shard_;
     }
     if (shard == nullptr || got->layer < 0 ||
-        got->layer >= static_cast<int>(shard->layers.size())) {
+        got->layer >= static_cast<int>(shard->host.layers.size())) {
       link_->Close();
       return absl::FailedPreconditionError(
           absl::StrCat("dispatch for layer ", got->layer, " before Configure or out of range"));
     }
     partial.assign(got->n * got->hidden, 0.0f);  // [n, hidden]
-    RoutedExpertsForward(
-        ctx_, shard->layers[got->layer], shard->begin,
-        {.n_tokens = got->n, .top_k = got->k, .expert = got->expert, .weight = got->weight}, got->x,
-        got->hidden, partial.data());
+    if (shard->gpu != nullptr) {
+      if (absl::Status s = shard->gpu->Forward(*got, partial.data()); !s.ok()) {
+        link_->Close();
+        return s;
+      }
+    } else {
+      RoutedExpertsForward(
+          ctx_, shard->host.layers[got->layer], shard->host.begin,
+          {.n_tokens = got->n, .top_k = got->k, .expert = got->expert, .weight = got->weight},
+          got->x, got->hidden, partial.data());
+    }
     DSV2_RETURN_IF_ERROR(link_->SendCombine(got->layer, partial.data(), got->n, got->hidden));
     ++layers_served_;
   }

@@ -22,7 +22,9 @@
 #include "common/safetensors.h"
 #include "dsv2/v1/worker.grpc.pb.h"
 #include "kernels/cpu_context.h"
+#include "kernels/cuda/cuda_context.h"
 #include "kernels/dtype.h"
+#include "worker/cuda_expert_shard.h"
 
 namespace dsv2 {
 
@@ -33,9 +35,10 @@ struct ExpertHostOptions {
   int threads = 0;
   absl::Duration idle_timeout = absl::Seconds(5);
   absl::Duration timeout = absl::Seconds(10);
-  // Where and in what precision the shard computes (dsv2-worker --device/--dtype). The CPU in
-  // float32 only, for now: shards on a GPU are not built yet.
-  std::string device = "cpu";
+  // Where and in what precision the shard computes (dsv2-worker --device/--dtype): the CPU in
+  // float32, or CUDA device `gpu` in bfloat16 or float32 (the shard uploaded at Configure).
+  Device device = Device::kCpu;
+  int gpu = 0;
   DType dtype = DType::kF32;
   ClusterSecret secret;  // when enabled, every control-plane call must prove it holds it
 };
@@ -54,6 +57,8 @@ class ExpertHost final : public v1::ExpertWorker::Service {
 
   const std::string& fingerprint() const { return fingerprint_; }
   int data_port() const { return data_port_; }
+  // "cpu" or "cuda:0 (NVIDIA H200)".
+  std::string device_name() const;
 
  private:
   explicit ExpertHost(const ExpertHostOptions& options);
@@ -73,7 +78,13 @@ class ExpertHost final : public v1::ExpertWorker::Service {
   int data_port_ = 0;  // link_->port(), read once: the link belongs to the loop thread
 
   mutable std::mutex mu_;
-  std::shared_ptr<const ExpertShard> shard_;  // guarded by mu_; null until configured
+  // The shard as bound from the checkpoint, and its copy on the GPU when there is one.
+  struct HostedShard {
+    ExpertShard host;
+    std::unique_ptr<CudaExpertShard> gpu;  // used by the layer loop only
+  };
+  std::unique_ptr<CudaContext> cuda_;   // --device cuda
+  std::shared_ptr<HostedShard> shard_;  // guarded by mu_; null until configured
   uint64_t session_ = 0;
   // Bumped by every Configure; a link accepted before the latest Configure is dropped when it
   // goes idle (a coordinator whose host vanished never closes its socket).

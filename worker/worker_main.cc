@@ -31,7 +31,9 @@ ABSL_FLAG(int, rank, 0,
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address for the control and data ports.");
 ABSL_FLAG(int, port, 50061, "Control-plane gRPC port (dsv2.v1.ExpertWorker, health).");
 ABSL_FLAG(int, data_port, 29500, "Data-plane TCP port the coordinator connects to (0: any).");
-ABSL_FLAG(int, threads, 0, "CPU threads for the experts (0: one per core).");
+ABSL_FLAG(int, threads, 0,
+          "CPU threads for the experts on the CPU, and for staging activations (0: one per "
+          "core).");
 ABSL_FLAG(std::string, cluster_secret_file, "",
           "A file holding the cluster's shared secret (>= 16 bytes; else $DSV2_CLUSTER_SECRET, "
           "which a Kubernetes Secret can fill): every control-plane call must then prove it holds "
@@ -80,16 +82,10 @@ int main(int argc, char** argv) {
       rank = ordinal + 1;
     }
   }
-  // The shard computes on the CPU for now. --device auto means the CPU here (as on an
-  // expert-parallel coordinator); asking for a GPU says plainly that it is not built yet.
-  if (absl::GetFlag(FLAGS_device) == "auto") absl::SetFlag(&FLAGS_device, "cpu");
+  // --device auto: the GPU when one is usable (the shard is uploaded to it at Configure), else
+  // the CPU; --dtype must match the coordinator's (Configure refuses a mismatch).
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   if (!placement.ok()) return Fail(std::string(placement.status().message()));
-  if (placement->device != dsv2::Device::kCpu) {
-    return Fail(
-        "--device cuda: expert shards on a GPU are not built yet in dsv2-worker; run it with "
-        "--device cpu (the coordinator runs expert parallelism on the CPU too)");
-  }
   absl::StatusOr<dsv2::ClusterSecret> secret =
       dsv2::ClusterSecret::FromFileOrEnv(absl::GetFlag(FLAGS_cluster_secret_file));
   if (!secret.ok()) return Fail(std::string(secret.status().message()));
@@ -117,7 +113,8 @@ int main(int argc, char** argv) {
                                 .threads = absl::GetFlag(FLAGS_threads),
                                 .idle_timeout = absl::Seconds(2),
                                 .timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout)),
-                                .device = "cpu",
+                                .device = placement->device,
+                                .gpu = placement->cuda_device,
                                 .dtype = placement->dtype,
                                 .secret = *secret});
   if (!host.ok()) return Fail(std::string(host.status().message()));
@@ -132,9 +129,10 @@ int main(int argc, char** argv) {
   if (server == nullptr || bound == 0) return Fail("cannot listen on " + address);
   std::fprintf(stderr,
                "dsv2-worker rank %d: control on %s:%d, data on port %d, checkpoint %s "
-               "(fingerprint %s); waiting for the coordinator\n",
+               "(fingerprint %s), experts on %s in %s; waiting for the coordinator\n",
                rank, absl::GetFlag(FLAGS_host).c_str(), bound, (*host)->data_port(), model.c_str(),
-               (*host)->fingerprint().c_str());
+               (*host)->fingerprint().c_str(), (*host)->device_name().c_str(),
+               dsv2::PrecisionName(placement->dtype));
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -116,7 +116,9 @@ absl::Status ExpertParallelBackend::ConnectAll() {
     auto stub =
         v1::ExpertWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    // Configure binds the shard, and a GPU worker uploads it before answering (GBs for a
+    // real model): a generous deadline. An unreachable worker still fails at once.
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     std::string nonce;
     if (options_.secret.enabled()) {
       grpc::ClientContext challenge_ctx;
@@ -222,8 +224,9 @@ absl::Status ExpertParallelBackend::Run(const CpuContext& ctx, int64_t layer,
       // While the workers compute their shards: the coordinator's own shard (rank 0; its
       // partial goes into `out` first, then Combine adds ranks 1, 2, ... in order) and the
       // caller's independent work (the shared experts).
+      // A GPU model runs its own shard on its device, in `while_away` (remote_moe.h).
       const MoeWeights& local = model_.weights().layers[layer].moe;
-      if (!local.experts.empty()) {
+      if (!local.experts.empty() && model_.device() == Device::kCpu) {
         RoutedExpertsForward(ctx, local.experts, local.expert_begin,
                              {.n_tokens = sel.n_tokens,
                               .top_k = sel.top_k,

@@ -9,6 +9,7 @@
 #include "coordinator/model/mla_attention_block.h"
 #include "coordinator/model/model_weights_upload.h"
 #include "coordinator/model/moe_block.h"
+#include "coordinator/model/remote_moe.h"
 #include "coordinator/model/synthetic_weights.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
@@ -69,6 +70,13 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
 }
 
 DeepseekV2Model::~DeepseekV2Model() = default;
+
+void DeepseekV2Model::SetExpertBackend(RoutedExpertBackend* backend) {
+  expert_backend_ = backend;
+  if (backend != nullptr && device() == Device::kCuda && remote_staging_ == nullptr) {
+    remote_staging_ = std::make_unique<RemoteMoeStaging>();
+  }
+}
 
 absl::StatusOr<LatentKvCache> DeepseekV2Model::MakeCache(int64_t num_pages,
                                                          int64_t page_size) const {
@@ -286,7 +294,9 @@ absl::StatusOr<const float*> DeepseekV2Model::RunLayers(const ExecContext& ctx,
     norm(L.post_attention_norm, delta);  // x += attention; h = norm(x)
     if (L.is_moe) {
       DSV2_RETURN_IF_ERROR(
-          MoeForward(ctx, c, L.moe, {.layer = l, .x = h, .n = n, .out = delta}, expert_backend_));
+          MoeForward(ctx, c, L.moe,
+                     {.layer = l, .x = h, .n = n, .out = delta, .staging = remote_staging_.get()},
+                     expert_backend_));
     } else {
       GatedMlp(ctx, L.mlp, {.x = h, .n = n, .out = delta});
     }

@@ -23,6 +23,8 @@
 
 namespace dsv2 {
 
+struct RemoteMoeStaging;  // remote_moe.h
+
 // Where the model runs and in which precision.
 struct ModelPlacement {
   Device device = Device::kCpu;
@@ -45,8 +47,9 @@ class DeepseekV2Model {
   ~DeepseekV2Model();
 
   // Routed experts run on `backend` from now on (null: in process). Not thread-safe with
-  // Forward; set it while no forward runs. CPU models only, for now.
-  void SetExpertBackend(RoutedExpertBackend* backend) { expert_backend_ = backend; }
+  // Forward; set it while no forward runs. On a GPU the exchange is staged through pinned host
+  // buffers (remote_moe.h), and Forward synchronises inside each MoE layer (no CUDA graphs).
+  void SetExpertBackend(RoutedExpertBackend* backend);
   bool has_expert_backend() const { return expert_backend_ != nullptr; }
 
   const ModelConfig& config() const { return config_; }
@@ -79,8 +82,9 @@ class DeepseekV2Model {
   // The pieces of Forward, for runners that lay out a step themselves (DecodeGraphs):
   // Prepare validates the batch, reserves its pages and builds the host tables; RunLayers
   // computes from tables already on the context's device (layout.tables) and returns the
-  // logits [n_out, vocab] float32 on that device, in the context's workspace. RunLayers
-  // neither allocates outside the workspace nor synchronises (on CUDA it can be captured).
+  // logits [n_out, vocab] float32 on that device, in the context's workspace. Without an
+  // expert backend RunLayers neither allocates outside the workspace nor synchronises (on
+  // CUDA it can be captured).
   absl::StatusOr<TokenLayout> Prepare(LatentKvCache& cache, const ForwardBatch& batch) const;
   absl::StatusOr<const float*> RunLayers(const ExecContext& ctx, LatentKvCache& cache,
                                          const TokenLayout& layout) const;
@@ -104,6 +108,7 @@ class DeepseekV2Model {
   const float* inv_freq_ = nullptr;  // rope_.inv_freq on the model's device
   DeviceBuffer inv_freq_device_;
   RoutedExpertBackend* expert_backend_ = nullptr;
+  std::unique_ptr<RemoteMoeStaging> remote_staging_;  // with a backend on a GPU
 };
 
 }  // namespace dsv2

@@ -1,9 +1,7 @@
 #include "coordinator/model/moe_block.h"
 
-#include <algorithm>
-#include <functional>
-
 #include "common/gated_mlp.h"
+#include "coordinator/model/remote_moe.h"
 #include "kernels/matmul.h"
 #include "kernels/routed_experts.h"
 #include "kernels/router_topk.h"
@@ -32,30 +30,15 @@ absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& c, const MoeW
                    .weight = weight});
 
   if (backend != nullptr) {
-    if (ctx.on_cuda()) {
-      return absl::UnimplementedError(
-          "expert parallelism with a CUDA coordinator is not built yet (run it with --device cpu)");
-    }
-    const RouterSelection sel{.n_tokens = a.n,
-                              .top_k = k,
-                              .expert = std::vector<int32_t>(expert, expert + a.n * k),
-                              .weight = std::vector<float>(weight, weight + a.n * k)};
-    float* out = static_cast<float*>(a.out);
-    std::fill_n(out, a.n * hidden, 0.0f);
-    // The shared experts need nothing from the workers: they run while the routed tokens are
-    // away, into their own buffer, and join the routed sum once it is back.
-    float* shared = w.has_shared ? ws.Alloc<float>(a.n * hidden) : nullptr;  // [n, hidden]
-    std::function<void()> shared_experts;
-    if (shared != nullptr) {
-      shared_experts = [&] { GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = shared}); };
-    }
-    if (absl::Status s = backend->Run(ctx.cpu(), a.layer, sel, static_cast<const float*>(a.x),
-                                      hidden, out, shared_experts);
-        !s.ok()) {
-      return s;
-    }
-    for (int64_t i = 0; shared != nullptr && i < a.n * hidden; ++i) out[i] += shared[i];
-    return absl::OkStatus();
+    return RemoteMoe(ctx, c, w,
+                     {.layer = a.layer,
+                      .x = a.x,
+                      .n = a.n,
+                      .expert = expert,
+                      .weight = weight,
+                      .out = a.out,
+                      .staging = a.staging},
+                     *backend);
   }
   RoutedExperts(ctx, {.experts = w.experts.data(),
                       .n_local = static_cast<int64_t>(w.experts.size()),

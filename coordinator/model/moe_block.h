@@ -13,15 +13,18 @@
 
 namespace dsv2 {
 
+struct RemoteMoeStaging;  // remote_moe.h
+
 struct MoeArgs {
   int64_t layer = 0;
   const void* x = nullptr;  // [n, hidden] normalized input
   int64_t n = 0;
-  void* out = nullptr;  // [n, hidden]: moe(x), written
+  void* out = nullptr;                  // [n, hidden]: moe(x), written
+  RemoteMoeStaging* staging = nullptr;  // with a backend on a GPU (remote_moe.h)
 };
 
 // `backend` null: the routed experts bound in `w` run here; otherwise the backend runs them
-// (CPU contexts only, for now: UNIMPLEMENTED on a GPU).
+// (remote_moe.h), from a CPU or a GPU model.
 absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& config, const MoeWeights& w,
                         const MoeArgs& args, RoutedExpertBackend* backend);
 

@@ -94,9 +94,9 @@ ABSL_FLAG(std::vector<std::string>, workers, {},
 ABSL_FLAG(int, lws_worker_port, 50061, "With --workers lws: the workers' control port.");
 ABSL_FLAG(std::string, transport, "auto",
           "With --workers: the data plane that carries the token activations. tcp: TCP between "
-          "processes (any machines, CPU or GPU ranks); nccl: NCCL between GPU ranks (not built "
-          "yet: expert parallelism runs on the CPU for now); auto: nccl when every rank is on a "
-          "GPU, else tcp.");
+          "processes (any machines, CPU or GPU ranks; GPU activations are staged through pinned "
+          "host buffers); nccl: NCCL between GPU ranks (not wired in yet: refused); auto: tcp "
+          "for now (nccl once it is wired, when every rank is on a GPU).");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
 ABSL_FLAG(double, drain_timeout, 30.0,
@@ -164,11 +164,9 @@ int main(int argc, char** argv) {
   }
   if (expert_parallel && transport == "nccl") {
     return Fail(
-        "--transport nccl: the NCCL data plane needs every rank on a GPU, and expert "
-        "parallelism runs on the CPU for now; use --transport tcp (or auto)");
-  }
-  if (expert_parallel && absl::GetFlag(FLAGS_device) == "auto") {
-    absl::SetFlag(&FLAGS_device, "cpu");  // expert parallelism runs on the CPU for now
+        "--transport nccl: the NCCL data plane is not wired into the coordinator yet (the "
+        "communicator is built, see common/comm/nccl/); use --transport tcp (or auto), which "
+        "carries GPU activations through pinned host buffers");
   }
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   if (!placement.ok()) return Fail(std::string(placement.status().message()));

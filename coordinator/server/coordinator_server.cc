@@ -40,10 +40,6 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     bind.expert_begin = placement->Range(0).begin;
     bind.expert_end = placement->Range(0).end;
   }
-  if (expert_parallel && options.placement.device == Device::kCuda) {
-    return absl::FailedPreconditionError(
-        "expert parallelism runs with a CPU coordinator for now: add --device cpu");
-  }
   if (s->model_ == nullptr) {
     DSV2_ASSIGN_OR_RETURN(s->model_,
                           DeepseekV2Model::Load(options.model_dir, bind, options.placement));

@@ -1,6 +1,7 @@
 #include "coordinator/serving/inference_engine.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -56,7 +57,9 @@ InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* 
     return;
   }
   cache_.emplace(*std::move(cache));
-  if (model.device() == Device::kCuda && !options_.enforce_eager) {
+  // CUDA graphs replay a step without the host; an expert backend needs the host inside every
+  // MoE layer (the exchange), so such a model runs eagerly.
+  if (model.device() == Device::kCuda && !options_.enforce_eager && !model.has_expert_backend()) {
     absl::StatusOr<std::unique_ptr<DecodeGraphs>> graphs =
         DecodeGraphs::Create(model, ctx_,
                              {.max_context = options_.max_context,
@@ -206,6 +209,12 @@ void InferenceEngine::PublishStats() {
 }
 
 void InferenceEngine::Loop() {
+  if (CudaContext* cuda = model_.cuda_context(); cuda != nullptr) {
+    // This thread launches the model's work: its current device must be the model's (--gpu).
+    if (absl::Status s = cuda->MakeCurrent(); !s.ok()) {
+      std::fprintf(stderr, "dsv2: engine thread: %s\n", std::string(s.message()).c_str());
+    }
+  }
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);

@@ -108,6 +108,10 @@ CudaContext::~CudaContext() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
+absl::Status CudaContext::MakeCurrent() {
+  return CudaError(cudaSetDevice(info_.device), "cudaSetDevice");
+}
+
 absl::Status CudaContext::Synchronize() {
   return CudaError(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
 }

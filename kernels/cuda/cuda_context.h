@@ -51,6 +51,10 @@ class CudaContext {
   cublasContext* cublas() const { return cublas_; }
   Workspace& workspace() { return *workspace_; }
 
+  // Makes this context's device the calling thread's current one (the CUDA runtime's current
+  // device is per thread): every thread that launches work or allocates for this context calls
+  // it once before its first use (Create does it for the creating thread).
+  absl::Status MakeCurrent();
   // Waits for the stream; a kernel fault surfaces here as INTERNAL naming the CUDA error.
   absl::Status Synchronize();
   // Stream-ordered copies (host memory should be pinned for the copy to be asynchronous).

@@ -27,8 +27,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-
-extern char** environ;
+#include "tests/e2e/ep_processes.h"
 
 namespace dsv2 {
 namespace {
@@ -39,113 +38,6 @@ using namespace std::chrono_literals;
 const std::string kLite = std::string(DSV2_TEST_DATA_DIR) + "/golden/lite";
 const std::string kV2 = std::string(DSV2_TEST_DATA_DIR) + "/golden/v2";
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-// A child process (posix_spawn) whose stderr goes to a log file under the test's temp dir.
-class ChildProcess {
- public:
-  ~ChildProcess() { Stop(SIGTERM); }
-
-  void Spawn(std::vector<std::string> args, const std::string& log_name) {
-    const std::string log = absl::StrCat(::testing::TempDir(), "/", log_name, ".log");
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ASSERT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-  }
-
-  // Sends `sig`, waits, and returns the exit status (-1 when not running).
-  int Stop(int sig) {
-    if (pid_ <= 0) return -1;
-    kill(pid_, sig);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-// A dsv2-worker process.
-class WorkerProcess {
- public:
-  WorkerProcess(std::string model, int rank, std::vector<std::string> extra = {})
-      : model_(std::move(model)), rank_(rank), extra_(std::move(extra)) {
-    port_ = FreePort();
-    data_port_ = FreePort();
-    Start();
-  }
-
-  void Start() {
-    std::vector<std::string> args = {DSV2_WORKER_BIN,
-                                     "--model=" + model_,
-                                     absl::StrCat("--rank=", rank_),
-                                     "--host=127.0.0.1",
-                                     absl::StrCat("--port=", port_),
-                                     absl::StrCat("--data-port=", data_port_),
-                                     "--threads=1"};
-    args.insert(args.end(), extra_.begin(), extra_.end());
-    process_.Spawn(args, absl::StrCat("worker", rank_));
-  }
-  void Kill(int sig) { process_.Stop(sig); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-
- private:
-  std::string model_;
-  int rank_;
-  std::vector<std::string> extra_;
-  int port_ = 0;
-  int data_port_ = 0;
-  ChildProcess process_;
-};
-
-struct GenResult {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  std::vector<float> logprobs;
-};
-
-GenResult Generate(int port, const std::vector<int32_t>& prompt, int max_new) {
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
-  v1::GenerateRequest req;
-  for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
-  req.mutable_sampling()->set_temperature(0.0f);
-  req.mutable_stopping()->set_max_new_tokens(max_new);
-  req.mutable_stopping()->set_ignore_eos(true);
-  req.mutable_logprobs()->set_top_logprobs(5);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + 60s);
-  auto reader = stub->Generate(&ctx, req);
-  GenResult r;
-  v1::GenerateResponse resp;
-  while (reader->Read(&resp)) {
-    for (int32_t t : resp.token_ids()) r.tokens.push_back(t);
-    for (const auto& lp : resp.logprobs()) {
-      r.logprobs.push_back(lp.chosen().logprob());
-      for (const auto& t : lp.top()) r.logprobs.push_back(t.logprob());
-    }
-  }
-  r.status = reader->Finish();
-  return r;
-}
-
 bool WaitServing(const CoordinatorServer& server, bool want, std::chrono::seconds limit = 30s) {
   const auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {
@@ -153,15 +45,6 @@ bool WaitServing(const CoordinatorServer& server, bool want, std::chrono::second
     std::this_thread::sleep_for(20ms);
   }
   return false;
-}
-
-grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  grpc::health::v1::HealthCheckResponse resp;
-  stub->Check(&ctx, {}, &resp);
-  return resp.status();
 }
 
 std::unique_ptr<CoordinatorServer> StartCoordinator(const std::vector<std::string>& workers,

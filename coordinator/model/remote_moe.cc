@@ -1,0 +1,117 @@
+#include "coordinator/model/remote_moe.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "common/gated_mlp.h"
+#include "common/status_macros.h"
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/dtype.h"
+#include "kernels/routed_experts.h"
+
+namespace dsv2 {
+namespace {
+
+absl::Status RemoteMoeCpu(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                          const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
+  const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
+  Workspace& ws = ctx.workspace();
+  WorkspaceScope scope(ws);
+  const RouterSelection sel{.n_tokens = a.n,
+                            .top_k = k,
+                            .expert = std::vector<int32_t>(a.expert, a.expert + a.n * k),
+                            .weight = std::vector<float>(a.weight, a.weight + a.n * k)};
+  float* out = static_cast<float*>(a.out);
+  std::fill_n(out, a.n * hidden, 0.0f);
+  // The shared experts need nothing from the workers: they run while the routed tokens are
+  // away, into their own buffer, and join the routed sum once it is back.
+  float* shared = w.has_shared ? ws.Alloc<float>(a.n * hidden) : nullptr;  // [n, hidden]
+  std::function<void()> shared_experts;
+  if (shared != nullptr) {
+    shared_experts = [&] { GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = shared}); };
+  }
+  DSV2_RETURN_IF_ERROR(backend.Run(ctx.cpu(), a.layer, sel, static_cast<const float*>(a.x), hidden,
+                                   out, shared_experts));
+  for (int64_t i = 0; shared != nullptr && i < a.n * hidden; ++i) out[i] += shared[i];
+  return absl::OkStatus();
+}
+
+absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                           const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
+  if (a.staging == nullptr) return absl::InternalError("RemoteMoe on a GPU needs staging buffers");
+  CudaContext& cuda = ctx.cuda();
+  RemoteMoeStaging& st = *a.staging;
+  const DType act = ctx.act_dtype();
+  const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
+  const int64_t rows = a.n * hidden, slots = a.n * k, row_bytes = rows * DTypeSize(act);
+  DSV2_RETURN_IF_ERROR(st.x.Reserve(row_bytes));
+  DSV2_RETURN_IF_ERROR(st.own.Reserve(row_bytes));
+  DSV2_RETURN_IF_ERROR(st.expert.Reserve(slots * sizeof(int32_t)));
+  DSV2_RETURN_IF_ERROR(st.weight.Reserve(slots * sizeof(float)));
+
+  // The router's choice and the rows, to the host (the one wait before the exchange).
+  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.x.host<void>(), a.x, row_bytes));
+  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.expert.host<void>(), a.expert, slots * 4));
+  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.weight.host<void>(), a.weight, slots * 4));
+  DSV2_RETURN_IF_ERROR(cuda.Synchronize());
+  st.x32.resize(rows);
+  st.out32.assign(rows, 0.0f);
+  for (int64_t i = 0; i < rows; ++i) st.x32[i] = LoadAsFloat(st.x.host<void>(), act, i);
+  const RouterSelection sel{
+      .n_tokens = a.n,
+      .top_k = k,
+      .expert = std::vector<int32_t>(st.expert.host<int32_t>(), st.expert.host<int32_t>() + slots),
+      .weight = std::vector<float>(st.weight.host<float>(), st.weight.host<float>() + slots)};
+
+  // While the tokens are away the GPU computes what the coordinator owns: its own expert shard
+  // (if any) and the shared experts, into `own`. Enqueued only: the host goes on to combine.
+  const bool own_experts = !w.experts.empty();
+  const bool has_own = own_experts || w.has_shared;
+  void* own = st.own.device<void>();
+  std::function<void()> while_away = [&] {
+    if (own_experts) {
+      RoutedExperts(ctx, {.experts = w.experts.data(),
+                          .n_local = static_cast<int64_t>(w.experts.size()),
+                          .expert_begin = w.expert_begin,
+                          .expert = a.expert,
+                          .weight = a.weight,
+                          .n_tokens = a.n,
+                          .top_k = k,
+                          .hidden = hidden,
+                          .x = a.x,
+                          .out = own});
+    }
+    if (w.has_shared) {
+      GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = own, .accumulate = own_experts});
+    }
+  };
+  DSV2_RETURN_IF_ERROR(
+      backend.Run(st.cpu, a.layer, sel, st.x32.data(), hidden, st.out32.data(), while_away));
+
+  // out = routed partial sums (float32) + own, rounded once to the activation dtype.
+  if (has_own) {
+    DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.own.host<void>(), own, row_bytes));
+    DSV2_RETURN_IF_ERROR(cuda.Synchronize());
+    for (int64_t i = 0; i < rows; ++i) st.out32[i] += LoadAsFloat(st.own.host<void>(), act, i);
+  }
+  if (act == DType::kF32) {
+    std::memcpy(st.x.host<void>(), st.out32.data(), row_bytes);
+  } else {
+    uint16_t* dst = st.x.host<uint16_t>();
+    for (int64_t i = 0; i < rows; ++i) dst[i] = FloatToBf16(st.out32[i]);
+  }
+  // Stream-ordered before the next layer reads `out`; the next RemoteMoe synchronises before
+  // it writes the staging buffer again.
+  return cuda.CopyToDevice(a.out, st.x.host<void>(), row_bytes);
+}
+
+}  // namespace
+
+absl::Status RemoteMoe(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                       const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
+  return ctx.on_cuda() ? RemoteMoeCuda(ctx, c, w, a, backend) : RemoteMoeCpu(ctx, c, w, a, backend);
+}
+
+}  // namespace dsv2

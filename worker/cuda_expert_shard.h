@@ -1,0 +1,54 @@
+// CudaExpertShard: a worker's routed experts on its GPU (dsv2-worker --device cuda). Upload
+// copies the bound shard — only this worker's experts' bytes are read from the checkpoint — in
+// the run's dtype, each matrix kind of a layer's experts in one allocation (the grouped expert
+// GEMM's layout), with progress lines. Forward runs one layer's received tokens through the
+// same grouped GEMMs as the GPU engine (kernels/routed_experts.h).
+//
+// The TCP data plane carries float32 host rows; they are staged through pinned buffers:
+//   x [n, hidden] float32 → activation dtype (host) → device;  ids, weights → device
+//   RoutedExperts on the stream → partial [n, hidden] activation dtype → host → float32
+// One synchronisation per layer (the result must be on the host to be sent).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/comm/communicator.h"
+#include "common/expert_shard.h"
+#include "common/staging_buffer.h"
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/device_buffer.h"
+#include "kernels/mlp_weights.h"
+
+namespace dsv2 {
+
+class CudaExpertShard {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaExpertShard>> Upload(const ExpertShard& host,
+                                                                 CudaContext& cuda);
+
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  // partial [tokens.n, tokens.hidden] float32 host memory, written: for each received token,
+  // Σ over its slots on this shard of weight · expert(x). tokens.x, .expert, .weight are host
+  // memory (the TCP link's buffers). INVALID_ARGUMENT for a layer without experts here.
+  absl::Status Forward(const DispatchedTokens& tokens, float* partial);
+
+ private:
+  explicit CudaExpertShard(CudaContext& cuda) : cuda_(cuda) {}
+
+  CudaContext& cuda_;
+  int64_t begin_ = 0, end_ = 0;
+  std::vector<std::vector<MlpWeights>> layers_;  // [layer][e - begin], device views
+  std::vector<DeviceBuffer> storage_;            // owns the device weights
+  StagingBuffer x_;                              // [n, hidden] activation dtype
+  StagingBuffer expert_;                         // [n, k] int32
+  StagingBuffer weight_;                         // [n, k] float32
+  StagingBuffer out_;                            // [n, hidden] activation dtype
+};
+
+}  // namespace dsv2
