@@ -1,6 +1,7 @@
 // A build without CUDA (no nvcc): no CudaContext can be created, so the cuda:: twins are never
 // reached; they exist so that the op dispatchers link, and abort with a clear message if a bug
 // ever calls one.
+#include "kernels/cast_rows.h"
 #include "kernels/check.h"
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/embedding.h"
@@ -33,6 +34,7 @@ absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(const CudaConte
 }
 CudaContext::~CudaContext() = default;
 absl::Status CudaContext::MakeCurrent() { Unreachable(); }
+absl::Status CudaContext::Zero(void*, int64_t) { Unreachable(); }
 absl::Status CudaContext::Synchronize() { Unreachable(); }
 absl::Status CudaContext::CopyToDevice(void*, const void*, int64_t) { Unreachable(); }
 absl::Status CudaContext::CopyToHost(void*, const void*, int64_t) { Unreachable(); }
@@ -52,6 +54,7 @@ void Free(void*) {}
 absl::StatusOr<void*> MallocHost(int64_t) { return absl::FailedPreconditionError(kNoCuda); }
 void FreeHost(void*) {}
 
+void CastRows(CudaContext&, const CastRowsArgs&) { Unreachable(); }
 void EmbeddingLookup(CudaContext&, const EmbeddingArgs&) { Unreachable(); }
 void FillRandom(CudaContext&, const FillRandomArgs&) { Unreachable(); }
 void LatentCacheWrite(CudaContext&, const LatentCacheWriteArgs&) { Unreachable(); }

@@ -7,7 +7,10 @@
 // The TCP data plane carries float32 host rows; they are staged through pinned buffers:
 //   x [n, hidden] float32 → activation dtype (host) → device;  ids, weights → device
 //   RoutedExperts on the stream → partial [n, hidden] activation dtype → host → float32
-// One synchronisation per layer (the result must be on the host to be sent).
+// The NCCL data plane delivers float32 rows on the device; they stay there:
+//   x float32 (device) → CastRows → activation dtype;  ids, weights (host) → device
+//   RoutedExperts → CastRows → partial float32 (device)
+// Either way one synchronisation per layer: the result is complete when Forward returns.
 #pragma once
 
 #include <cstdint>
@@ -37,9 +40,17 @@ class CudaExpertShard {
   // Σ over its slots on this shard of weight · expert(x). tokens.x, .expert, .weight are host
   // memory (the TCP link's buffers). INVALID_ARGUMENT for a layer without experts here.
   absl::Status Forward(const DispatchedTokens& tokens, float* partial);
+  // The same for rows on the device (the NCCL link's buffers; ids and weights on the host).
+  // Returns the partial sums, float32 [tokens.n, tokens.hidden] on the device, valid until the
+  // next call; null when tokens.n is 0.
+  absl::StatusOr<const float*> ForwardOnDevice(const DispatchedTokens& tokens);
 
  private:
   explicit CudaExpertShard(CudaContext& cuda) : cuda_(cuda) {}
+  absl::Status CheckLayer(const DispatchedTokens& tokens) const;
+  // Stages ids and weights (host) on the device and runs the layer's experts on x (device,
+  // activation dtype) into out (device, activation dtype).
+  absl::Status RunExperts(const DispatchedTokens& tokens, const void* x, void* out);
 
   CudaContext& cuda_;
   int64_t begin_ = 0, end_ = 0;
@@ -49,6 +60,7 @@ class CudaExpertShard {
   StagingBuffer expert_;                         // [n, k] int32
   StagingBuffer weight_;                         // [n, k] float32
   StagingBuffer out_;                            // [n, hidden] activation dtype
+  DeviceBuffer partial_;  // [n, hidden] float32 (ForwardOnDevice with bfloat16 activations)
 };
 
 }  // namespace dsv2

@@ -6,6 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_fingerprint.h"
 #include "common/status_macros.h"
+#if DSV2_COMM_HAVE_NCCL
+#include "common/comm/nccl/nccl_worker_link.h"
+#endif
 
 namespace dsv2 {
 
@@ -105,9 +108,30 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::Confi
                                ", worker rank ", options_.rank, " in ", ours,
                                " (start both with the same --dtype)"));
   }
-  if (req->transport() != "tcp") {
+  const bool nccl = req->transport() == "nccl";
+  if (nccl) {
+    if (!kNcclTransportBuilt) {
+      return refuse(
+          absl::StrCat("worker rank ", options_.rank,
+                       " was built without NCCL: use --transport tcp on the coordinator"));
+    }
+    if (cuda_ == nullptr) {
+      return refuse(absl::StrCat("worker rank ", options_.rank,
+                                 " computes on the CPU: the NCCL transport needs every rank on a "
+                                 "GPU (start it with --device cuda, or use --transport tcp)"));
+    }
+    if (req->nccl_unique_id().size() != kNcclUniqueIdBytes) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("nccl_unique_id has ", req->nccl_unique_id().size(),
+                                       " bytes; an ncclUniqueId has ", kNcclUniqueIdBytes));
+    }
+    if (req->world_size() < 2 || req->rank() >= req->world_size()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("rank ", req->rank(), " of world size ", req->world_size()));
+    }
+  } else if (req->transport() != "tcp") {
     return refuse(absl::StrCat("transport '", req->transport(),
-                               "' is not available in this worker (tcp is)"));
+                               "' is not one this worker knows (tcp, nccl)"));
   }
   std::shared_ptr<HostedShard> shard;
   {
@@ -145,6 +169,12 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::Confi
     std::lock_guard<std::mutex> lock(mu_);
     shard_ = shard;
     session_ = req->session();
+    nccl_session_.reset();
+    if (nccl) {
+      nccl_session_ = NcclSession{.unique_id = req->nccl_unique_id(),
+                                  .world_size = req->world_size(),
+                                  .session = req->session()};
+    }
   }
   ++configure_count_;
   resp->set_rank(options_.rank);
@@ -153,8 +183,10 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::Confi
   resp->set_expert_end(shard->host.end);
   resp->set_data_port(data_port_);
   resp->set_shard_bytes(shard->host.bytes);
-  resp->set_device(cuda_ != nullptr ? "cuda" : "cpu");
+  resp->set_device(cuda_ != nullptr ? absl::StrCat("cuda:", cuda_->info().device) : "cpu");
   resp->set_dtype(ours);
+  if (cuda_ != nullptr) resp->set_gpu_uuid(cuda_->info().uuid);
+  resp->set_nccl(kNcclTransportBuilt);
   return grpc::Status::OK;
 }
 
@@ -176,8 +208,54 @@ grpc::Status ExpertHost::GetWorkerStatus(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+std::optional<ExpertHost::NcclSession> ExpertHost::TakeNcclSession() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<NcclSession> s = std::move(nccl_session_);
+  nccl_session_.reset();
+  return s;
+}
+
+absl::Status ExpertHost::ServeNccl(const NcclSession& session) {
+#if DSV2_COMM_HAVE_NCCL
+  NcclOptions nccl;
+  nccl.device = options_.gpu;
+  nccl.stream = nullptr;  // its own stream: a posted header receive must not block the shard's
+  nccl.timeout = options_.timeout;
+  nccl.idle_timeout = options_.idle_timeout;
+  std::fprintf(stderr,
+               "dsv2-worker rank %d: joining the NCCL communicator of session %llu (%d ranks)\n",
+               options_.rank, static_cast<unsigned long long>(session.session), session.world_size);
+  DSV2_ASSIGN_OR_RETURN(
+      std::unique_ptr<NcclExpertWorkerLink> link,
+      NcclExpertWorkerLink::Create(session.unique_id, options_.rank, session.world_size, nccl));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = "serving";
+  }
+  // Dropping the link finalizes (or, when broken, aborts) this rank's communicator.
+  return ServeCoordinator(*link, /*device_rows=*/true, [&link] { link->Abort(); });
+#else
+  (void)session;
+  return absl::FailedPreconditionError("this worker was built without NCCL");
+#endif
+}
+
 void ExpertHost::LayerLoop() {
   while (!stop_) {
+    if (std::optional<NcclSession> nccl = TakeNcclSession(); nccl.has_value()) {
+      const absl::Status ended = ServeNccl(*nccl);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        state_ = "waiting";
+      }
+      if (!stop_) {
+        std::fprintf(stderr, "dsv2-worker rank %d: NCCL session ended: %s\n", options_.rank,
+                     ended.ok() ? "drained" : std::string(ended.message()).c_str());
+      }
+      continue;
+    }
+    // TCP: wait (at most the idle timeout, then look for an NCCL session again) for the
+    // coordinator to connect to the data port.
     const absl::Status accepted = link_->WaitForCoordinator();
     if (stop_) return;
     if (!accepted.ok()) {
@@ -191,7 +269,8 @@ void ExpertHost::LayerLoop() {
       std::lock_guard<std::mutex> lock(mu_);
       state_ = "serving";
     }
-    const absl::Status ended = ServeCoordinator();
+    const absl::Status ended =
+        ServeCoordinator(*link_, /*device_rows=*/false, [this] { link_->Close(); });
     {
       std::lock_guard<std::mutex> lock(mu_);
       state_ = "waiting";
@@ -203,17 +282,18 @@ void ExpertHost::LayerLoop() {
   }
 }
 
-absl::Status ExpertHost::ServeCoordinator() {
+absl::Status ExpertHost::ServeCoordinator(ExpertWorkerLink& link, bool device_rows,
+                                          const std::function<void()>& close) {
   const uint64_t configured_at_accept = configure_count_;
   std::vector<float> partial;
   while (!stop_) {
-    absl::StatusOr<DispatchedTokens> got = link_->ReceiveDispatch();
+    absl::StatusOr<DispatchedTokens> got = link.ReceiveDispatch();
     if (!got.ok()) {
       if (got.status().code() == absl::StatusCode::kDeadlineExceeded) {  // idle
         if (configure_count_ != configured_at_accept) {
           // A coordinator configured this worker after this link was opened: this link's
           // coordinator is gone (or replaced) without closing its socket. Make room.
-          link_->Close();
+          close();
           return absl::UnavailableError("superseded by a newer Configure");
         }
         continue;
@@ -227,15 +307,23 @@ absl::Status ExpertHost::ServeCoordinator() {
       shard = shard_;
     }
     if (shard == nullptr || got->layer < 0 ||
-        got->layer >= static_cast<int>(shard->host.layers.size())) {
-      link_->Close();
+        got->layer >= static_cast<int>(shard->host.layers.size()) ||
+        (device_rows && shard->gpu == nullptr)) {
+      close();
       return absl::FailedPreconditionError(
           absl::StrCat("dispatch for layer ", got->layer, " before Configure or out of range"));
+    }
+    if (device_rows) {  // NCCL: rows and partial sums stay on the GPU
+      absl::StatusOr<const float*> sums = shard->gpu->ForwardOnDevice(*got);
+      if (!sums.ok()) return sums.status();
+      DSV2_RETURN_IF_ERROR(link.SendCombine(got->layer, *sums, got->n, got->hidden));
+      ++layers_served_;
+      continue;
     }
     partial.assign(got->n * got->hidden, 0.0f);  // [n, hidden]
     if (shard->gpu != nullptr) {
       if (absl::Status s = shard->gpu->Forward(*got, partial.data()); !s.ok()) {
-        link_->Close();
+        close();
         return s;
       }
     } else {
@@ -244,7 +332,7 @@ absl::Status ExpertHost::ServeCoordinator() {
           {.n_tokens = got->n, .top_k = got->k, .expert = got->expert, .weight = got->weight},
           got->x, got->hidden, partial.data());
     }
-    DSV2_RETURN_IF_ERROR(link_->SendCombine(got->layer, partial.data(), got->n, got->hidden));
+    DSV2_RETURN_IF_ERROR(link.SendCombine(got->layer, partial.data(), got->n, got->hidden));
     ++layers_served_;
   }
   return absl::OkStatus();

@@ -1,7 +1,9 @@
 // ExpertHost: what a dsv2-worker process does. It serves the control plane
 // (dsv2.v1.ExpertWorker/Configure: rank, expert range, checkpoint check) and runs the data-plane
 // layer loop on its own thread: receive a layer's tokens, run this shard's routed experts, send
-// one weighted partial sum per token back, in lockstep with the coordinator.
+// one weighted partial sum per token back, in lockstep with the coordinator. The data plane is
+// TCP (the worker listens on its data port), or NCCL when Configure says so (every rank on a
+// GPU of its own): the loop then joins the communicator whose unique id Configure carried.
 //
 // When the coordinator goes away (its connection closes or stalls) the loop goes back to
 // waiting for a coordinator on the data port; the process keeps running with its shard bound,
@@ -9,8 +11,10 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -63,11 +67,23 @@ class ExpertHost final : public v1::ExpertWorker::Service {
  private:
   explicit ExpertHost(const ExpertHostOptions& options);
   void LayerLoop();
+  // The NCCL session a Configure asked for, if any: the layer loop joins its communicator.
+  struct NcclSession {
+    std::string unique_id;
+    int world_size = 0;
+    uint64_t session = 0;
+  };
+  std::optional<NcclSession> TakeNcclSession();
+  absl::Status ServeNccl(const NcclSession& session);
   // OK when authentication is off or the call carries a valid nonce and MAC (see cluster_auth.h);
   // else UNAUTHENTICATED, logged with the peer's address and counted.
   grpc::Status Authenticate(grpc::ServerContext* context, std::string_view method,
                             const google::protobuf::Message& request);
-  absl::Status ServeCoordinator();
+  // Serves one coordinator session on `link` until it drains, breaks or is superseded by a
+  // newer Configure. `device_rows`: the link delivers activations in device memory (NCCL).
+  // `close` drops the link's connection (TCP) before returning on a failure of ours.
+  absl::Status ServeCoordinator(ExpertWorkerLink& link, bool device_rows,
+                                const std::function<void()>& close);
 
   ExpertHostOptions options_;
   ModelConfig config_;
@@ -86,6 +102,7 @@ class ExpertHost final : public v1::ExpertWorker::Service {
   std::unique_ptr<CudaContext> cuda_;   // --device cuda
   std::shared_ptr<HostedShard> shard_;  // guarded by mu_; null until configured
   uint64_t session_ = 0;
+  std::optional<NcclSession> nccl_session_;  // guarded by mu_; set by Configure, taken by the loop
   // Bumped by every Configure; a link accepted before the latest Configure is dropped when it
   // goes idle (a coordinator whose host vanished never closes its socket).
   std::atomic<uint64_t> configure_count_{0};

@@ -33,6 +33,17 @@
 
 namespace dsv2 {
 
+// The size of an ncclUniqueId (NCCL_UNIQUE_ID_BYTES, checked where nccl.h is included): what the
+// control plane carries to every rank of an NCCL data plane.
+inline constexpr int kNcclUniqueIdBytes = 128;
+
+// Whether this build has the NCCL transport (common/comm/nccl/: CUDA and NCCL were found).
+#if DSV2_COMM_HAVE_NCCL
+inline constexpr bool kNcclTransportBuilt = true;
+#else
+inline constexpr bool kNcclTransportBuilt = false;
+#endif
+
 struct CommCounters {
   int64_t bytes_sent = 0;  // on the wire: headers + payloads
   int64_t bytes_received = 0;

@@ -4,11 +4,16 @@
 #include <chrono>
 #include <cstdio>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_fingerprint.h"
 #include "common/comm/dispatch_layout.h"
 #include "common/comm/tcp/tcp_dispatcher.h"
+#if DSV2_COMM_HAVE_NCCL
+#include "common/comm/nccl/nccl_dispatcher.h"
+#endif
 #include "common/expert_shard.h"
+#include "common/status_macros.h"
 #include "dsv2/v1/worker.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -102,72 +107,69 @@ void ExpertParallelBackend::Supervise() {
   }
 }
 
-absl::Status ExpertParallelBackend::ConnectAll() {
-  const int world = placement_.world_size();
-  uint64_t session;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    session = ++session_;
+absl::StatusOr<v1::ConfigureResponse> ExpertParallelBackend::ConfigureWorker(
+    int rank, uint64_t session, DataPlane plane, const std::string& nccl_unique_id) {
+  const std::string& address = options_.workers[rank - 1];
+  const std::string who = absl::StrCat("worker rank ", rank, " (", address, ")");
+  auto stub =
+      v1::ExpertWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  // Configure binds the shard, and a GPU worker uploads it before answering (GBs for a real
+  // model): a generous deadline. An unreachable worker still fails at once.
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  std::string nonce;
+  if (options_.secret.enabled()) {
+    grpc::ClientContext challenge_ctx;
+    challenge_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::Challenge challenge;
+    const grpc::Status c = stub->GetChallenge(&challenge_ctx, {}, &challenge);
+    if (!c.ok()) return absl::UnavailableError(absl::StrCat(who, ": ", c.error_message()));
+    if (!challenge.auth_required()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          who,
+          " holds no cluster secret while this coordinator does: start it with the same "
+          "--cluster-secret-file (or DSV2_CLUSTER_SECRET)"));
+    }
+    nonce = challenge.nonce();
   }
-  std::vector<std::string> data_endpoints;
-  for (int rank = 1; rank < world; ++rank) {
-    const std::string& address = options_.workers[rank - 1];
-    const std::string who = absl::StrCat("worker rank ", rank, " (", address, ")");
-    auto stub =
-        v1::ExpertWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-    grpc::ClientContext ctx;
-    // Configure binds the shard, and a GPU worker uploads it before answering (GBs for a
-    // real model): a generous deadline. An unreachable worker still fails at once.
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-    std::string nonce;
-    if (options_.secret.enabled()) {
-      grpc::ClientContext challenge_ctx;
-      challenge_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      v1::Challenge challenge;
-      const grpc::Status c = stub->GetChallenge(&challenge_ctx, {}, &challenge);
-      if (!c.ok()) return absl::UnavailableError(absl::StrCat(who, ": ", c.error_message()));
-      if (!challenge.auth_required()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            who,
-            " holds no cluster secret while this coordinator does: start it with the same "
-            "--cluster-secret-file (or DSV2_CLUSTER_SECRET)"));
-      }
-      nonce = challenge.nonce();
-    }
-    v1::ConfigureRequest req;
-    req.set_rank(rank);
-    req.set_world_size(world);
-    const auto [begin, end] = placement_.Range(rank);
-    req.set_expert_begin(begin);
-    req.set_expert_end(end);
-    req.set_checkpoint_fingerprint(fingerprint_);
-    req.set_session(session);
-    req.set_transport("tcp");
-    req.set_dtype(PrecisionName(model_.dtype()));
-    if (options_.secret.enabled()) {
-      std::string bytes;
-      req.SerializeToString(&bytes);
-      ctx.AddMetadata(kAuthNonceKey, nonce);
-      ctx.AddMetadata(kAuthMacKey, options_.secret.Mac("Configure", nonce, bytes));
-    }
-    v1::ConfigureResponse resp;
-    const grpc::Status s = stub->Configure(&ctx, req, &resp);
-    if (!s.ok()) {
-      const absl::StatusCode code = s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-                                            s.error_code() == grpc::StatusCode::UNAUTHENTICATED
-                                        ? absl::StatusCode::kFailedPrecondition
-                                        : absl::StatusCode::kUnavailable;
-      return absl::Status(code, absl::StrCat(who, ": ", s.error_message()));
-    }
-    if (resp.rank() != rank || resp.checkpoint_fingerprint() != fingerprint_ ||
-        resp.expert_begin() != begin || resp.expert_end() != end) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(who, " answered rank ", resp.rank(), ", experts [", resp.expert_begin(),
-                       ", ", resp.expert_end(), "), checkpoint ", resp.checkpoint_fingerprint(),
-                       "; expected rank ", rank, ", [", begin, ", ", end, "), ", fingerprint_));
-    }
-    data_endpoints.push_back(absl::StrCat(HostOf(address), ":", resp.data_port()));
+  v1::ConfigureRequest req;
+  req.set_rank(rank);
+  req.set_world_size(placement_.world_size());
+  const auto [begin, end] = placement_.Range(rank);
+  req.set_expert_begin(begin);
+  req.set_expert_end(end);
+  req.set_checkpoint_fingerprint(fingerprint_);
+  req.set_session(session);
+  req.set_transport(DataPlaneName(plane));
+  if (plane == DataPlane::kNccl) req.set_nccl_unique_id(nccl_unique_id);
+  req.set_dtype(PrecisionName(model_.dtype()));
+  if (options_.secret.enabled()) {
+    std::string bytes;
+    req.SerializeToString(&bytes);
+    ctx.AddMetadata(kAuthNonceKey, nonce);
+    ctx.AddMetadata(kAuthMacKey, options_.secret.Mac("Configure", nonce, bytes));
   }
+  v1::ConfigureResponse resp;
+  const grpc::Status s = stub->Configure(&ctx, req, &resp);
+  if (!s.ok()) {
+    const absl::StatusCode code = s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+                                          s.error_code() == grpc::StatusCode::UNAUTHENTICATED
+                                      ? absl::StatusCode::kFailedPrecondition
+                                      : absl::StatusCode::kUnavailable;
+    return absl::Status(code, absl::StrCat(who, ": ", s.error_message()));
+  }
+  if (resp.rank() != rank || resp.checkpoint_fingerprint() != fingerprint_ ||
+      resp.expert_begin() != begin || resp.expert_end() != end) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(who, " answered rank ", resp.rank(), ", experts [", resp.expert_begin(), ", ",
+                     resp.expert_end(), "), checkpoint ", resp.checkpoint_fingerprint(),
+                     "; expected rank ", rank, ", [", begin, ", ", end, "), ", fingerprint_));
+  }
+  return resp;
+}
+
+absl::StatusOr<std::unique_ptr<ExpertDispatcher>> ExpertParallelBackend::ConnectTcp(
+    const std::vector<std::string>& data_endpoints) {
   TcpDispatcherOptions tcp;
   tcp.connect_timeout = absl::Seconds(10);
   tcp.timeout = options_.timeout;
@@ -177,17 +179,97 @@ absl::Status ExpertParallelBackend::ConnectAll() {
   if (!dispatcher.ok()) {
     return absl::UnavailableError(absl::StrCat("data plane: ", dispatcher.status().message()));
   }
+  return std::unique_ptr<ExpertDispatcher>(std::move(*dispatcher));
+}
+
+absl::StatusOr<std::unique_ptr<ExpertDispatcher>> ExpertParallelBackend::ConnectNccl(
+    uint64_t session, const std::string& unique_id) {
+#if DSV2_COMM_HAVE_NCCL
+  NcclOptions nccl;
+  nccl.device = model_.cuda_context() != nullptr ? model_.cuda_context()->info().device : 0;
+  nccl.stream = nullptr;  // its own stream; RemoteMoe hands over complete buffers
+  nccl.init_timeout = absl::Seconds(60);
+  nccl.timeout = options_.timeout;
+  absl::StatusOr<std::unique_ptr<NcclExpertDispatcher>> dispatcher =
+      NcclExpertDispatcher::Create(unique_id, placement_.world_size(), nccl);
+  if (!dispatcher.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("NCCL data plane of session ", session, ": ", dispatcher.status().message()));
+  }
+  return std::unique_ptr<ExpertDispatcher>(std::move(*dispatcher));
+#else
+  (void)session;
+  (void)unique_id;
+  return absl::FailedPreconditionError("this coordinator was built without NCCL");
+#endif
+}
+
+absl::Status ExpertParallelBackend::ConnectAll() {
+  const int world = placement_.world_size();
+  uint64_t session;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    session = ++session_;
+  }
+  // The data plane is chosen once, from the first answers (a coordinator restart chooses anew):
+  // every worker is configured for TCP first, which tells where and on what it computes; NCCL
+  // configures them again with the communicator's id.
+  DataPlane plane = DataPlane::kTcp;
+  const bool decided = data_plane_decided_;
+  if (decided) plane = nccl_ ? DataPlane::kNccl : DataPlane::kTcp;
+  std::string unique_id;
+  if (plane == DataPlane::kNccl) {
+    DSV2_ASSIGN_OR_RETURN(unique_id, NcclUniqueId());
+  }
+  std::vector<std::string> data_endpoints;
+  std::vector<RankDevice> devices = {RankDevice{
+      .gpu = model_.device() == Device::kCuda,
+      .gpu_uuid = model_.cuda_context() != nullptr ? model_.cuda_context()->info().uuid : "",
+      .nccl_built = kNcclTransportBuilt}};
+  for (int rank = 1; rank < world; ++rank) {
+    DSV2_ASSIGN_OR_RETURN(const v1::ConfigureResponse resp,
+                          ConfigureWorker(rank, session, plane, unique_id));
+    data_endpoints.push_back(
+        absl::StrCat(HostOf(options_.workers[rank - 1]), ":", resp.data_port()));
+    devices.push_back({.gpu = absl::StartsWith(resp.device(), "cuda"),
+                       .gpu_uuid = resp.gpu_uuid(),
+                       .nccl_built = resp.nccl()});
+  }
+  if (!decided) {
+    DSV2_ASSIGN_OR_RETURN(plane, ChooseDataPlane(options_.transport, devices));
+    if (plane == DataPlane::kNccl) {
+      DSV2_ASSIGN_OR_RETURN(unique_id, NcclUniqueId());
+      for (int rank = 1; rank < world; ++rank) {
+        DSV2_RETURN_IF_ERROR(ConfigureWorker(rank, session, plane, unique_id).status());
+      }
+    }
+    nccl_ = plane == DataPlane::kNccl;
+    data_plane_decided_ = true;
+    std::fprintf(stderr, "dsv2-coordinator: expert-parallel data plane: %s (--transport %s)\n",
+                 DataPlaneName(plane), options_.transport.c_str());
+  }
+  DSV2_ASSIGN_OR_RETURN(
+      std::unique_ptr<ExpertDispatcher> dispatcher,
+      plane == DataPlane::kNccl ? ConnectNccl(session, unique_id) : ConnectTcp(data_endpoints));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (dispatcher_ != nullptr) AddStats(retired_stats_, dispatcher_->stats());
-    dispatcher_ = std::move(*dispatcher);
+    dispatcher_ = std::move(dispatcher);
     status_ = absl::OkStatus();
     serving_ = true;
   }
-  std::fprintf(stderr, "dsv2-coordinator: %d expert workers connected (session %llu)\n", world - 1,
-               static_cast<unsigned long long>(session));
+  std::fprintf(stderr, "dsv2-coordinator: %d expert workers connected over %s (session %llu)\n",
+               world - 1, DataPlaneName(plane), static_cast<unsigned long long>(session));
   if (on_serving_) on_serving_(true);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ExpertParallelBackend::NcclUniqueId() {
+#if DSV2_COMM_HAVE_NCCL
+  return NewNcclUniqueId();
+#else
+  return absl::FailedPreconditionError("this coordinator was built without NCCL");
+#endif
 }
 
 void ExpertParallelBackend::MarkBroken(const absl::Status& why) {

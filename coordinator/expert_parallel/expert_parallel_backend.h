@@ -21,8 +21,10 @@
 #include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
 #include "common/comm/expert_placement.h"
+#include "coordinator/expert_parallel/data_plane.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/routed_expert_backend.h"
+#include "dsv2/v1/worker.pb.h"
 
 namespace dsv2 {
 
@@ -39,6 +41,8 @@ struct ExpertParallelOptions {
   // The cluster secret (cluster_auth.h): every control call proves it holds it, and a worker
   // that holds none is refused. Not enabled: the calls carry no credentials.
   ClusterSecret secret = {};
+  // The data plane: "auto", "tcp" or "nccl" (data_plane.h), chosen at the first connection.
+  std::string transport = "auto";
 };
 
 // How much of the exchange the coordinator's own work hid, summed over MoE layer calls. A layer
@@ -71,6 +75,8 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
 
   absl::Status Run(const CpuContext& ctx, int64_t layer, const RouterSelection& sel, const float* x,
                    int64_t hidden, float* out, const std::function<void()>& while_away) override;
+  // NCCL: Run's rows are float32 device memory (fixed once the first connection chose it).
+  bool device_activations() const override { return nccl_; }
 
   bool serving() const { return serving_; }
   // Why the group is not serving (OK when it is).
@@ -85,6 +91,13 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
  private:
   void Supervise();
   absl::Status ConnectAll();
+  absl::StatusOr<v1::ConfigureResponse> ConfigureWorker(int rank, uint64_t session, DataPlane plane,
+                                                        const std::string& nccl_unique_id);
+  absl::StatusOr<std::unique_ptr<ExpertDispatcher>> ConnectTcp(
+      const std::vector<std::string>& data_endpoints);
+  absl::StatusOr<std::unique_ptr<ExpertDispatcher>> ConnectNccl(uint64_t session,
+                                                                const std::string& unique_id);
+  static absl::StatusOr<std::string> NcclUniqueId();
   void MarkBroken(const absl::Status& why);
 
   const DeepseekV2Model& model_;
@@ -101,6 +114,9 @@ class ExpertParallelBackend final : public RoutedExpertBackend {
   ExchangeOverlapStats overlap_;  // guarded by mu_
   uint64_t session_ = 0;
   std::atomic<bool> serving_{false};
+  // Chosen by the first ConnectAll (supervisor thread), before the first serving_ = true.
+  bool data_plane_decided_ = false;
+  std::atomic<bool> nccl_{false};
   std::atomic<int64_t> tokens_routed_{0};
   bool stop_ = false;
   std::thread supervisor_;

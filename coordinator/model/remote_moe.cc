@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/gated_mlp.h"
 #include "common/status_macros.h"
+#include "kernels/cast_rows.h"
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/dtype.h"
 #include "kernels/routed_experts.h"
@@ -38,9 +39,80 @@ absl::Status RemoteMoeCpu(const ExecContext& ctx, const ModelConfig& c, const Mo
   return absl::OkStatus();
 }
 
+// What the coordinator owns of an MoE layer, enqueued on the GPU into `own` [n, hidden]
+// (activation dtype): its own expert shard, if any, then the shared experts. False when it owns
+// neither (then `own` is untouched).
+bool EnqueueOwnExperts(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                       const RemoteMoeArgs& a, void* own) {
+  const bool own_experts = !w.experts.empty();
+  if (own_experts) {
+    RoutedExperts(ctx, {.experts = w.experts.data(),
+                        .n_local = static_cast<int64_t>(w.experts.size()),
+                        .expert_begin = w.expert_begin,
+                        .expert = a.expert,
+                        .weight = a.weight,
+                        .n_tokens = a.n,
+                        .top_k = c.num_experts_per_tok,
+                        .hidden = c.hidden_size,
+                        .x = a.x,
+                        .out = own});
+  }
+  if (w.has_shared) {
+    GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = own, .accumulate = own_experts});
+  }
+  return own_experts || w.has_shared;
+}
+
+absl::Status Grow(DeviceBuffer& b, int64_t bytes) {
+  if (b.bytes() >= bytes) return absl::OkStatus();
+  DSV2_ASSIGN_OR_RETURN(b, DeviceBuffer::Allocate(Device::kCuda, bytes));
+  return absl::OkStatus();
+}
+
+// The rows stay on the GPU (NCCL): see remote_moe.h.
+absl::Status RemoteMoeOnDevice(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                               const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
+  CudaContext& cuda = ctx.cuda();
+  RemoteMoeStaging& st = *a.staging;
+  const DType act = ctx.act_dtype();
+  const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
+  const int64_t rows = a.n * hidden, slots = a.n * k;
+  DSV2_RETURN_IF_ERROR(Grow(st.x32_device, rows * sizeof(float)));
+  DSV2_RETURN_IF_ERROR(Grow(st.out32_device, rows * sizeof(float)));
+  DSV2_RETURN_IF_ERROR(st.own.Reserve(rows * DTypeSize(act)));
+  DSV2_RETURN_IF_ERROR(st.expert.Reserve(slots * sizeof(int32_t)));
+  DSV2_RETURN_IF_ERROR(st.weight.Reserve(slots * sizeof(float)));
+  float* x32 = st.x32_device.as<float>();      // [n, hidden]
+  float* out32 = st.out32_device.as<float>();  // [n, hidden]
+  CastRows(ctx, {.x = a.x, .x_dtype = act, .y = x32, .n = rows});
+  DSV2_RETURN_IF_ERROR(cuda.Zero(out32, rows * sizeof(float)));
+  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.expert.host<void>(), a.expert, slots * 4));
+  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.weight.host<void>(), a.weight, slots * 4));
+  // The backend works on its own stream: x32 and the zeroed out32 must be complete.
+  DSV2_RETURN_IF_ERROR(cuda.Synchronize());
+  const RouterSelection sel{
+      .n_tokens = a.n,
+      .top_k = k,
+      .expert = std::vector<int32_t>(st.expert.host<int32_t>(), st.expert.host<int32_t>() + slots),
+      .weight = std::vector<float>(st.weight.host<float>(), st.weight.host<float>() + slots)};
+  void* own = st.own.device<void>();
+  bool has_own = false;
+  const std::function<void()> while_away = [&] { has_own = EnqueueOwnExperts(ctx, c, w, a, own); };
+  DSV2_RETURN_IF_ERROR(backend.Run(st.cpu, a.layer, sel, x32, hidden, out32, while_away));
+  // out32 is complete (the backend waited); `own` is ordered before this on the stream.
+  CastRows(ctx, {.x = out32,
+                 .add = has_own ? own : nullptr,
+                 .add_dtype = act,
+                 .y = a.out,
+                 .y_dtype = act,
+                 .n = rows});
+  return absl::OkStatus();
+}
+
 absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
                            const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
   if (a.staging == nullptr) return absl::InternalError("RemoteMoe on a GPU needs staging buffers");
+  if (backend.device_activations()) return RemoteMoeOnDevice(ctx, c, w, a, backend);
   CudaContext& cuda = ctx.cuda();
   RemoteMoeStaging& st = *a.staging;
   const DType act = ctx.act_dtype();
@@ -67,26 +139,9 @@ absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const M
 
   // While the tokens are away the GPU computes what the coordinator owns: its own expert shard
   // (if any) and the shared experts, into `own`. Enqueued only: the host goes on to combine.
-  const bool own_experts = !w.experts.empty();
-  const bool has_own = own_experts || w.has_shared;
   void* own = st.own.device<void>();
-  std::function<void()> while_away = [&] {
-    if (own_experts) {
-      RoutedExperts(ctx, {.experts = w.experts.data(),
-                          .n_local = static_cast<int64_t>(w.experts.size()),
-                          .expert_begin = w.expert_begin,
-                          .expert = a.expert,
-                          .weight = a.weight,
-                          .n_tokens = a.n,
-                          .top_k = k,
-                          .hidden = hidden,
-                          .x = a.x,
-                          .out = own});
-    }
-    if (w.has_shared) {
-      GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = own, .accumulate = own_experts});
-    }
-  };
+  bool has_own = false;
+  const std::function<void()> while_away = [&] { has_own = EnqueueOwnExperts(ctx, c, w, a, own); };
   DSV2_RETURN_IF_ERROR(
       backend.Run(st.cpu, a.layer, sel, st.x32.data(), hidden, st.out32.data(), while_away));
 

@@ -9,6 +9,11 @@
 //
 // The shared experts (and the coordinator's own shard) are enqueued on the stream while the
 // tokens are with the workers, so the GPU works during the exchange.
+//
+// With a backend whose rows live on the device (NCCL) the rows never leave the GPU: x is widened
+// to float32 there (CastRows), the backend adds the partial sums into a zeroed float32 buffer,
+// and one CastRows adds the coordinator's own terms and rounds. Only the router's choice (ids,
+// weights) comes to the host, for the dispatch layout.
 #pragma once
 
 #include <memory>
@@ -31,6 +36,8 @@ struct RemoteMoeStaging {
   StagingBuffer weight;           // [n, k] float32 (host half used)
   StagingBuffer own;              // [n, hidden] activation dtype: own shard + shared experts
   std::vector<float> x32, out32;  // [n, hidden] float32 host rows for the backend
+  DeviceBuffer x32_device;        // [n, hidden] float32: the rows for a device backend
+  DeviceBuffer out32_device;      // [n, hidden] float32: its partial sums
   CpuContext cpu{1};              // the backend's host context (no expert math runs on it)
 };
 

@@ -23,6 +23,9 @@ class RoutedExpertBackend {
   virtual absl::Status Run(const CpuContext& ctx, int64_t layer, const RouterSelection& sel,
                            const float* x, int64_t hidden, float* out,
                            const std::function<void()>& while_away) = 0;
+  // Whether x and out of Run are float32 device memory (a GPU data plane: NCCL) rather than
+  // host memory. Must not change while the model runs.
+  virtual bool device_activations() const { return false; }
 };
 
 }  // namespace dsv2

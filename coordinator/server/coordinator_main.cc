@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
 #include "common/cluster_auth.h"
+#include "common/comm/communicator.h"
 #include "coordinator/expert_parallel/lws_group.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/coordinator_server.h"
@@ -94,9 +95,10 @@ ABSL_FLAG(std::vector<std::string>, workers, {},
 ABSL_FLAG(int, lws_worker_port, 50061, "With --workers lws: the workers' control port.");
 ABSL_FLAG(std::string, transport, "auto",
           "With --workers: the data plane that carries the token activations. tcp: TCP between "
-          "processes (any machines, CPU or GPU ranks; GPU activations are staged through pinned "
-          "host buffers); nccl: NCCL between GPU ranks (not wired in yet: refused); auto: tcp "
-          "for now (nccl once it is wired, when every rank is on a GPU).");
+          "processes (any machines, CPU or GPU ranks, several ranks on one GPU; GPU activations "
+          "are staged through pinned host buffers); nccl: NCCL between GPUs, every rank (this "
+          "coordinator and each worker) on a GPU of its own; auto: nccl when the workers' first "
+          "answers show that every rank has a GPU of its own and NCCL, else tcp.");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
 ABSL_FLAG(double, drain_timeout, 30.0,
@@ -162,14 +164,18 @@ int main(int argc, char** argv) {
   if (transport != "auto" && transport != "tcp" && transport != "nccl") {
     return Fail(absl::StrCat("--transport '", transport, "': expected auto, tcp or nccl"));
   }
-  if (expert_parallel && transport == "nccl") {
-    return Fail(
-        "--transport nccl: the NCCL data plane is not wired into the coordinator yet (the "
-        "communicator is built, see common/comm/nccl/); use --transport tcp (or auto), which "
-        "carries GPU activations through pinned host buffers");
-  }
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   if (!placement.ok()) return Fail(std::string(placement.status().message()));
+  if (expert_parallel && transport == "nccl") {
+    if (!dsv2::kNcclTransportBuilt) {
+      return Fail("--transport nccl: this build has no NCCL (use --transport tcp or auto)");
+    }
+    if (placement->device != dsv2::Device::kCuda) {
+      return Fail(
+          "--transport nccl needs the coordinator on a GPU (--device cuda); use --transport tcp "
+          "or auto");
+    }
+  }
   std::string path = absl::GetFlag(FLAGS_model);
   const std::string synthetic = absl::GetFlag(FLAGS_synthetic);
   if (!synthetic.empty() && !path.empty()) return Fail("give --model or --synthetic, not both");
@@ -218,7 +224,8 @@ int main(int argc, char** argv) {
        .expert_parallel = {.workers = workers,
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout)),
-                           .secret = *secret}});
+                           .secret = *secret,
+                           .transport = transport}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const dsv2::EngineStats stats = (*server)->engine().Stats();
   std::fprintf(stderr,

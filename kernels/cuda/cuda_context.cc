@@ -50,6 +50,9 @@ absl::StatusOr<CudaDeviceInfo> ProbeCudaDevice(int device) {
   info.cc_minor = prop.minor;
   info.total_memory = static_cast<int64_t>(prop.totalGlobalMem);
   info.sm_count = prop.multiProcessorCount;
+  for (int i = 0; i < 16; ++i) {
+    absl::StrAppendFormat(&info.uuid, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
+  }
   if (prop.major < 8) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "CUDA device %d (%s) has compute capability %d.%d; dsv2 needs 8.0 or newer (Ampere)",
@@ -110,6 +113,11 @@ CudaContext::~CudaContext() {
 
 absl::Status CudaContext::MakeCurrent() {
   return CudaError(cudaSetDevice(info_.device), "cudaSetDevice");
+}
+
+absl::Status CudaContext::Zero(void* dst, int64_t bytes) {
+  if (bytes == 0) return absl::OkStatus();
+  return CudaError(cudaMemsetAsync(dst, 0, bytes, stream_), "cudaMemsetAsync");
 }
 
 absl::Status CudaContext::Synchronize() {

@@ -26,6 +26,7 @@ struct CudaDeviceInfo {
   int64_t total_memory = 0;  // bytes
   int64_t free_memory = 0;   // bytes, when probed
   int sm_count = 0;
+  std::string uuid;  // 32 hex digits, unique across machines: tells two ranks' GPUs apart
 };
 
 // The device `device` if it is usable: FAILED_PRECONDITION with one line saying why not (no
@@ -57,6 +58,8 @@ class CudaContext {
   absl::Status MakeCurrent();
   // Waits for the stream; a kernel fault surfaces here as INTERNAL naming the CUDA error.
   absl::Status Synchronize();
+  // Stream-ordered: `bytes` zero bytes at dst (device memory).
+  absl::Status Zero(void* dst, int64_t bytes);
   // Stream-ordered copies (host memory should be pinned for the copy to be asynchronous).
   absl::Status CopyToDevice(void* dst, const void* src, int64_t bytes);
   absl::Status CopyToHost(void* dst, const void* src, int64_t bytes);

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cluster_auth.h"
+#include "common/comm/communicator.h"
 #include "common/safetensors.h"
 #include "coordinator/server/coordinator_server.h"
 #include "dsv2/v1/inference.grpc.pb.h"
@@ -246,6 +247,48 @@ TEST_F(WorkerFaultTest, ConfigureWithAnotherDtypeIsRefusedNamingBoth) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(resp.device(), "cpu");
   EXPECT_EQ(resp.dtype(), "float32");
+}
+
+// NCCL needs every rank on a GPU of its own: a CPU coordinator asked for it names itself, and a
+// CPU worker configured for it refuses (the unique id arrives, the worker says why it cannot).
+TEST_F(WorkerFaultTest, NcclWithCpuRanksIsRefusedNamingTheRank) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = std::move(CoordinatorServer::Start(
+                                   {.model_dir = kLite,
+                                    .engine = {.max_context = 512},
+                                    .expert_parallel = {.workers = {w1.address(), w2.address()},
+                                                        .timeout = absl::Seconds(2),
+                                                        .retry_interval = absl::Milliseconds(200),
+                                                        .transport = "nccl"}}))
+                         .value();
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(coordinator->expert_group()->serving());
+  EXPECT_THAT(coordinator->expert_group()->status().message(),
+              HasSubstr("--transport nccl: the coordinator (rank 0) is on the CPU"));
+  EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+
+  auto stub = v1::ExpertWorker::NewStub(
+      grpc::CreateChannel(w1.address(), grpc::InsecureChannelCredentials()));
+  v1::WorkerStatus status;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->GetWorkerStatus(&ctx, {}, &status).ok());
+  }
+  v1::ConfigureRequest req;
+  req.set_rank(1);
+  req.set_world_size(3);
+  req.set_expert_begin(0);
+  req.set_expert_end(8);
+  req.set_session(99);
+  req.set_transport("nccl");
+  req.set_nccl_unique_id(std::string(kNcclUniqueIdBytes, 'x'));
+  req.set_checkpoint_fingerprint(status.checkpoint_fingerprint());
+  v1::ConfigureResponse resp;
+  grpc::ClientContext ctx;
+  const grpc::Status s = stub->Configure(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr(kNcclTransportBuilt ? "worker rank 1 computes on the CPU"
+                                                               : "built without NCCL"));
 }
 
 TEST_F(WorkerFaultTest, WorkerWithAnotherCheckpointIsRefused) {

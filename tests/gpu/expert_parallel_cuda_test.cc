@@ -5,6 +5,8 @@
 //            differs: worker partials, then the coordinator's shared experts);
 //   bfloat16: greedy tokens identical while the standalone run's top-1/top-2 margin exceeds
 //            0.1 nats (each worker rounds its partial to bf16), logprobs within 5e-2 there.
+// Where a second GPU is visible, the same over NCCL with a worker on GPU 1, killed and
+// restarted mid-stream.
 // Skipped without a CUDA device. On a GPU machine without this build tree, $DSV2_WORKER_BIN
 // and $DSV2_TEST_DATA_DIR point at the packed copies (scripts/gpu-check.sh).
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/comm/communicator.h"
 #include "common/safetensors.h"
 #include "coordinator/server/coordinator_server.h"
 #include "gtest/gtest.h"
@@ -49,14 +52,16 @@ class ExpertParallelCudaTest : public ::testing::TestWithParam<Case> {
     }
   }
 
-  std::unique_ptr<CoordinatorServer> Start(const std::vector<std::string>& workers) {
+  std::unique_ptr<CoordinatorServer> Start(const std::vector<std::string>& workers,
+                                           const std::string& transport = "auto") {
     auto server =
         CoordinatorServer::Start({.model_dir = model_,
                                   .placement = {.device = Device::kCuda, .dtype = GetParam().dtype},
                                   .engine = {.max_context = 512},
                                   .expert_parallel = {.workers = workers,
                                                       .timeout = absl::Seconds(10),
-                                                      .retry_interval = absl::Milliseconds(200)}});
+                                                      .retry_interval = absl::Milliseconds(200),
+                                                      .transport = transport}});
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? *std::move(server) : nullptr;
   }
@@ -65,26 +70,11 @@ class ExpertParallelCudaTest : public ::testing::TestWithParam<Case> {
   std::vector<std::vector<int32_t>> prompts_;
 };
 
-TEST_P(ExpertParallelCudaTest, TwoGpuWorkersOverTcpMatchGpuStandalone) {
-  const bool f32 = GetParam().dtype == DType::kF32;
-  std::vector<GenResult> expected;
-  {
-    auto standalone = Start({});
-    ASSERT_NE(standalone, nullptr);
-    for (const auto& p : prompts_) expected.push_back(Generate(standalone->port(), p, 16));
-  }
-  const std::vector<std::string> on_gpu = {"--device=cuda",
-                                           absl::StrCat("--dtype=", GetParam().flag)};
-  WorkerProcess w1(model_, 1, on_gpu), w2(model_, 2, on_gpu);
-  auto coordinator = Start({w1.address(), w2.address()});
-  ASSERT_NE(coordinator, nullptr);
-  const auto end = std::chrono::steady_clock::now() + 60s;
-  while (!coordinator->expert_group()->serving() && std::chrono::steady_clock::now() < end) {
-    std::this_thread::sleep_for(20ms);
-  }
-  ASSERT_TRUE(coordinator->expert_group()->serving()) << coordinator->expert_group()->status();
-  for (size_t i = 0; i < prompts_.size(); ++i) {
-    const GenResult r = Generate(coordinator->port(), prompts_[i], 16);
+// The greedy runs of `prompts` against the standalone ones (see the bars at the top).
+void ExpectMatches(const std::vector<GenResult>& expected, int port,
+                   const std::vector<std::vector<int32_t>>& prompts, bool f32) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const GenResult r = Generate(port, prompts[i], 16);
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     ASSERT_TRUE(expected[i].status.ok()) << expected[i].status.error_message();
     ASSERT_EQ(r.logprobs.size(), expected[i].logprobs.size());
@@ -100,10 +90,79 @@ TEST_P(ExpertParallelCudaTest, TwoGpuWorkersOverTcpMatchGpuStandalone) {
       }
     }
   }
+}
+
+bool WaitServing(const CoordinatorServer& server, bool want, std::chrono::seconds limit = 90s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (server.expert_group()->serving() != want && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(20ms);
+  }
+  return server.expert_group()->serving() == want;
+}
+
+TEST_P(ExpertParallelCudaTest, TwoGpuWorkersOverTcpMatchGpuStandalone) {
+  std::vector<GenResult> expected;
+  {
+    auto standalone = Start({});
+    ASSERT_NE(standalone, nullptr);
+    for (const auto& p : prompts_) expected.push_back(Generate(standalone->port(), p, 16));
+  }
+  const std::vector<std::string> on_gpu = {"--device=cuda",
+                                           absl::StrCat("--dtype=", GetParam().flag)};
+  WorkerProcess w1(model_, 1, on_gpu), w2(model_, 2, on_gpu);
+  auto coordinator = Start({w1.address(), w2.address()});  // auto: three ranks on one GPU → TCP
+  ASSERT_NE(coordinator, nullptr);
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  EXPECT_FALSE(coordinator->expert_group()->device_activations());
+  ExpectMatches(expected, coordinator->port(), prompts_, GetParam().dtype == DType::kF32);
   const ExchangeOverlapStats overlap = coordinator->expert_group()->overlap_stats();
   EXPECT_GT(overlap.layers, 0);
   std::fprintf(stderr, "exchange hidden behind the GPU's shared experts: %.1f%% of %.3f s away\n",
                100 * overlap.hidden_fraction(), overlap.away_seconds);
+}
+
+// With a second GPU: the coordinator on GPU 0 and one worker (all routed experts) on GPU 1 over
+// NCCL; then the worker killed mid-stream (UNAVAILABLE, the communicator aborted, NOT_SERVING)
+// and restarted (a new communicator, SERVING, the same outputs again).
+TEST_P(ExpertParallelCudaTest, WorkerOnASecondGpuOverNcclMatchesAndSurvivesARestart) {
+  if (!ProbeCudaDevice(1).ok()) GTEST_SKIP() << "needs a second CUDA device for NCCL";
+  if (!kNcclTransportBuilt) GTEST_SKIP() << "this build has no NCCL";
+  const bool f32 = GetParam().dtype == DType::kF32;
+  std::vector<GenResult> expected;
+  {
+    auto standalone = Start({});
+    ASSERT_NE(standalone, nullptr);
+    for (const auto& p : prompts_) expected.push_back(Generate(standalone->port(), p, 16));
+  }
+  WorkerProcess w1(model_, 1,
+                   {"--device=cuda", "--gpu=1", absl::StrCat("--dtype=", GetParam().flag)});
+  auto coordinator = Start({w1.address()}, "nccl");
+  ASSERT_NE(coordinator, nullptr);
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  EXPECT_TRUE(coordinator->expert_group()->device_activations());
+  ExpectMatches(expected, coordinator->port(), prompts_, f32);
+
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", coordinator->port()), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest req;
+  for (int32_t id : prompts_[0]) req.mutable_token_ids()->add_ids(id);
+  req.mutable_stopping()->set_max_new_tokens(400);
+  req.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  const auto killed_at = std::chrono::steady_clock::now();
+  w1.Kill(SIGKILL);
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 30s);
+  ASSERT_TRUE(WaitServing(*coordinator, false, 30s));
+  EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  w1.Start();
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  ExpectMatches(expected, coordinator->port(), prompts_, f32);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, ExpertParallelCudaTest,

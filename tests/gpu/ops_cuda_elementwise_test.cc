@@ -1,6 +1,6 @@
-// CUDA parity of the row-wise ops: RmsNorm, ApplyRope, SiluMul, EmbeddingLookup. Each CUDA op
-// runs on device copies of fresh random inputs with poisoned outputs, the CPU twin on the same
-// values in host float32, and the results must agree (see cuda_test_util.h for tolerances).
+// CUDA parity of the row-wise ops: RmsNorm, ApplyRope, SiluMul, EmbeddingLookup, CastRows. Each
+// CUDA op runs on device copies of fresh random inputs with poisoned outputs, the CPU twin on the
+// same values in host float32, and the results must agree (see cuda_test_util.h for tolerances).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cast_rows.h"
 #include "kernels/dtype.h"
 #include "kernels/embedding.h"
 #include "kernels/exec_context.h"
@@ -218,6 +219,45 @@ TEST_P(CudaElementwiseTest, EmbeddingLookup) {
         const std::vector<float> got = dev.DownloadAs(act(), d_out, n * dim);
         ASSERT_TRUE(dev.ok()) << dev.status();
         ExpectAllClose(got, Act(out), 0.0, "out");
+      }
+    }
+  }
+}
+
+// Every dtype combination, with and without the added term, in place too: the CUDA twin must
+// give the CPU twin's bytes exactly (one addition, one round-to-nearest-even).
+TEST_P(CudaElementwiseTest, CastRows) {
+  std::mt19937 rng(404);
+  const ExecContext on_cpu(cpu());
+  const ExecContext on_gpu(cuda());
+  const int64_t n = 4099;
+  for (DType xd : {DType::kF32, DType::kBF16}) {
+    for (DType yd : {DType::kF32, DType::kBF16}) {
+      for (int add_kind : {0, 1, 2}) {  // none, float32, bfloat16
+        SCOPED_TRACE(std::string(DTypeName(xd)) + " -> " + std::string(DTypeName(yd)) +
+                     " add=" + std::to_string(add_kind));
+        const DType ad = add_kind == 2 ? DType::kBF16 : DType::kF32;
+        const std::vector<uint8_t> x = Encode(xd, RandomFloats(n, rng, -50.0f, 50.0f));
+        const std::vector<uint8_t> add = Encode(ad, RandomFloats(n, rng, -3.0f, 3.0f));
+        std::vector<uint8_t> want(n * DTypeSize(yd));
+        CastRowsArgs a{.x = x.data(),
+                       .x_dtype = xd,
+                       .add = add_kind ? add.data() : nullptr,
+                       .add_dtype = ad,
+                       .y = want.data(),
+                       .y_dtype = yd,
+                       .n = n};
+        CastRows(on_cpu, a);
+        DeviceScratch dev(cuda());
+        void* d_x = dev.UploadBytes(x.data(), static_cast<int64_t>(x.size()));
+        a.x = d_x;
+        a.add = add_kind ? dev.UploadBytes(add.data(), static_cast<int64_t>(add.size())) : nullptr;
+        a.y = xd == yd ? d_x : dev.Poisoned(n * DTypeSize(yd));  // in place when sizes agree
+        ASSERT_TRUE(dev.ok()) << dev.status();
+        CastRows(on_gpu, a);
+        const std::vector<uint8_t> got = dev.DownloadBytes(a.y, n * DTypeSize(yd));
+        ASSERT_TRUE(dev.ok()) << dev.status();
+        EXPECT_TRUE(got == want) << "bytes differ from the CPU twin";
       }
     }
   }

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cast_rows.h"
 #include "kernels/cpu_context.h"
 #include "kernels/dtype.h"
 #include "kernels/embedding.h"
@@ -210,6 +211,33 @@ TEST(OpsEmbedding, CopiesRowsForEveryDtype) {
       }
     }
   }
+}
+
+// CastRows on the CPU: widening is exact, narrowing rounds to nearest even (ties to even, NaN
+// stays NaN), and the added term is summed in float32 before the one rounding.
+TEST(OpsCastRows, WidensNarrowsAndAddsBeforeRounding) {
+  const CpuContext ctx(1);
+  const std::vector<float> x = {1.0f, 1.00390625f, 1.01171875f, -2.5f, 3.0e38f};
+  std::vector<uint16_t> b(x.size());
+  CastRows(ctx, {.x = x.data(), .y = b.data(), .y_dtype = DType::kBF16, .n = 5});
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0); 1 + 3·2^-8 rounds up.
+  EXPECT_EQ(Bf16ToFloat(b[0]), 1.0f);
+  EXPECT_EQ(Bf16ToFloat(b[1]), 1.0f);
+  EXPECT_EQ(Bf16ToFloat(b[2]), 1.015625f);
+  EXPECT_EQ(Bf16ToFloat(b[3]), -2.5f);
+  std::vector<float> back(x.size());
+  CastRows(ctx, {.x = b.data(), .x_dtype = DType::kBF16, .y = back.data(), .n = 5});
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(back[i], Bf16ToFloat(b[i]));
+  // y = round(x + add): 1 + (2^-8 + 2^-9) rounds up although neither term alone would move 1.
+  const float one = 1.0f, small = 0.005859375f;  // 2^-8 + 2^-9
+  uint16_t sum = 0;
+  CastRows(ctx, {.x = &one, .add = &small, .y = &sum, .y_dtype = DType::kBF16, .n = 1});
+  EXPECT_EQ(Bf16ToFloat(sum), 1.0078125f);
+  // In place, float32: y aliases x.
+  std::vector<float> v = {1.5f, -1.0f};
+  const std::vector<float> d = {0.25f, 0.5f};
+  CastRows(ctx, {.x = v.data(), .add = d.data(), .y = v.data(), .n = 2});
+  EXPECT_EQ(v, (std::vector<float>{1.75f, -0.5f}));
 }
 
 }  // namespace

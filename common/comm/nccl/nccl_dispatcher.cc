@@ -245,6 +245,8 @@ absl::Status NcclExpertDispatcher::Combine(int layer, const DispatchLayout& layo
     });
     DSV2_RETURN_IF_ERROR(Fail(s));
   }
+  // `out` is complete on return, whatever stream the caller reads it on next.
+  DSV2_RETURN_IF_ERROR(Wait(absl::StrCat("adding the partial sums of layer ", layer), deadline));
   Count(layer, received);
   return absl::OkStatus();
 }

@@ -35,7 +35,7 @@ class NcclExpertDispatcher final : public ExpertDispatcher {
                         int64_t hidden) override;
   // out: device [n_tokens, hidden]. The partial sums are received with grouped ncclRecv, then
   // added on the stream in rank order (cuBLAS axpy with alpha 1 per run of consecutive tokens,
-  // bit-identical to out += partial). The additions are enqueued, not waited for.
+  // bit-identical to out += partial), and waited for: `out` is complete on return.
   absl::Status Combine(int layer, const DispatchLayout& layout, float* out,
                        int64_t hidden) override;
   absl::Status Drain() override;

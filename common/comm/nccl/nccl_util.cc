@@ -6,8 +6,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/comm/communicator.h"
 
 namespace dsv2 {
+
+static_assert(kNcclUniqueIdBytes == NCCL_UNIQUE_ID_BYTES,
+              "communicator.h's kNcclUniqueIdBytes must be NCCL's unique-id size");
 
 absl::StatusOr<int> CudaDeviceCount() {
   int count = 0;

@@ -42,6 +42,10 @@ absl::Status NcclExpertWorkerLink::WaitFor(comm_nccl::Event& event, const std::s
   return Fail(s);
 }
 
+void NcclExpertWorkerLink::Abort() {
+  Fail(absl::UnavailableError("the link was given up (a newer session replaced it)")).IgnoreError();
+}
+
 absl::StatusOr<DispatchedTokens> NcclExpertWorkerLink::ReceiveDispatch() {
   DSV2_RETURN_IF_ERROR(broken_);
   DSV2_RETURN_IF_ERROR(rank_->Activate());

@@ -25,6 +25,9 @@ class NcclExpertWorkerLink final : public ExpertWorkerLink {
   // The header receive stays posted across a DEADLINE_EXCEEDED (idle), so nothing is lost.
   absl::StatusOr<DispatchedTokens> ReceiveDispatch() override;
   absl::Status SendCombine(int layer, const float* partial, int64_t n, int64_t hidden) override;
+  // Gives the communicator up at once (a posted receive ends): for a session the coordinator
+  // replaced, whose peers may be gone, so that finalizing would only wait.
+  void Abort();
 
  private:
   NcclExpertWorkerLink() = default;
