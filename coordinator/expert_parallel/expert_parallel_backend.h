@@ -43,6 +43,9 @@ struct ExpertParallelOptions {
   ClusterSecret secret = {};
   // The data plane: "auto", "tcp" or "nccl" (data_plane.h), chosen at the first connection.
   std::string transport = "auto";
+  // 2: steps of two or more sequences run as two micro-batches, one's attention overlapping
+  // the other's exchange (DeepseekV2Model::SetExpertBackend); 1: one pass.
+  int micro_batches = 2;
 };
 
 // How much of the exchange the coordinator's own work hid, summed over MoE layer calls. A layer

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/gated_mlp.h"
 #include "common/status_macros.h"
+#include "coordinator/model/decoder_pass.h"
 #include "coordinator/model/mla_attention_block.h"
 #include "coordinator/model/model_weights_upload.h"
 #include "coordinator/model/moe_block.h"
@@ -71,8 +72,22 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
 
 DeepseekV2Model::~DeepseekV2Model() = default;
 
-void DeepseekV2Model::SetExpertBackend(RoutedExpertBackend* backend) {
+int64_t DeepseekV2Model::MicroBatchSplit(const ForwardBatch& batch) const {
+  if (expert_backend_ == nullptr || micro_batches_ < 2 || batch.chunks.size() < 2) return 0;
+  // The first chunk index at which the first part holds at least half of the tokens; both
+  // parts keep at least one chunk.
+  const int64_t total = static_cast<int64_t>(batch.tokens.size());
+  int64_t tokens = 0;
+  for (size_t i = 0; i + 1 < batch.chunks.size(); ++i) {
+    tokens += batch.chunks[i].num_tokens;
+    if (2 * tokens >= total) return static_cast<int64_t>(i) + 1;
+  }
+  return static_cast<int64_t>(batch.chunks.size()) - 1;
+}
+
+void DeepseekV2Model::SetExpertBackend(RoutedExpertBackend* backend, int micro_batches) {
   expert_backend_ = backend;
+  micro_batches_ = micro_batches;
   if (backend != nullptr && device() == Device::kCuda && remote_staging_ == nullptr) {
     remote_staging_ = std::make_unique<RemoteMoeStaging>();
   }
@@ -198,8 +213,27 @@ absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cac
         absl::StrCat("the model is on ", DeviceName(device()), " but the context is on ",
                      DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
   }
-  DSV2_ASSIGN_OR_RETURN(TokenLayout layout, Prepare(cache, batch));
+  DSV2_ASSIGN_OR_RETURN(TokenLayout layout, Prepare(cache, batch));  // validates, reserves
   ctx.workspace().Reset();
+  if (const int64_t split = MicroBatchSplit(batch); split > 0) {
+    // Two micro-batches: chunks [0, split) and [split, end), their pages reserved above.
+    ForwardBatch first, second;
+    size_t offset = 0;
+    for (size_t i = 0; i < batch.chunks.size(); ++i) {
+      const SequenceChunk& ch = batch.chunks[i];
+      ForwardBatch& part = static_cast<int64_t>(i) < split ? first : second;
+      part.chunks.push_back(ch);
+      part.tokens.insert(part.tokens.end(), batch.tokens.begin() + offset,
+                         batch.tokens.begin() + offset + ch.num_tokens);
+      offset += ch.num_tokens;
+    }
+    DSV2_ASSIGN_OR_RETURN(TokenLayout a, Prepare(cache, first));
+    DSV2_ASSIGN_OR_RETURN(TokenLayout b, Prepare(cache, second));
+    DSV2_RETURN_IF_ERROR(UploadTables(ctx, a));
+    DSV2_RETURN_IF_ERROR(UploadTables(ctx, b));
+    DSV2_ASSIGN_OR_RETURN(const float* y, RunLayersInTwo(ctx, cache, a, b));
+    return FetchLogits(ctx, ctx.workspace(), y, a.n_out + b.n_out, request, result);
+  }
   DSV2_RETURN_IF_ERROR(UploadTables(ctx, layout));
   DSV2_ASSIGN_OR_RETURN(const float* y, RunLayers(ctx, cache, layout));
   return FetchLogits(ctx, ctx.workspace(), y, layout.n_out, request, result);
@@ -262,60 +296,53 @@ absl::Status DeepseekV2Model::FetchLogits(const ExecContext& ctx, Workspace& scr
   return cuda == nullptr ? absl::OkStatus() : cuda->Synchronize();
 }
 
+DecoderEnv DeepseekV2Model::MakeDecoderEnv(const ExecContext& ctx, LatentKvCache& cache) const {
+  return DecoderEnv{.ctx = ctx,
+                    .config = config_,
+                    .weights = weights_,
+                    .inv_freq = inv_freq_,
+                    .attn_factor = rope_.attn_factor,
+                    .cache = cache,
+                    .backend = expert_backend_,
+                    .staging = remote_staging_.get()};
+}
+
 absl::StatusOr<const float*> DeepseekV2Model::RunLayers(const ExecContext& ctx,
                                                         LatentKvCache& cache,
                                                         const TokenLayout& layout) const {
-  Workspace& ws = ctx.workspace();
-  const ModelConfig& c = config_;
-  const int64_t n = layout.n_tokens, hidden = c.hidden_size;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  const DType act = ctx.act_dtype();
-
-  void* x = ws.Alloc(act, n * hidden);      // [n, hidden] residual stream
-  void* h = ws.Alloc(act, n * hidden);      // [n, hidden] normalized
-  void* delta = ws.Alloc(act, n * hidden);  // [n, hidden] the last sublayer's output
-  auto norm = [&](const float* weight, const void* add) {
-    RmsNorm(ctx, {.x = x,
-                  .y = h,
-                  .weight = weight,
-                  .n = n,
-                  .dim = hidden,
-                  .x_stride = hidden,
-                  .y_stride = hidden,
-                  .eps = eps,
-                  .add = add});
-  };
-  EmbeddingLookup(ctx, {.table = weights_.embed, .ids = layout.tables.tokens, .n = n, .out = x});
-  const AttentionEnv env{ctx, c, inv_freq_, rope_.attn_factor, cache, layout};
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& L = weights_.layers[l];
-    norm(L.input_norm, l > 0 ? delta : nullptr);  // x += previous MLP; h = norm(x)
-    MlaAttentionForward(env, l, L.attn, h, delta);
-    norm(L.post_attention_norm, delta);  // x += attention; h = norm(x)
-    if (L.is_moe) {
-      DSV2_RETURN_IF_ERROR(
-          MoeForward(ctx, c, L.moe,
-                     {.layer = l, .x = h, .n = n, .out = delta, .staging = remote_staging_.get()},
-                     expert_backend_));
-    } else {
-      GatedMlp(ctx, L.mlp, {.x = h, .n = n, .out = delta});
-    }
+  const DecoderEnv env = MakeDecoderEnv(ctx, cache);
+  DecoderPass pass(env, layout);
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    pass.Attention(l);
+    DSV2_RETURN_IF_ERROR(pass.Mlp(l));
   }
-  norm(weights_.final_norm, delta);
+  float* y = ctx.workspace().Alloc<float>(layout.n_out * config_.vocab_size);  // [n_out, vocab]
+  pass.Logits(y);
+  return y;
+}
 
-  // The rows whose logits were asked for, then lm_head on those alone.
-  const int64_t n_out = layout.n_out;
-  void* rows = ws.Alloc(act, n_out * hidden);  // [n_out, hidden]
-  const WeightView normed{.data = h, .dtype = act, .rows = n, .cols = hidden, .row_stride = hidden};
-  EmbeddingLookup(ctx, {.table = normed, .ids = layout.tables.out_rows, .n = n_out, .out = rows});
-  float* y = ws.Alloc<float>(n_out * c.vocab_size);  // [n_out, vocab]
-  MatMul(ctx, {.x = rows,
-               .x_stride = hidden,
-               .n = n_out,
-               .w = weights_.lm_head,
-               .y = y,
-               .y_stride = c.vocab_size,
-               .y_float32 = true});
+absl::StatusOr<const float*> DeepseekV2Model::RunLayersInTwo(const ExecContext& ctx,
+                                                             LatentKvCache& cache,
+                                                             const TokenLayout& first,
+                                                             const TokenLayout& second) const {
+  const DecoderEnv env = MakeDecoderEnv(ctx, cache);
+  DecoderPass a(env, first), b(env, second);
+  // While one micro-batch's routed tokens are with the workers, the other computes attention:
+  //   a.Attn(0) | a.Mlp(0) ‖ b.Attn(0) | b.Mlp(0) ‖ a.Attn(1) | a.Mlp(1) ‖ b.Attn(1) | ...
+  // Only one exchange is ever in flight, so the workers' lockstep protocol is unchanged.
+  const int64_t layers = config_.num_hidden_layers;
+  a.Attention(0);
+  for (int64_t l = 0; l < layers; ++l) {
+    DSV2_RETURN_IF_ERROR(a.Mlp(l, [&] { b.Attention(l); }));
+    const std::function<void()> next = [&] {
+      if (l + 1 < layers) a.Attention(l + 1);
+    };
+    DSV2_RETURN_IF_ERROR(b.Mlp(l, next));
+  }
+  const int64_t vocab = config_.vocab_size;
+  float* y = ctx.workspace().Alloc<float>((first.n_out + second.n_out) * vocab);
+  a.Logits(y);                        // rows [0, first.n_out)
+  b.Logits(y + first.n_out * vocab);  // then the second micro-batch's, in chunk order
   return y;
 }
 

@@ -24,6 +24,7 @@
 namespace dsv2 {
 
 struct RemoteMoeStaging;  // remote_moe.h
+struct DecoderEnv;        // decoder_pass.h
 
 // Where the model runs and in which precision.
 struct ModelPlacement {
@@ -49,7 +50,9 @@ class DeepseekV2Model {
   // Routed experts run on `backend` from now on (null: in process). Not thread-safe with
   // Forward; set it while no forward runs. On a GPU the exchange is staged through pinned host
   // buffers (remote_moe.h), and Forward synchronises inside each MoE layer (no CUDA graphs).
-  void SetExpertBackend(RoutedExpertBackend* backend);
+  // `micro_batches` 2: a step of two or more sequences runs as two micro-batches, so that
+  // one's attention overlaps the other's expert exchange (two-batch overlap; decoder_pass.h).
+  void SetExpertBackend(RoutedExpertBackend* backend, int micro_batches = 1);
   bool has_expert_backend() const { return expert_backend_ != nullptr; }
 
   const ModelConfig& config() const { return config_; }
@@ -97,6 +100,12 @@ class DeepseekV2Model {
   DeepseekV2Model() = default;
   absl::Status UploadTables(const ExecContext& ctx, TokenLayout& layout) const;
   absl::Status PlaceOnDevice(const ModelPlacement& placement);
+  DecoderEnv MakeDecoderEnv(const ExecContext& ctx, LatentKvCache& cache) const;
+  // Where Forward splits `batch` into two micro-batches (a chunk index), or 0 for one pass.
+  int64_t MicroBatchSplit(const ForwardBatch& batch) const;
+  absl::StatusOr<const float*> RunLayersInTwo(const ExecContext& ctx, LatentKvCache& cache,
+                                              const TokenLayout& first,
+                                              const TokenLayout& second) const;
 
   ModelPlacement placement_;
   std::unique_ptr<CudaContext> cuda_;  // first member: destroyed after everything on the device
@@ -108,6 +117,7 @@ class DeepseekV2Model {
   const float* inv_freq_ = nullptr;  // rope_.inv_freq on the model's device
   DeviceBuffer inv_freq_device_;
   RoutedExpertBackend* expert_backend_ = nullptr;
+  int micro_batches_ = 1;
   std::unique_ptr<RemoteMoeStaging> remote_staging_;  // with a backend on a GPU
 };
 

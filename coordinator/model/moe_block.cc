@@ -37,7 +37,8 @@ absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& c, const MoeW
                       .expert = expert,
                       .weight = weight,
                       .out = a.out,
-                      .staging = a.staging},
+                      .staging = a.staging,
+                      .while_away = a.while_away},
                      *backend);
   }
   RoutedExperts(ctx, {.experts = w.experts.data(),
@@ -51,6 +52,7 @@ absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& c, const MoeW
                       .x = a.x,
                       .out = a.out});
   if (w.has_shared) GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = a.out, .accumulate = true});
+  if (a.while_away != nullptr && *a.while_away) (*a.while_away)();
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "common/model_config.h"
@@ -21,6 +22,9 @@ struct MoeArgs {
   int64_t n = 0;
   void* out = nullptr;                  // [n, hidden]: moe(x), written
   RemoteMoeStaging* staging = nullptr;  // with a backend on a GPU (remote_moe.h)
+  // Work of the caller's that does not depend on this layer's result (another micro-batch's
+  // attention): with a backend it runs while the routed tokens are away; else after.
+  const std::function<void()>* while_away = nullptr;
 };
 
 // `backend` null: the routed experts bound in `w` run here; otherwise the backend runs them

@@ -15,6 +15,10 @@
 namespace dsv2 {
 namespace {
 
+void RunCallersWork(const RemoteMoeArgs& a) {
+  if (a.while_away != nullptr && *a.while_away) (*a.while_away)();
+}
+
 absl::Status RemoteMoeCpu(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
                           const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
   const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
@@ -29,12 +33,12 @@ absl::Status RemoteMoeCpu(const ExecContext& ctx, const ModelConfig& c, const Mo
   // The shared experts need nothing from the workers: they run while the routed tokens are
   // away, into their own buffer, and join the routed sum once it is back.
   float* shared = w.has_shared ? ws.Alloc<float>(a.n * hidden) : nullptr;  // [n, hidden]
-  std::function<void()> shared_experts;
-  if (shared != nullptr) {
-    shared_experts = [&] { GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = shared}); };
-  }
+  const std::function<void()> while_away = [&] {
+    if (shared != nullptr) GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = shared});
+    RunCallersWork(a);
+  };
   DSV2_RETURN_IF_ERROR(backend.Run(ctx.cpu(), a.layer, sel, static_cast<const float*>(a.x), hidden,
-                                   out, shared_experts));
+                                   out, while_away));
   for (int64_t i = 0; shared != nullptr && i < a.n * hidden; ++i) out[i] += shared[i];
   return absl::OkStatus();
 }
@@ -97,7 +101,10 @@ absl::Status RemoteMoeOnDevice(const ExecContext& ctx, const ModelConfig& c, con
       .weight = std::vector<float>(st.weight.host<float>(), st.weight.host<float>() + slots)};
   void* own = st.own.device<void>();
   bool has_own = false;
-  const std::function<void()> while_away = [&] { has_own = EnqueueOwnExperts(ctx, c, w, a, own); };
+  const std::function<void()> while_away = [&] {
+    has_own = EnqueueOwnExperts(ctx, c, w, a, own);
+    RunCallersWork(a);
+  };
   DSV2_RETURN_IF_ERROR(backend.Run(st.cpu, a.layer, sel, x32, hidden, out32, while_away));
   // out32 is complete (the backend waited); `own` is ordered before this on the stream.
   CastRows(ctx, {.x = out32,
@@ -141,7 +148,10 @@ absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const M
   // (if any) and the shared experts, into `own`. Enqueued only: the host goes on to combine.
   void* own = st.own.device<void>();
   bool has_own = false;
-  const std::function<void()> while_away = [&] { has_own = EnqueueOwnExperts(ctx, c, w, a, own); };
+  const std::function<void()> while_away = [&] {
+    has_own = EnqueueOwnExperts(ctx, c, w, a, own);
+    RunCallersWork(a);
+  };
   DSV2_RETURN_IF_ERROR(
       backend.Run(st.cpu, a.layer, sel, st.x32.data(), hidden, st.out32.data(), while_away));
 

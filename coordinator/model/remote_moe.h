@@ -16,6 +16,7 @@
 // weights) comes to the host, for the dispatch layout.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct RemoteMoeArgs {
   const float* weight = nullptr;        // [n, top_k]
   void* out = nullptr;                  // [n, hidden]: routed + shared experts, written
   RemoteMoeStaging* staging = nullptr;  // required on a GPU
+  // The caller's independent work (another micro-batch's attention), run while the tokens are
+  // away, after the layer's own terms are started; may be null.
+  const std::function<void()>* while_away = nullptr;
 };
 
 absl::Status RemoteMoe(const ExecContext& ctx, const ModelConfig& config, const MoeWeights& w,

@@ -99,6 +99,10 @@ ABSL_FLAG(std::string, transport, "auto",
           "are staged through pinned host buffers); nccl: NCCL between GPUs, every rank (this "
           "coordinator and each worker) on a GPU of its own; auto: nccl when the workers' first "
           "answers show that every rank has a GPU of its own and NCCL, else tcp.");
+ABSL_FLAG(int, micro_batches, 2,
+          "With --workers: 2 splits each step of two or more sequences into two micro-batches, "
+          "so that one's attention runs while the other's tokens are with the workers (hides "
+          "part of the exchange); 1 runs each step as one batch.");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
 ABSL_FLAG(double, drain_timeout, 30.0,
@@ -166,6 +170,9 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   if (!placement.ok()) return Fail(std::string(placement.status().message()));
+  if (absl::GetFlag(FLAGS_micro_batches) != 1 && absl::GetFlag(FLAGS_micro_batches) != 2) {
+    return Fail("--micro-batches must be 1 or 2");
+  }
   if (expert_parallel && transport == "nccl") {
     if (!dsv2::kNcclTransportBuilt) {
       return Fail("--transport nccl: this build has no NCCL (use --transport tcp or auto)");
@@ -225,7 +232,8 @@ int main(int argc, char** argv) {
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout)),
                            .secret = *secret,
-                           .transport = transport}});
+                           .transport = transport,
+                           .micro_batches = absl::GetFlag(FLAGS_micro_batches)}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const dsv2::EngineStats stats = (*server)->engine().Stats();
   std::fprintf(stderr,

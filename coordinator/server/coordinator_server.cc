@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     s->expert_group_ = std::make_unique<ExpertParallelBackend>(
         *s->model_, options.expert_parallel, std::move(*placement),
         [server = s.get()](bool) { server->SyncHealth(); });
-    s->model_->SetExpertBackend(s->expert_group_.get());
+    s->model_->SetExpertBackend(s->expert_group_.get(), options.expert_parallel.micro_batches);
   }
   s->engine_ = std::make_unique<InferenceEngine>(*s->model_, s->tokenizer_.get(), options.engine);
   DSV2_RETURN_IF_ERROR(s->engine_->init_status());

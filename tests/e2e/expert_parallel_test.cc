@@ -132,6 +132,28 @@ TEST_F(ExpertParallelTest, TwoWorkersMatchStandalone) {
   EXPECT_LE(overlap.hidden_fraction(), 1);
 }
 
+// Concurrent streams make steps of several sequences, which run as two micro-batches (the
+// default): one's attention while the other's tokens are away. Same outputs as standalone.
+TEST_F(ExpertParallelTest, ConcurrentStreamsInTwoMicroBatchesMatchStandalone) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = StartCoordinator({w1.address(), w2.address()});
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  std::vector<GenResult> got(prompts_.size());
+  std::vector<std::thread> streams;
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    streams.emplace_back([&, i] { got[i] = Generate(coordinator->port(), prompts_[i], 16); });
+  }
+  for (std::thread& t : streams) t.join();
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << got[i].status.error_message();
+    EXPECT_EQ(got[i].tokens, expected_[i].tokens) << "prompt " << i;
+    ASSERT_EQ(got[i].logprobs.size(), expected_[i].logprobs.size());
+    for (size_t j = 0; j < got[i].logprobs.size(); ++j) {
+      EXPECT_NEAR(got[i].logprobs[j], expected_[i].logprobs[j], 1e-5) << "prompt " << i << " " << j;
+    }
+  }
+}
+
 TEST_F(ExpertParallelTest, ThreeWorkersUnevenShardsMatchStandalone) {
   WorkerProcess w1(kLite, 1), w2(kLite, 2), w3(kLite, 3);  // 16 experts: 6, 5, 5
   auto coordinator = StartCoordinator({w1.address(), w2.address(), w3.address()});
