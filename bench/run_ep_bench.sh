@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Expert parallelism vs standalone, in one invocation: the same load (bench/load_generator at
 # concurrency 1, 8 and 32, greedy, fixed lengths) against dsv2-coordinator alone, then against
-# dsv2-coordinator --workers with two dsv2-worker processes on loopback (TCP data plane), on
-# the 4-layer V2-Lite-shaped checkpoint. Prints both tables, the decode-throughput ratio and
+# dsv2-coordinator --workers with two dsv2-worker processes on loopback (TCP data plane), once
+# with --micro-batches 1 and once with 2 (two-batch overlap), on the 4-layer V2-Lite-shaped
+# checkpoint. Prints the tables, the throughput ratios and
 # the bytes the data plane moved per token per MoE layer, and how much of the exchange the
 # coordinator hid behind its own work (its shard, the shared experts).
 #   bench/run_ep_bench.sh [extra load_generator flags]
@@ -54,36 +55,38 @@ wait_healthy
 load standalone "$@"
 stop_all
 
-echo
-echo "## coordinator + 2 workers (TCP on loopback)"
-for r in 1 2; do
-  build/bin/dsv2-worker --model "$ckpt" --rank "$r" --host 127.0.0.1 --port $((port + 10 + r)) \
-    --data-port $((port + 20 + r)) --threads 1 >"$out/ep_worker$r.log" 2>&1 &
+for mb in 1 2; do
+  echo
+  echo "## coordinator + 2 workers (TCP on loopback), --micro-batches $mb"
+  for r in 1 2; do
+    build/bin/dsv2-worker --model "$ckpt" --rank "$r" --host 127.0.0.1 --port $((port + 10 + r)) \
+      --data-port $((port + 20 + r)) --threads 1 >"$out/ep_worker$r.log" 2>&1 &
+    pids+=($!)
+  done
+  build/bin/dsv2-coordinator --model "$ckpt" --host 127.0.0.1 --port "$port" --micro-batches "$mb" \
+    --workers "127.0.0.1:$((port + 11)),127.0.0.1:$((port + 12))" >"$out/ep_coordinator.log" 2>&1 &
   pids+=($!)
+  wait_healthy
+  load "expert_parallel_mb$mb" "$@"
+  build/bin/dsv2-cli --server "127.0.0.1:$port" info > "$out/ep_info_mb$mb.txt"
+  stop_all
 done
-build/bin/dsv2-coordinator --model "$ckpt" --host 127.0.0.1 --port "$port" \
-  --workers "127.0.0.1:$((port + 11)),127.0.0.1:$((port + 12))" >"$out/ep_coordinator.log" 2>&1 &
-pids+=($!)
-wait_healthy
-load expert_parallel "$@"
-build/bin/dsv2-cli --server "127.0.0.1:$port" info > "$out/ep_info.txt"
-stop_all
 
 python3 - "$out" <<'PY'
-import json, re, sys
+import json, sys
 out = sys.argv[1]
-a = json.load(open(f"{out}/ep_standalone.json"))
-b = json.load(open(f"{out}/ep_expert_parallel.json"))
-def levels(d):
-    return {l["concurrency"]: l for l in d["levels"]}
-la, lb = levels(a), levels(b)
+def levels(name):
+    return {l["concurrency"]: l for l in json.load(open(f"{out}/ep_{name}.json"))["levels"]}
+s, m1, m2 = levels("standalone"), levels("expert_parallel_mb1"), levels("expert_parallel_mb2")
 print()
-print("| concurrency | standalone output tok/s | coordinator + 2 workers tok/s | ratio |")
-print("|---|---|---|---|")
-for c in sorted(la):
-    x, y = la[c]["output_tokens_per_s"], lb[c]["output_tokens_per_s"]
-    print(f"| {c} | {x:.2f} | {y:.2f} | {y / x:.2f} |")
-for line in open(f"{out}/ep_info.txt"):
-    if any(k in line for k in ("expert parallel", "expert shards", "data plane", "exchange hidden")):
-        print(line.rstrip())
+print("| concurrency | standalone output tok/s | EP, 1 micro-batch | ratio | EP, 2 micro-batches | ratio |")
+print("|---|---|---|---|---|---|")
+for c in sorted(s):
+    x, y, z = (d[c]["output_tokens_per_s"] for d in (s, m1, m2))
+    print(f"| {c} | {x:.2f} | {y:.2f} | {y / x:.2f} | {z:.2f} | {z / x:.2f} |")
+for mb in (1, 2):
+    print(f"--micro-batches {mb}:")
+    for line in open(f"{out}/ep_info_mb{mb}.txt"):
+        if any(k in line for k in ("expert parallel", "expert shards", "data plane", "exchange hidden")):
+            print("  " + line.strip())
 PY
