@@ -71,6 +71,8 @@ class ChildProcess {
     return status;
   }
 
+  pid_t pid() const { return pid_; }
+
  private:
   pid_t pid_ = -1;
 };
@@ -99,6 +101,8 @@ class WorkerProcess {
   }
   void Kill(int sig) { process_.Stop(sig); }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  int data_port() const { return data_port_; }
+  pid_t pid() const { return process_.pid(); }
 
  private:
   std::string model_;
