@@ -66,6 +66,13 @@ ABSL_FLAG(int64_t, max_request_bytes, 4 << 20,
 ABSL_FLAG(int, max_concurrent_streams, 256,
           "Streams one client connection may have open at once (HTTP/2); more wait for one to "
           "end. Requests beyond --max-running wait in the queue (--queue-capacity) either way.");
+ABSL_FLAG(int, max_rpc_threads, 512,
+          "Threads the gRPC server may run handlers on, all clients together: one per request "
+          "being served (streaming its tokens). Beyond it new calls get RESOURCE_EXHAUSTED. "
+          "Keep it above --max-running + --queue-capacity.");
+ABSL_FLAG(int64_t, rpc_memory_mb, 1024,
+          "Memory the gRPC transport may hold for all connections and open streams together; "
+          "under pressure it shrinks buffers and refuses new streams.");
 ABSL_FLAG(std::string, cluster_secret_file, "",
           "With --workers: a file holding the cluster's shared secret (>= 16 bytes; else "
           "$DSV2_CLUSTER_SECRET, which a Kubernetes Secret can fill). Every call to a worker "
@@ -161,6 +168,9 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_max_concurrent_streams) < 1) {
     return Fail("--max-concurrent-streams must be at least 1");
   }
+  if (absl::GetFlag(FLAGS_max_rpc_threads) < 8 || absl::GetFlag(FLAGS_rpc_memory_mb) < 16) {
+    return Fail("--max-rpc-threads must be at least 8 and --rpc-memory-mb at least 16");
+  }
   if (absl::GetFlag(FLAGS_max_stop_strings) < 0 || absl::GetFlag(FLAGS_max_stop_string_bytes) < 1) {
     return Fail("--max-stop-strings must be >= 0 and --max-stop-string-bytes >= 1");
   }
@@ -225,6 +235,8 @@ int main(int argc, char** argv) {
                                   .max_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes)}},
        .max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes),
        .max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams),
+       .max_rpc_threads = absl::GetFlag(FLAGS_max_rpc_threads),
+       .rpc_memory_bytes = absl::GetFlag(FLAGS_rpc_memory_mb) << 20,
        .tls_cert_file = absl::GetFlag(FLAGS_tls_cert),
        .tls_key_file = absl::GetFlag(FLAGS_tls_key),
        .tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca),

@@ -38,6 +38,12 @@ struct CoordinatorServerOptions {
   // one connection may hold open at once (HTTP/2 MAX_CONCURRENT_STREAMS; more wait their turn).
   int64_t max_request_bytes = 4 << 20;
   int max_concurrent_streams = 256;
+  // What all clients together may hold of the gRPC server: threads running handlers (one per
+  // request being served; beyond it new calls get RESOURCE_EXHAUSTED) and transport memory
+  // (buffers of open streams and connections; under pressure gRPC shrinks buffers and refuses
+  // new streams).
+  int max_rpc_threads = 512;
+  int64_t rpc_memory_bytes = int64_t{1} << 30;
   // TLS on the gRPC API (PEM files; empty cert: plaintext). With client_ca_file, clients must
   // present a certificate it signed (mutual TLS).
   std::string tls_cert_file = "";
