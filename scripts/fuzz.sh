@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes what a deployment reads from outside with libFuzzer (Debian's clang, with ASan and
-# UBSan): the safetensors header reader, the config.json reader, the tokenizer.json loader and
-# the TCP data-plane frame decoder (tests/fuzz/parser_targets.h), plus the tokenizer itself
+# UBSan): the safetensors header reader, the config.json reader, the tokenizer.json loader, the
+# TCP data-plane frame decoder, the gRPC GenerateRequest → engine conversion and the HTTP request
+# parser with the OpenAI API's body parser (tests/fuzz/parser_targets.h), plus the tokenizer itself
 # (scripts/fuzz-tokenizer.sh). Each target starts from its committed seeds
 # (tests/fuzz/corpus/<target>) and every input that ever broke it (tests/fuzz/regressions/);
 # what it finds goes to build-fuzz/<target>/crash-*: keep such an input under
@@ -13,27 +14,32 @@
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
-targets=(safetensors config_json tokenizer_json tcp_frame)
+targets=(safetensors config_json tokenizer_json tcp_frame generate_request http_request)
 [ $# -ge 1 ] && [ "$1" != all ] && targets=("$1")
 seconds="${2:-60}"
 for t in "${targets[@]}"; do
-  case " safetensors config_json tokenizer_json tcp_frame " in *" $t "*) ;; *)
-    echo "fuzz: unknown target '$t' (safetensors, config_json, tokenizer_json, tcp_frame)" >&2; exit 2 ;;
+  case " ${targets[*]} " in *" $t "*) ;; *)
+    echo "fuzz: unknown target '$t' (safetensors, config_json, tokenizer_json, tcp_frame," \
+      "generate_request, http_request)" >&2; exit 2 ;;
   esac
 done
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install -y clang libclang-rt-14-dev)" >&2; exit 2; }
 srcs=(common/safetensors.cc common/json.cc common/model_config.cc common/utf8.cc
-      common/comm/tcp/frame.cc coordinator/tokenizer/*.cc tests/fuzz/parser_targets.cc)
+      common/comm/tcp/frame.cc coordinator/tokenizer/*.cc coordinator/server/request_conversion.cc
+      coordinator/http/openai_request.cc tests/fuzz/parser_targets.cc tests/fuzz/request_targets.cc)
 bin=build-fuzz/parser_fuzz
-mkdir -p build-fuzz
+mkdir -p build-fuzz/gen
 if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" tests/fuzz/*.h tests/fuzz/fuzz_main.cc common/*.h \
-    common/comm/tcp/*.h coordinator/tokenizer/*.h -newer "$bin" 2>/dev/null)" ]; then
+    common/comm/tcp/*.h coordinator/tokenizer/*.h coordinator/http/*.h coordinator/server/*.h \
+    coordinator/serving/*.h proto/dsv2/v1/*.proto -newer "$bin" 2>/dev/null)" ]; then
   echo "fuzz: building $bin" >&2
+  protoc -I proto --cpp_out=build-fuzz/gen proto/dsv2/v1/inference.proto
   # shellcheck disable=SC2046
   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I. "${srcs[@]}" tests/fuzz/fuzz_main.cc \
+    -I. -Ibuild-fuzz/gen -DDSV2_FUZZ_TOKENIZER_DIR="\"$(pwd)/assets/demo-model\"" \
+    "${srcs[@]}" build-fuzz/gen/dsv2/v1/inference.pb.cc tests/fuzz/fuzz_main.cc \
     $(pkg-config --cflags --libs libpcre2-8 absl_status absl_statusor absl_strings \
-      absl_str_format absl_flat_hash_map absl_hash) -o "$bin"
+      absl_str_format absl_flat_hash_map absl_hash protobuf grpc++) -o "$bin"
 fi
 rows=()
 for t in "${targets[@]}"; do

@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (t == nullptr) {
       std::fprintf(stderr,
                    "fuzz: set DSV2_FUZZ_TARGET to safetensors, config_json, "
-                   "tokenizer_json or tcp_frame\n");
+                   "tokenizer_json, tcp_frame, generate_request or http_request\n");
       std::abort();
     }
     return t;

@@ -95,6 +95,8 @@ Target FindTarget(std::string_view name) {
   if (name == "config_json") return ConfigJson;
   if (name == "tokenizer_json") return TokenizerJson;
   if (name == "tcp_frame") return TcpFrame;
+  if (name == "generate_request") return GenerateRequest;
+  if (name == "http_request") return HttpRequest;
   return nullptr;
 }
 

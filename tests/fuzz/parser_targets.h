@@ -19,8 +19,15 @@ void ConfigJson(const uint8_t* data, size_t size);
 void TokenizerJson(const uint8_t* data, size_t size);
 // A TCP data-plane frame header (and a Hello payload behind it).
 void TcpFrame(const uint8_t* data, size_t size);
+// A serialized dsv2.v1.GenerateRequest through the gRPC service's conversion to the engine's
+// request (the demo model's tokenizer): request_targets.cc.
+void GenerateRequest(const uint8_t* data, size_t size);
+// An HTTP request as the HTTP server parses it (Beast, bounded header and body), its body through
+// the OpenAI API's request parser; bytes that are no HTTP request go to that parser directly.
+void HttpRequest(const uint8_t* data, size_t size);
 
-// By name ("safetensors", "config_json", "tokenizer_json", "tcp_frame"); null when unknown.
+// By name ("safetensors", "config_json", "tokenizer_json", "tcp_frame", "generate_request",
+// "http_request"); null when unknown.
 using Target = void (*)(const uint8_t*, size_t);
 Target FindTarget(std::string_view name);
 
