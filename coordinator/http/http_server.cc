@@ -7,6 +7,7 @@
 #include <utility>
 // clang-format off
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
@@ -35,10 +36,11 @@ std::string ErrorJson(const std::string& message, const char* type) {
                       R"(","param":null,"code":null}})");
 }
 
+// One client connection's responses, over a plain socket or a TLS stream on it.
+template <typename Stream>
 class Connection final : public HttpResponder {
  public:
-  Connection(tcp::socket socket, bool keep_alive)
-      : socket_(std::move(socket)), keep_alive_(keep_alive) {}
+  Connection(Stream& stream, bool keep_alive) : socket_(stream), keep_alive_(keep_alive) {}
 
   void Send(int status, const std::string& body, const std::string& content_type) override {
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
@@ -84,14 +86,13 @@ class Connection final : public HttpResponder {
   }
   bool sent() const { return sent_; }
   bool ok() const { return ok_; }
-  tcp::socket& socket() { return socket_; }
   void Reset(bool keep_alive) {
     keep_alive_ = keep_alive;
     sent_ = streaming_ = false;
   }
 
  private:
-  tcp::socket socket_;
+  Stream& socket_;
   bool keep_alive_;
   bool ok_ = true;
   bool sent_ = false;
@@ -111,26 +112,47 @@ struct HttpServer::Impl {
   std::list<int> open_sockets;   // guarded by mu: native handles, shut down on Stop
   int connections = 0;           // guarded by mu: detached connection threads
   std::atomic<bool> stopping{false};
+  std::unique_ptr<asio::ssl::context> tls;  // set: every connection is TLS
 
   void Serve(tcp::socket socket);
+  template <typename Stream>
+  void ServeRequests(Stream& stream);
   void AcceptLoop();
 };
 
 void HttpServer::Impl::Serve(tcp::socket socket) {
-  SetReadTimeout(socket, options.read_timeout_s);
-  Connection conn(std::move(socket), true);
+  SetReadTimeout(socket, options.read_timeout_s);  // the TLS handshake included
   std::list<int>::iterator self;
   {
     std::lock_guard<std::mutex> lock(mu);
-    self = open_sockets.insert(open_sockets.end(), conn.socket().native_handle());
+    self = open_sockets.insert(open_sockets.end(), socket.native_handle());
   }
+  if (tls != nullptr) {
+    asio::ssl::stream<tcp::socket&> stream(socket, *tls);
+    beast::error_code ec;
+    stream.handshake(asio::ssl::stream_base::server, ec);
+    // A failed handshake (plaintext, an untrusted or missing client certificate) ends here.
+    if (!ec) ServeRequests(stream);
+  } else {
+    ServeRequests(socket);
+  }
+  beast::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  std::lock_guard<std::mutex> lock(mu);
+  open_sockets.erase(self);
+  if (--connections == 0) idle.notify_all();
+}
+
+template <typename Stream>
+void HttpServer::Impl::ServeRequests(Stream& stream) {
+  Connection<Stream> conn(stream, true);
   beast::flat_buffer buffer;
   while (!stopping) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.max_body_bytes);
     parser.header_limit(64 * 1024);
     beast::error_code ec;
-    http::read(conn.socket(), buffer, parser, ec);
+    http::read(stream, buffer, parser, ec);
     if (ec == http::error::body_limit) {
       conn.Reset(false);
       conn.Send(
@@ -138,9 +160,9 @@ void HttpServer::Impl::Serve(tcp::socket socket) {
           ErrorJson(absl::StrCat("the request body exceeds ", options.max_body_bytes, " bytes"),
                     "invalid_request_error"),
           "application/json");
-      break;
+      return;
     }
-    if (ec == http::error::end_of_stream || ec == asio::error::eof) break;
+    if (ec == http::error::end_of_stream || ec == asio::error::eof) return;
     if (ec) {
       // Malformed HTTP or a read timeout: say so when there was a request at all, then close.
       if (parser.got_some() && ec != asio::error::would_block && ec != asio::error::timed_out) {
@@ -150,7 +172,7 @@ void HttpServer::Impl::Serve(tcp::socket socket) {
                             "invalid_request_error"),
                   "application/json");
       }
-      break;
+      return;
     }
     const auto& req = parser.get();
     conn.Reset(req.keep_alive());
@@ -158,13 +180,8 @@ void HttpServer::Impl::Serve(tcp::socket socket) {
     handler(r, conn);
     conn.Finish();
     if (!conn.sent()) conn.Send(500, ErrorJson("no response", "server_error"), "application/json");
-    if (!conn.ok() || !req.keep_alive()) break;
+    if (!conn.ok() || !req.keep_alive()) return;
   }
-  beast::error_code ignored;
-  conn.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  std::lock_guard<std::mutex> lock(mu);
-  open_sockets.erase(self);
-  if (--connections == 0) idle.notify_all();
 }
 
 void HttpServer::Impl::AcceptLoop() {
@@ -176,8 +193,10 @@ void HttpServer::Impl::AcceptLoop() {
     {
       std::lock_guard<std::mutex> lock(mu);
       if (connections >= options.max_connections) {
-        Connection busy(std::move(socket), false);
-        busy.Send(503, ErrorJson("too many connections", "server_error"), "application/json");
+        if (tls == nullptr) {  // over TLS there is no cheap way to say it: the socket closes
+          Connection<tcp::socket> busy(socket, false);
+          busy.Send(503, ErrorJson("too many connections", "server_error"), "application/json");
+        }
         continue;
       }
       ++connections;
@@ -193,6 +212,28 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   impl->options = options;
   impl->handler = std::move(handler);
   beast::error_code ec;
+  if (!options.tls_cert_file.empty()) {
+    // TLS 1.2 and newer, with the same files as the gRPC API.
+    impl->tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    asio::ssl::context& c = *impl->tls;
+    c.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                      asio::ssl::context::no_tlsv1_1,
+                  ec);
+    auto refuse = [&](const char* flag, const std::string& file) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("HTTP TLS: ", flag, " ", file, ": ", ec.message()));
+    };
+    c.use_certificate_chain_file(options.tls_cert_file, ec);
+    if (ec) return refuse("--tls-cert", options.tls_cert_file);
+    c.use_private_key_file(options.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) return refuse("--tls-key", options.tls_key_file);
+    if (!options.tls_client_ca_file.empty()) {
+      c.load_verify_file(options.tls_client_ca_file, ec);
+      if (ec) return refuse("--tls-client-ca", options.tls_client_ca_file);
+      c.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+    }
+  }
   const auto address = asio::ip::make_address(options.host, ec);
   if (ec)
     return absl::InvalidArgumentError(absl::StrCat("--host '", options.host, "': ", ec.message()));

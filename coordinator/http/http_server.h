@@ -2,7 +2,8 @@
 // the operator endpoints, in the coordinator process, onto the same engine as gRPC. One thread
 // per connection (blocking reads and writes; streaming responses are written as the engine
 // produces them), keep-alive, bodies capped (413), header and body reads bounded in time
-// (slowloris), at most `max_connections` at once (503 beyond). Handlers never throw.
+// (slowloris), at most `max_connections` at once (503 beyond), optionally TLS (and mutual TLS)
+// with the gRPC API's certificate. Handlers never throw.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,11 @@ struct HttpServerOptions {
   int64_t max_body_bytes = 4 << 20;
   int read_timeout_s = 30;  // a request's headers and body must arrive within this
   int max_connections = 512;
+  // TLS (PEM files; empty cert: plaintext). With client_ca_file, clients must present a
+  // certificate it signed (mutual TLS).
+  std::string tls_cert_file = "";
+  std::string tls_key_file = "";
+  std::string tls_client_ca_file = "";
 };
 
 class HttpServer {

@@ -79,12 +79,12 @@ ABSL_FLAG(std::string, cluster_secret_file, "",
           "proves it holds the secret (HMAC-SHA-256 over a fresh nonce), and a worker without "
           "it is refused. Without one the control plane is open to anyone who reaches it.");
 ABSL_FLAG(std::string, tls_cert, "",
-          "PEM certificate (chain) of the gRPC API: serve TLS instead of plaintext. Needs "
-          "--tls-key; the HTTP API has no TLS yet (run it with --http-port 0).");
+          "PEM certificate (chain): serve the gRPC API and the HTTP API (--http-port) over TLS "
+          "instead of plaintext. Needs --tls-key.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
-          "PEM CA certificate(s): with --tls-cert, clients must present a certificate signed by "
-          "one of them (mutual TLS).");
+          "PEM CA certificate(s): with --tls-cert, clients of both APIs must present a "
+          "certificate signed by one of them (mutual TLS).");
 ABSL_FLAG(int, max_stop_strings, 16,
           "Stop strings one request may give (each is matched after every token).");
 ABSL_FLAG(int, max_stop_string_bytes, 256, "Bytes of one stop string at most.");
@@ -277,9 +277,13 @@ int main(int argc, char** argv) {
                      : "mutual: clients must present a certificate --tls-client-ca signed");
   }
   if ((*server)->http_port() != 0) {
+    const bool tls = !absl::GetFlag(FLAGS_tls_cert).empty();
     std::fprintf(stderr,
-                 "dsv2-coordinator: OpenAI-compatible HTTP API in PLAINTEXT on %s:%d "
+                 "dsv2-coordinator: OpenAI-compatible HTTP API %s on %s:%d "
                  "(/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics)\n",
+                 !tls                                         ? "in PLAINTEXT"
+                 : absl::GetFlag(FLAGS_tls_client_ca).empty() ? "over TLS (HTTPS)"
+                                                              : "over mutual TLS (HTTPS)",
                  host.c_str(), (*server)->http_port());
   }
   std::thread signal_thread([&] {

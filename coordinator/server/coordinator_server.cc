@@ -74,11 +74,6 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
-  if (!options.tls_cert_file.empty() && options.http_port != 0) {
-    return absl::InvalidArgumentError(
-        "--tls-cert: the HTTP API has no TLS yet and would serve in plaintext beside it; turn it "
-        "off with --http-port 0 (or put a TLS-terminating proxy in front of it)");
-  }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
@@ -144,7 +139,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         s->http_,
         HttpServer::Start({.host = options.host,
                            .port = options.http_port,
-                           .max_body_bytes = options.max_request_bytes},
+                           .max_body_bytes = options.max_request_bytes,
+                           .tls_cert_file = options.tls_cert_file,
+                           .tls_key_file = options.tls_key_file,
+                           .tls_client_ca_file = options.tls_client_ca_file},
                           [api](const HttpRequest& r, HttpResponder& o) { api->Handle(r, o); }));
   }
   return s;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# TLS on the gRPC API: a throwaway CA signs a server and a client certificate (openssl); then
+# TLS on the gRPC and HTTP APIs: a throwaway CA signs a server and a client certificate
+# (openssl); then
 #   - dsv2-coordinator --tls-cert/--tls-key: dsv2-cli --tls-ca streams a completion; a plaintext
-#     client and a client that trusts another CA are refused;
+#     client and a client that trusts another CA are refused; the HTTP API answers over HTTPS
+#     (Python's ssl with the CA) and refuses plaintext HTTP;
 #   - with --tls-client-ca (mutual TLS): a client with the CA-signed certificate is served, one
-#     without a certificate is refused;
+#     without a certificate is refused, on both APIs;
 #   - misuse is refused at start-up, naming the flag: a key that is not the certificate's,
-#     --tls-cert without --tls-key, TLS beside the plaintext HTTP API.
+#     --tls-cert without --tls-key, a certificate file that cannot be read.
 # Usage: tests/e2e/tls_test.sh BUILD_DIR     (exit 77: no openssl)
 set -euo pipefail
 bin="$(cd "$1" && pwd)/bin"
@@ -41,8 +43,40 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 start() {  # $1: log name; the rest: flags
   local log="$1"; shift
   p=$(port)
-  "$bin/dsv2-coordinator" --host 127.0.0.1 --port "$p" --http-port 0 --threads 1 "$@" >"$log.log" 2>&1 &
+  hp=$(port)
+  "$bin/dsv2-coordinator" --host 127.0.0.1 --port "$p" --http-port "$hp" --threads 1 "$@" \
+    >"$log.log" 2>&1 &
   pids+=($!)
+}
+# https METHOD PATH [client-cert-name]: prints the HTTP status, or "refused: <why>".
+https() {
+  python3 - "$hp" "$1" "$2" "${3:-}" <<'PY'
+import http.client, ssl, sys
+port, method, path, cert = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile="ca.pem")
+if cert:
+    ctx.load_cert_chain(cert + ".pem", cert + ".key")
+body = '{"model": "demo-model", "prompt": "ROMEO.", "max_tokens": 4}' if method == "POST" else None
+try:
+    c = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=20)
+    c.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    print(r.status)
+except Exception as e:
+    print("refused:", type(e).__name__)
+PY
+}
+plain_http() {  # a plaintext request to the HTTPS port: prints the status or "refused"
+  python3 - "$hp" <<'PY'
+import http.client, sys
+try:
+    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+    c.request("GET", "/v1/models")
+    print(c.getresponse().status)
+except Exception as e:
+    print("refused:", type(e).__name__)
+PY
 }
 cli() { "$bin/dsv2-cli" --server "127.0.0.1:$p" --timeout 10 "$@"; }
 wait_up() {  # $@: cli TLS flags that work
@@ -62,6 +96,11 @@ say "TLS: streamed \"${out//$'\n'/\\n}\""
 cli health >/dev/null 2>&1 && fail "a plaintext client was served by a TLS server"
 cli --tls-ca other-ca.pem health >/dev/null 2>&1 && fail "a client trusting another CA was served"
 say "TLS: a plaintext client and a client trusting another CA are refused"
+grep -q "HTTP API over TLS (HTTPS) on 127.0.0.1:$hp" tls.log || fail "the HTTP line does not say TLS"
+[ "$(https GET /v1/models)" = 200 ] || fail "GET /v1/models over HTTPS: $(https GET /v1/models)"
+[ "$(https POST /v1/completions)" = 200 ] || fail "POST /v1/completions over HTTPS"
+case "$(plain_http)" in refused*) ;; *) fail "plaintext HTTP was answered on the HTTPS port" ;; esac
+say "HTTPS: /v1/models and /v1/completions answer 200; plaintext HTTP is refused"
 
 start mtls --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem
 wait_up --tls-ca ca.pem --tls-cert client.pem --tls-key client.key
@@ -70,6 +109,10 @@ cli --tls-ca ca.pem --tls-cert client.pem --tls-key client.key generate "KING." 
   >/dev/null 2>&1 || fail "generate with a client certificate"
 cli --tls-ca ca.pem health >/dev/null 2>&1 && fail "a client without a certificate was served (mTLS)"
 say "mutual TLS: the CA-signed client is served, a client without a certificate is refused"
+grep -q "HTTP API over mutual TLS (HTTPS)" mtls.log || fail "the HTTP line does not say mutual TLS"
+[ "$(https POST /v1/completions client)" = 200 ] || fail "HTTPS with a client certificate"
+case "$(https GET /v1/models)" in refused*) ;; *) fail "HTTPS without a client certificate was served (mTLS)" ;; esac
+say "mutual TLS over HTTPS: the CA-signed client gets 200, a client without a certificate is refused"
 
 expect_refusal() {  # $1: what the message must say; the rest: flags
   local want="$1"; shift
@@ -82,6 +125,5 @@ expect_refusal() {  # $1: what the message must say; the rest: flags
 }
 expect_refusal "check that --tls-key is the key of --tls-cert" --http-port 0 --tls-cert server.pem --tls-key client.key
 expect_refusal "--tls-cert and --tls-key go together" --http-port 0 --tls-cert server.pem
-expect_refusal "the HTTP API has no TLS yet" --tls-cert server.pem --tls-key server.key
 expect_refusal "cannot read" --http-port 0 --tls-cert missing.pem --tls-key server.key
 say "OK"
