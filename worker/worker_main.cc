@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli_flags.h"
 #include "common/cluster_auth.h"
+#include "common/grpc_tls.h"
 #include "coordinator/model/device_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -40,6 +41,13 @@ ABSL_FLAG(std::string, cluster_secret_file, "",
           "it (HMAC-SHA-256 over a nonce this worker issued once); refusals are logged with the "
           "peer's address and counted. Without one, anyone who reaches the port can configure "
           "this worker.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain): serve the control port (Configure, status) over TLS instead "
+          "of plaintext; the coordinator then needs --worker-tls-ca. Needs --tls-key.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): with --tls-cert, the coordinator must present a certificate "
+          "signed by one of them (--worker-tls-cert/--worker-tls-key: mutual TLS).");
 ABSL_FLAG(double, timeout, 10.0,
           "Seconds a started message from the coordinator may stall before the session is "
           "dropped.");
@@ -123,16 +131,30 @@ int main(int argc, char** argv) {
   const std::string address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   int bound = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      dsv2::MakeServerCredentials({.cert = absl::GetFlag(FLAGS_tls_cert),
+                                   .key = absl::GetFlag(FLAGS_tls_key),
+                                   .client_ca = absl::GetFlag(FLAGS_tls_client_ca)});
+  if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+  builder.AddListeningPort(address, *credentials, &bound);
   builder.RegisterService(host->get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || bound == 0) return Fail("cannot listen on " + address);
+  if (server == nullptr || bound == 0) {
+    return Fail(absl::StrCat("cannot listen on ", address,
+                             absl::GetFlag(FLAGS_tls_cert).empty()
+                                 ? ""
+                                 : " (with TLS: check that --tls-key is the key of --tls-cert)"));
+  }
   std::fprintf(stderr,
                "dsv2-worker rank %d: control on %s:%d, data on port %d, checkpoint %s "
-               "(fingerprint %s), experts on %s in %s; waiting for the coordinator\n",
+               "(fingerprint %s), experts on %s in %s, control port %s; waiting for the "
+               "coordinator\n",
                rank, absl::GetFlag(FLAGS_host).c_str(), bound, (*host)->data_port(), model.c_str(),
                (*host)->fingerprint().c_str(), (*host)->device_name().c_str(),
-               dsv2::PrecisionName(placement->dtype));
+               dsv2::PrecisionName(placement->dtype),
+               absl::GetFlag(FLAGS_tls_cert).empty()        ? "in plaintext"
+               : absl::GetFlag(FLAGS_tls_client_ca).empty() ? "over TLS"
+                                                            : "over mutual TLS");
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

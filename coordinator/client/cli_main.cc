@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/cli_flags.h"
-#include "common/pem_file.h"
+#include "common/grpc_tls.h"
 #include "coordinator/client/cli_commands.h"
 #include "coordinator/client/cli_util.h"
 
@@ -194,28 +194,13 @@ int main(int argc, char** argv) {
   }
 
   InterruptWatcher interrupts;  // before the channel: its threads inherit the signal mask
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca); !ca.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    absl::StatusOr<std::string> roots = dsv2::ReadPemFile(ca, "--tls-ca");
-    if (!roots.ok()) return Usage(std::string(roots.status().message()));
-    ssl.pem_root_certs = *std::move(roots);
-    const std::string cert = absl::GetFlag(FLAGS_tls_cert), key = absl::GetFlag(FLAGS_tls_key);
-    if (cert.empty() != key.empty()) return Usage("--tls-cert and --tls-key go together");
-    if (!cert.empty()) {
-      absl::StatusOr<std::string> c = dsv2::ReadPemFile(cert, "--tls-cert");
-      if (!c.ok()) return Usage(std::string(c.status().message()));
-      absl::StatusOr<std::string> k = dsv2::ReadPemFile(key, "--tls-key");
-      if (!k.ok()) return Usage(std::string(k.status().message()));
-      ssl.pem_cert_chain = *std::move(c);
-      ssl.pem_private_key = *std::move(k);
-    }
-    credentials = grpc::SslCredentials(ssl);
-  } else if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
-    return Usage("--tls-cert needs --tls-ca (the CA that signed the server's certificate)");
-  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      dsv2::MakeChannelCredentials({.ca = absl::GetFlag(FLAGS_tls_ca),
+                                    .cert = absl::GetFlag(FLAGS_tls_cert),
+                                    .key = absl::GetFlag(FLAGS_tls_key)});
+  if (!credentials.ok()) return Usage(std::string(credentials.status().message()));
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_server), credentials);
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials);
   if (generate) return RunGenerate(channel, *generate, timeout, &interrupts);
   if (tokenize) return RunTokenize(channel, *tokenize, timeout, &interrupts);
   if (command == "info") return RunInfo(channel, timeout, &interrupts);

@@ -20,6 +20,7 @@
 #include "common/cli_flags.h"
 #include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
+#include "common/grpc_tls.h"
 #include "coordinator/expert_parallel/lws_group.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/coordinator_server.h"
@@ -85,6 +86,13 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA certificate(s): with --tls-cert, clients of both APIs must present a "
           "certificate signed by one of them (mutual TLS).");
+ABSL_FLAG(std::string, worker_tls_ca, "",
+          "With --workers: PEM CA that signed the workers' control-port certificates "
+          "(dsv2-worker --tls-cert): Configure and status calls go over TLS. Empty: plaintext.");
+ABSL_FLAG(std::string, worker_tls_cert, "",
+          "With --worker-tls-ca: this coordinator's client certificate, for workers started with "
+          "--tls-client-ca (mutual TLS). Needs --worker-tls-key.");
+ABSL_FLAG(std::string, worker_tls_key, "", "PEM private key of --worker-tls-cert.");
 ABSL_FLAG(int, max_stop_strings, 16,
           "Stop strings one request may give (each is matched after every token).");
 ABSL_FLAG(int, max_stop_string_bytes, 256, "Bytes of one stop string at most.");
@@ -183,6 +191,14 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_micro_batches) != 1 && absl::GetFlag(FLAGS_micro_batches) != 2) {
     return Fail("--micro-batches must be 1 or 2");
   }
+  if (expert_parallel) {  // the worker TLS files, checked once here rather than per connection
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_tls =
+        dsv2::MakeChannelCredentials({.ca = absl::GetFlag(FLAGS_worker_tls_ca),
+                                      .cert = absl::GetFlag(FLAGS_worker_tls_cert),
+                                      .key = absl::GetFlag(FLAGS_worker_tls_key),
+                                      .flag_prefix = "--worker-"});
+    if (!worker_tls.ok()) return Fail(std::string(worker_tls.status().message()));
+  }
   if (expert_parallel && transport == "nccl") {
     if (!dsv2::kNcclTransportBuilt) {
       return Fail("--transport nccl: this build has no NCCL (use --transport tcp or auto)");
@@ -244,6 +260,10 @@ int main(int argc, char** argv) {
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout)),
                            .secret = *secret,
+                           .worker_tls = {.ca = absl::GetFlag(FLAGS_worker_tls_ca),
+                                          .cert = absl::GetFlag(FLAGS_worker_tls_cert),
+                                          .key = absl::GetFlag(FLAGS_worker_tls_key),
+                                          .flag_prefix = "--worker-"},
                            .transport = transport,
                            .micro_batches = absl::GetFlag(FLAGS_micro_batches)}});
   if (!server.ok()) return Fail(std::string(server.status().message()));

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/pem_file.h"
+#include "common/grpc_tls.h"
 #include "common/status_macros.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/malformed_request_interceptor.h"
@@ -74,25 +74,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
-  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
-  }
-  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
-    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
-  }
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (!options.tls_cert_file.empty()) {
-    grpc::SslServerCredentialsOptions ssl;
-    DSV2_ASSIGN_OR_RETURN(std::string cert, ReadPemFile(options.tls_cert_file, "--tls-cert"));
-    DSV2_ASSIGN_OR_RETURN(std::string key, ReadPemFile(options.tls_key_file, "--tls-key"));
-    ssl.pem_key_cert_pairs.push_back({std::move(key), std::move(cert)});
-    if (!options.tls_client_ca_file.empty()) {
-      DSV2_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                            ReadPemFile(options.tls_client_ca_file, "--tls-client-ca"));
-      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-    }
-    credentials = grpc::SslServerCredentials(ssl);
-  }
+  DSV2_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                        MakeServerCredentials({.cert = options.tls_cert_file,
+                                               .key = options.tls_key_file,
+                                               .client_ca = options.tls_client_ca_file}));
   builder.AddListeningPort(address, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(

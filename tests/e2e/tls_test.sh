@@ -6,11 +6,15 @@
 #     (Python's ssl with the CA) and refuses plaintext HTTP;
 #   - with --tls-client-ca (mutual TLS): a client with the CA-signed certificate is served, one
 #     without a certificate is refused, on both APIs;
+#   - the control plane of expert parallelism: a worker with --tls-cert/--tls-key/--tls-client-ca
+#     serves a coordinator with --worker-tls-ca/--worker-tls-cert/--worker-tls-key (a completion
+#     through the group), and a coordinator without them cannot configure it;
 #   - misuse is refused at start-up, naming the flag: a key that is not the certificate's,
 #     --tls-cert without --tls-key, a certificate file that cannot be read.
 # Usage: tests/e2e/tls_test.sh BUILD_DIR     (exit 77: no openssl)
 set -euo pipefail
 bin="$(cd "$1" && pwd)/bin"
+src="$(cd "$(dirname "$0")/../.." && pwd)"
 command -v openssl >/dev/null || { echo "SKIPPED: openssl not found"; exit 77; }
 work="$(mktemp -d /tmp/dsv2-tls.XXXXXX)"
 pids=()
@@ -114,6 +118,24 @@ grep -q "HTTP API over mutual TLS (HTTPS)" mtls.log || fail "the HTTP line does 
 case "$(https GET /v1/models)" in refused*) ;; *) fail "HTTPS without a client certificate was served (mTLS)" ;; esac
 say "mutual TLS over HTTPS: the CA-signed client gets 200, a client without a certificate is refused"
 
+# Expert parallelism with TLS on the workers' control port (mutual).
+model="$src/assets/demo-model"
+wp=$(port); wd=$(port)
+"$bin/dsv2-worker" --model "$model" --rank 1 --host 127.0.0.1 --port "$wp" --data-port "$wd" \
+  --threads 1 --device cpu --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem \
+  >worker.log 2>&1 &
+pids+=($!)
+start ep --workers "127.0.0.1:$wp" --device cpu --worker-tls-ca ca.pem \
+  --worker-tls-cert client.pem --worker-tls-key client.key
+for _ in $(seq 1 150); do cli health >/dev/null 2>&1 && break; sleep 0.2; done
+cli health >/dev/null 2>&1 || fail "the expert-parallel group with worker TLS did not serve"
+cli generate "KING." --max-new-tokens 4 >/dev/null 2>&1 || fail "generate through the TLS group"
+grep -q "control port over mutual TLS" worker.log || fail "the worker does not say mutual TLS"
+start ep_plain --workers "127.0.0.1:$wp" --device cpu
+sleep 3
+cli health >/dev/null 2>&1 && fail "a coordinator without worker TLS configured the worker"
+say "worker control plane over mutual TLS: served; a plaintext coordinator cannot configure it"
+
 expect_refusal() {  # $1: what the message must say; the rest: flags
   local want="$1"; shift
   set +e
@@ -126,4 +148,6 @@ expect_refusal() {  # $1: what the message must say; the rest: flags
 expect_refusal "check that --tls-key is the key of --tls-cert" --http-port 0 --tls-cert server.pem --tls-key client.key
 expect_refusal "--tls-cert and --tls-key go together" --http-port 0 --tls-cert server.pem
 expect_refusal "cannot read" --http-port 0 --tls-cert missing.pem --tls-key server.key
+expect_refusal "--worker-tls-cert needs --worker-tls-ca" --http-port 0 --workers 127.0.0.1:1 \
+  --device cpu --worker-tls-cert client.pem --worker-tls-key client.key
 say "OK"
