@@ -24,7 +24,7 @@ case "$kind" in
   address) dir=build-asan; flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
     select=() ;;
   thread) dir=build-tsan; flags="-fsanitize=thread"
-    select=(-R "Engine|Server|Drain|Comm|Worker|ExpertParallel|ClusterSecret|Lws") ;;
+    select=(-R "Engine|Server|Drain|Comm|Worker|ExpertParallel|ClusterSecret|Lws|DataPlane|MicroBatch|IdleStreams") ;;
   *) echo "test.sh: --sanitize address|thread" >&2; exit 2 ;;
 esac
 jobs="${DSV2_BUILD_JOBS:-$(nproc)}"
