@@ -48,8 +48,10 @@ struct ExpertParallelOptions {
   // The data plane: "auto", "tcp" or "nccl" (data_plane.h), chosen at the first connection.
   std::string transport = "auto";
   // 2: steps of two or more sequences run as two micro-batches, one's attention overlapping
-  // the other's exchange (DeepseekV2Model::SetExpertBackend); 1: one pass.
-  int micro_batches = 2;
+  // the other's exchange (DeepseekV2Model::SetExpertBackend); 1: one pass. 1 by default: on
+  // ranks that share CPU cores the second exchange per layer costs more than it hides
+  // (docs/BENCHMARKS.md).
+  int micro_batches = 1;
 };
 
 // How much of the exchange the coordinator's own work hid, summed over MoE layer calls. A layer

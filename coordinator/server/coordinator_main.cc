@@ -114,10 +114,11 @@ ABSL_FLAG(std::string, transport, "auto",
           "are staged through pinned host buffers); nccl: NCCL between GPUs, every rank (this "
           "coordinator and each worker) on a GPU of its own; auto: nccl when the workers' first "
           "answers show that every rank has a GPU of its own and NCCL, else tcp.");
-ABSL_FLAG(int, micro_batches, 2,
+ABSL_FLAG(int, micro_batches, 1,
           "With --workers: 2 splits each step of two or more sequences into two micro-batches, "
           "so that one's attention runs while the other's tokens are with the workers (hides "
-          "part of the exchange); 1 runs each step as one batch.");
+          "more of the exchange, at the cost of a second exchange per layer: worth it when the "
+          "workers have cores or GPUs of their own); 1 runs each step as one batch.");
 ABSL_FLAG(bool, coordinator_experts, false,
           "With --workers: this process hosts a shard of the experts too (as rank 0).");
 ABSL_FLAG(double, drain_timeout, 30.0,

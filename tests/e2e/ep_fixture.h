@@ -38,7 +38,8 @@ inline bool WaitServing(const CoordinatorServer& server, bool want,
 
 inline std::unique_ptr<CoordinatorServer> StartCoordinator(const std::vector<std::string>& workers,
                                                            bool coordinator_experts = false,
-                                                           ClusterSecret secret = {}) {
+                                                           ClusterSecret secret = {},
+                                                           int micro_batches = 1) {
   return std::move(CoordinatorServer::Start(
                        {.model_dir = kLite,
                         .engine = {.max_context = 512},
@@ -46,7 +47,8 @@ inline std::unique_ptr<CoordinatorServer> StartCoordinator(const std::vector<std
                                             .coordinator_hosts_experts = coordinator_experts,
                                             .timeout = absl::Seconds(2),
                                             .retry_interval = absl::Milliseconds(200),
-                                            .secret = secret}}))
+                                            .secret = secret,
+                                            .micro_batches = micro_batches}}))
       .value();
 }
 

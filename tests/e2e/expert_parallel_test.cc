@@ -39,11 +39,12 @@ TEST_F(ExpertParallelTest, TwoWorkersMatchStandalone) {
   EXPECT_LE(overlap.hidden_fraction(), 1);
 }
 
-// Concurrent streams make steps of several sequences, which run as two micro-batches (the
-// default): one's attention while the other's tokens are away. Same outputs as standalone.
+// Concurrent streams make steps of several sequences, which run as two micro-batches with
+// --micro-batches 2: one's attention while the other's tokens are away. Same outputs as
+// standalone.
 TEST_F(ExpertParallelTest, ConcurrentStreamsInTwoMicroBatchesMatchStandalone) {
   WorkerProcess w1(kLite, 1), w2(kLite, 2);
-  auto coordinator = StartCoordinator({w1.address(), w2.address()});
+  auto coordinator = StartCoordinator({w1.address(), w2.address()}, false, {}, 2);
   ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
   std::vector<GenResult> got(prompts_.size());
   std::vector<std::thread> streams;
