@@ -57,7 +57,8 @@ for t in "${targets[@]}"; do
   cov=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$out/last.log" | tail -1 |
         sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\).*/\1 edges, \2 features | \3/p')
   result=clean
-  [ "$code" -ne 0 ] && result="FOUND (exit $code): $(ls "$out"/crash-* "$out"/leak-* "$out"/timeout-* 2>/dev/null | head -1)"
+  # (ls fails for the kinds of artifact that are absent: not a reason to stop before the table)
+  [ "$code" -ne 0 ] && result="FOUND (exit $code): $( (ls "$out"/crash-* "$out"/leak-* "$out"/timeout-* 2>/dev/null || true) | head -1)"
   rows+=("| $t | $seconds | ${runs:-?} | ${cov:-? | ?} | $result |")
 done
 echo

@@ -73,6 +73,25 @@ absl::Status Grow(DeviceBuffer& b, int64_t bytes) {
   return absl::OkStatus();
 }
 
+// Enqueues the router's choice (ids, weights: device) to the staging buffers' host halves; they
+// are there after the next Synchronize (then SelectionFromStaging).
+absl::Status StageSelection(CudaContext& cuda, RemoteMoeStaging& st, const RemoteMoeArgs& a,
+                            int64_t slots) {
+  DSV2_RETURN_IF_ERROR(st.expert.Reserve(slots * sizeof(int32_t)));
+  DSV2_RETURN_IF_ERROR(st.weight.Reserve(slots * sizeof(float)));
+  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.expert.host<void>(), a.expert, slots * 4));
+  return cuda.CopyToHost(st.weight.host<void>(), a.weight, slots * 4);
+}
+
+RouterSelection SelectionFromStaging(const RemoteMoeStaging& st, int64_t n, int64_t k) {
+  const int32_t* ids = st.expert.host<int32_t>();
+  const float* weights = st.weight.host<float>();
+  return {.n_tokens = n,
+          .top_k = k,
+          .expert = std::vector<int32_t>(ids, ids + n * k),
+          .weight = std::vector<float>(weights, weights + n * k)};
+}
+
 // The rows stay on the GPU (NCCL): see remote_moe.h.
 absl::Status RemoteMoeOnDevice(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
                                const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
@@ -84,21 +103,14 @@ absl::Status RemoteMoeOnDevice(const ExecContext& ctx, const ModelConfig& c, con
   DSV2_RETURN_IF_ERROR(Grow(st.x32_device, rows * sizeof(float)));
   DSV2_RETURN_IF_ERROR(Grow(st.out32_device, rows * sizeof(float)));
   DSV2_RETURN_IF_ERROR(st.own.Reserve(rows * DTypeSize(act)));
-  DSV2_RETURN_IF_ERROR(st.expert.Reserve(slots * sizeof(int32_t)));
-  DSV2_RETURN_IF_ERROR(st.weight.Reserve(slots * sizeof(float)));
   float* x32 = st.x32_device.as<float>();      // [n, hidden]
   float* out32 = st.out32_device.as<float>();  // [n, hidden]
   CastRows(ctx, {.x = a.x, .x_dtype = act, .y = x32, .n = rows});
   DSV2_RETURN_IF_ERROR(cuda.Zero(out32, rows * sizeof(float)));
-  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.expert.host<void>(), a.expert, slots * 4));
-  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.weight.host<void>(), a.weight, slots * 4));
+  DSV2_RETURN_IF_ERROR(StageSelection(cuda, st, a, slots));
   // The backend works on its own stream: x32 and the zeroed out32 must be complete.
   DSV2_RETURN_IF_ERROR(cuda.Synchronize());
-  const RouterSelection sel{
-      .n_tokens = a.n,
-      .top_k = k,
-      .expert = std::vector<int32_t>(st.expert.host<int32_t>(), st.expert.host<int32_t>() + slots),
-      .weight = std::vector<float>(st.weight.host<float>(), st.weight.host<float>() + slots)};
+  const RouterSelection sel = SelectionFromStaging(st, a.n, k);
   void* own = st.own.device<void>();
   bool has_own = false;
   const std::function<void()> while_away = [&] {
@@ -127,22 +139,15 @@ absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const M
   const int64_t rows = a.n * hidden, slots = a.n * k, row_bytes = rows * DTypeSize(act);
   DSV2_RETURN_IF_ERROR(st.x.Reserve(row_bytes));
   DSV2_RETURN_IF_ERROR(st.own.Reserve(row_bytes));
-  DSV2_RETURN_IF_ERROR(st.expert.Reserve(slots * sizeof(int32_t)));
-  DSV2_RETURN_IF_ERROR(st.weight.Reserve(slots * sizeof(float)));
 
   // The router's choice and the rows, to the host (the one wait before the exchange).
   DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.x.host<void>(), a.x, row_bytes));
-  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.expert.host<void>(), a.expert, slots * 4));
-  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.weight.host<void>(), a.weight, slots * 4));
+  DSV2_RETURN_IF_ERROR(StageSelection(cuda, st, a, slots));
   DSV2_RETURN_IF_ERROR(cuda.Synchronize());
   st.x32.resize(rows);
   st.out32.assign(rows, 0.0f);
   for (int64_t i = 0; i < rows; ++i) st.x32[i] = LoadAsFloat(st.x.host<void>(), act, i);
-  const RouterSelection sel{
-      .n_tokens = a.n,
-      .top_k = k,
-      .expert = std::vector<int32_t>(st.expert.host<int32_t>(), st.expert.host<int32_t>() + slots),
-      .weight = std::vector<float>(st.weight.host<float>(), st.weight.host<float>() + slots)};
+  const RouterSelection sel = SelectionFromStaging(st, a.n, k);
 
   // While the tokens are away the GPU computes what the coordinator owns: its own expert shard
   // (if any) and the shared experts, into `own`. Enqueued only: the host goes on to combine.

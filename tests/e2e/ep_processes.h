@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -145,6 +146,33 @@ inline GenResult Generate(int port, const std::vector<int32_t>& prompt, int max_
   }
   r.status = reader->Finish();
   return r;
+}
+
+// A long greedy stream (400 tokens) of `prompt` on `port`; once its first response arrived,
+// `kill` runs. Returns how the stream ended and how long after the kill (a stream that never
+// started ends with its own status and a zero duration).
+struct StreamAcrossKill {
+  grpc::Status status;
+  std::chrono::steady_clock::duration after_kill{};
+};
+inline StreamAcrossKill StreamAcross(int port, const std::vector<int32_t>& prompt,
+                                     const std::function<void()>& kill) {
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  v1::GenerateRequest req;
+  for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
+  req.mutable_stopping()->set_max_new_tokens(400);
+  req.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  if (!reader->Read(&resp)) return {reader->Finish()};
+  const auto killed_at = std::chrono::steady_clock::now();
+  kill();
+  while (reader->Read(&resp)) {
+  }
+  const grpc::Status status = reader->Finish();
+  return {status, std::chrono::steady_clock::now() - killed_at};
 }
 
 inline grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port) {

@@ -302,6 +302,9 @@ TEST_F(ServerTest, InvalidArgumentsNameTheField) {
   c = {"logprobs", GreedyText("hi", 4), "logprobs.top_logprobs"};
   c.req.mutable_logprobs()->set_top_logprobs(21);
   cases.push_back(c);
+  c = {"negative logprobs", GreedyText("hi", 4), "logprobs.top_logprobs"};  // found by fuzzing
+  c.req.mutable_logprobs()->set_top_logprobs(-3);
+  cases.push_back(c);
   c = {"chat role", v1::GenerateRequest(), "wizard"};
   auto* m = c.req.mutable_chat()->add_messages();
   m->set_role("wizard");

@@ -38,23 +38,11 @@ TEST_F(WorkerFaultTest, KilledWorkerEndsStreamAndRejoins) {
   WorkerProcess w1(kLite, 1), w2(kLite, 2);
   auto coordinator = StartCoordinator({w1.address(), w2.address()});
   ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", coordinator->port()), grpc::InsecureChannelCredentials()));
-  v1::GenerateRequest req;
-  for (int32_t id : prompts_[0]) req.mutable_token_ids()->add_ids(id);
-  req.mutable_stopping()->set_max_new_tokens(400);
-  req.mutable_stopping()->set_ignore_eos(true);
-  grpc::ClientContext ctx;
-  auto reader = stub->Generate(&ctx, req);
-  v1::GenerateResponse resp;
-  ASSERT_TRUE(reader->Read(&resp));
-  const auto killed_at = std::chrono::steady_clock::now();
-  w2.Kill(SIGKILL);
-  while (reader->Read(&resp)) {
-  }
-  const grpc::Status ended = reader->Finish();
-  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
-  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 10s);
+  const StreamAcrossKill ended =
+      StreamAcross(coordinator->port(), prompts_[0], [&] { w2.Kill(SIGKILL); });
+  EXPECT_EQ(ended.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << ended.status.error_message();
+  EXPECT_LT(ended.after_kill, 10s);
   ASSERT_TRUE(WaitServing(*coordinator, false, 5s));
   EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(Generate(coordinator->port(), prompts_[1], 4).status.error_code(),

@@ -77,11 +77,14 @@ void GenerateRequest(const uint8_t* data, size_t size) {
           "INVALID_ARGUMENT on the wire");
     return;
   }
+  // What the conversion guarantees; ranges (top_logprobs, max_new_tokens, sampling) are the
+  // engine's to check at Submit (ServerTest.InvalidArgumentsNameTheField).
   Check(!g->prompt.empty(), "a prompt");
   if (request.prompt_case() != v1::GenerateRequest::kTokenIds) {
     for (int32_t id : g->prompt) Check(id >= 0 && id < tok->vocab_size(), "ids of the tokenizer");
   }
-  Check(g->top_logprobs >= 0, "top_logprobs not negative");
+  Check(g->stop_strings.size() == static_cast<size_t>(request.stopping().stop_size()),
+        "every stop string carried over");
 }
 
 void HttpRequest(const uint8_t* data, size_t size) {

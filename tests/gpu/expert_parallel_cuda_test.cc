@@ -142,22 +142,11 @@ TEST_P(ExpertParallelCudaTest, WorkerOnASecondGpuOverNcclMatchesAndSurvivesARest
   EXPECT_TRUE(coordinator->expert_group()->device_activations());
   ExpectMatches(expected, coordinator->port(), prompts_, f32);
 
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", coordinator->port()), grpc::InsecureChannelCredentials()));
-  v1::GenerateRequest req;
-  for (int32_t id : prompts_[0]) req.mutable_token_ids()->add_ids(id);
-  req.mutable_stopping()->set_max_new_tokens(400);
-  req.mutable_stopping()->set_ignore_eos(true);
-  grpc::ClientContext ctx;
-  auto reader = stub->Generate(&ctx, req);
-  v1::GenerateResponse resp;
-  ASSERT_TRUE(reader->Read(&resp));
-  const auto killed_at = std::chrono::steady_clock::now();
-  w1.Kill(SIGKILL);
-  while (reader->Read(&resp)) {
-  }
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 30s);
+  const StreamAcrossKill ended =
+      StreamAcross(coordinator->port(), prompts_[0], [&] { w1.Kill(SIGKILL); });
+  EXPECT_EQ(ended.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << ended.status.error_message();
+  EXPECT_LT(ended.after_kill, 30s);
   ASSERT_TRUE(WaitServing(*coordinator, false, 30s));
   EXPECT_EQ(Health(coordinator->port()), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   w1.Start();
