@@ -2,7 +2,8 @@
 // The crossings between the activation dtype and the float32 rows of the expert-parallel data
 // plane: widen bf16 rows to float32 for NCCL, and round the float32 partial sums plus the
 // coordinator's own terms back once. x, add, y are float32 or bfloat16 (rounded to nearest
-// even); y may alias x or add (each element is read, then written, by one thread).
+// even); y may alias x or add of the same dtype (each element is read, then written, by one
+// thread).
 #pragma once
 
 #include <cstdint>

@@ -11,29 +11,6 @@
 #include "kernels/routed_experts.h"
 
 namespace dsv2 {
-namespace {
-
-// dst[i] = src[i] in `to` (float32 or bfloat16, rounded to nearest even).
-void NarrowRows(const float* src, int64_t count, DType to, void* dst) {
-  if (to == DType::kF32) {
-    std::memcpy(dst, src, count * sizeof(float));
-    return;
-  }
-  auto* out = static_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < count; ++i) out[i] = FloatToBf16(src[i]);
-}
-
-// dst[i] = float(src[i]), src in `from` (exact).
-void WidenRows(const void* src, DType from, int64_t count, float* dst) {
-  if (from == DType::kF32) {
-    std::memcpy(dst, src, count * sizeof(float));
-    return;
-  }
-  const auto* in = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < count; ++i) dst[i] = Bf16ToFloat(in[i]);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaExpertShard>> CudaExpertShard::Upload(const ExpertShard& host,
                                                                          CudaContext& cuda) {
@@ -90,50 +67,52 @@ absl::Status CudaExpertShard::RunExperts(const DispatchedTokens& t, const void* 
   return cuda_.LastError("routed experts (worker)");
 }
 
+absl::StatusOr<const float*> CudaExpertShard::Enqueue(const DispatchedTokens& t, const float* x) {
+  DSV2_RETURN_IF_ERROR(cuda_.MakeCurrent());  // the layer loop's thread; cheap when current
+  const DType act = cuda_.act_dtype();
+  const int64_t rows = t.n * t.hidden;
+  auto grow = [](DeviceBuffer& b, int64_t bytes) -> absl::Status {
+    if (b.bytes() >= bytes) return absl::OkStatus();
+    DSV2_ASSIGN_OR_RETURN(b, DeviceBuffer::Allocate(Device::kCuda, bytes));
+    return absl::OkStatus();
+  };
+  DSV2_RETURN_IF_ERROR(grow(partial_, rows * static_cast<int64_t>(sizeof(float))));
+  if (act == DType::kF32) {  // float32 rows are in the activation dtype already
+    DSV2_RETURN_IF_ERROR(RunExperts(t, x, partial_.data()));
+    return partial_.as<float>();
+  }
+  DSV2_RETURN_IF_ERROR(grow(x_, rows * DTypeSize(act)));
+  DSV2_RETURN_IF_ERROR(grow(out_, rows * DTypeSize(act)));
+  const ExecContext ctx(cuda_);
+  CastRows(ctx, {.x = x, .y = x_.data(), .y_dtype = act, .n = rows});
+  DSV2_RETURN_IF_ERROR(RunExperts(t, x_.data(), out_.data()));
+  CastRows(ctx, {.x = out_.data(), .x_dtype = act, .y = partial_.data(), .n = rows});
+  return partial_.as<float>();
+}
+
 absl::Status CudaExpertShard::Forward(const DispatchedTokens& t, float* partial) {
   DSV2_RETURN_IF_ERROR(CheckLayer(t));
   if (t.n == 0) return absl::OkStatus();
-  DSV2_RETURN_IF_ERROR(cuda_.MakeCurrent());  // the layer loop's thread; cheap when current
-  const DType act = cuda_.act_dtype();
-  const int64_t rows = t.n * t.hidden, row_bytes = rows * DTypeSize(act);
-  DSV2_RETURN_IF_ERROR(x_.Reserve(row_bytes));
-  DSV2_RETURN_IF_ERROR(out_.Reserve(row_bytes));
-  NarrowRows(t.x, rows, act, x_.host<void>());
-  DSV2_RETURN_IF_ERROR(cuda_.CopyToDevice(x_.device<void>(), x_.host<void>(), row_bytes));
-  DSV2_RETURN_IF_ERROR(RunExperts(t, x_.device<void>(), out_.device<void>()));
-  DSV2_RETURN_IF_ERROR(cuda_.CopyToHost(out_.host<void>(), out_.device<void>(), row_bytes));
+  const int64_t row_bytes = t.n * t.hidden * static_cast<int64_t>(sizeof(float));
+  // Host rows in through pinned memory, the partial sums back the same way (the copy back is
+  // stream-ordered after the copy in, so one buffer serves both).
+  DSV2_RETURN_IF_ERROR(rows_.Reserve(row_bytes));
+  std::memcpy(rows_.host<void>(), t.x, row_bytes);
+  DSV2_RETURN_IF_ERROR(cuda_.CopyToDevice(rows_.device<void>(), rows_.host<void>(), row_bytes));
+  DSV2_ASSIGN_OR_RETURN(const float* sums, Enqueue(t, rows_.device<float>()));
+  DSV2_RETURN_IF_ERROR(cuda_.CopyToHost(rows_.host<void>(), sums, row_bytes));
   DSV2_RETURN_IF_ERROR(cuda_.Synchronize());
-  WidenRows(out_.host<void>(), act, rows, partial);
+  std::memcpy(partial, rows_.host<void>(), row_bytes);
   return absl::OkStatus();
 }
 
 absl::StatusOr<const float*> CudaExpertShard::ForwardOnDevice(const DispatchedTokens& t) {
   DSV2_RETURN_IF_ERROR(CheckLayer(t));
   if (t.n == 0) return nullptr;
-  DSV2_RETURN_IF_ERROR(cuda_.MakeCurrent());
-  const DType act = cuda_.act_dtype();
-  const int64_t rows = t.n * t.hidden;
-  const ExecContext ctx(cuda_);
-  const float* partial = nullptr;
-  if (act == DType::kF32) {  // the rows are in the activation dtype already
-    DSV2_RETURN_IF_ERROR(out_.Reserve(rows * sizeof(float)));
-    DSV2_RETURN_IF_ERROR(RunExperts(t, t.x, out_.device<void>()));
-    partial = out_.device<float>();
-  } else {
-    const int64_t row_bytes = rows * DTypeSize(act);
-    DSV2_RETURN_IF_ERROR(x_.Reserve(row_bytes));
-    DSV2_RETURN_IF_ERROR(out_.Reserve(row_bytes));
-    if (partial_.bytes() < rows * static_cast<int64_t>(sizeof(float))) {
-      DSV2_ASSIGN_OR_RETURN(partial_, DeviceBuffer::Allocate(Device::kCuda, rows * sizeof(float)));
-    }
-    CastRows(ctx, {.x = t.x, .y = x_.device<void>(), .y_dtype = act, .n = rows});
-    DSV2_RETURN_IF_ERROR(RunExperts(t, x_.device<void>(), out_.device<void>()));
-    CastRows(ctx, {.x = out_.device<void>(), .x_dtype = act, .y = partial_.data(), .n = rows});
-    partial = partial_.as<float>();
-  }
+  DSV2_ASSIGN_OR_RETURN(const float* sums, Enqueue(t, t.x));
   // The link sends from its own stream: the partial sums must be complete first.
   DSV2_RETURN_IF_ERROR(cuda_.Synchronize());
-  return partial;
+  return sums;
 }
 
 }  // namespace dsv2

@@ -4,13 +4,12 @@
 // GEMM's layout), with progress lines. Forward runs one layer's received tokens through the
 // same grouped GEMMs as the GPU engine (kernels/routed_experts.h).
 //
-// The TCP data plane carries float32 host rows; they are staged through pinned buffers:
-//   x [n, hidden] float32 → activation dtype (host) → device;  ids, weights → device
-//   RoutedExperts on the stream → partial [n, hidden] activation dtype → host → float32
-// The NCCL data plane delivers float32 rows on the device; they stay there:
-//   x float32 (device) → CastRows → activation dtype;  ids, weights (host) → device
-//   RoutedExperts → CastRows → partial float32 (device)
-// Either way one synchronisation per layer: the result is complete when Forward returns.
+// Both data planes carry float32 rows; the shard computes in the activation dtype:
+//   x float32 → CastRows → activation dtype;  ids, weights (host) → device
+//   RoutedExperts → CastRows → partial float32
+// On TCP the rows come from and go back to host memory through one pinned buffer; on NCCL they
+// stay on the device. Either way one synchronisation per layer: the result is complete when
+// Forward returns.
 #pragma once
 
 #include <cstdint>
@@ -51,16 +50,20 @@ class CudaExpertShard {
   // Stages ids and weights (host) on the device and runs the layer's experts on x (device,
   // activation dtype) into out (device, activation dtype).
   absl::Status RunExperts(const DispatchedTokens& tokens, const void* x, void* out);
+  // Enqueues the layer on rows x (device, float32 [n, hidden]); returns partial_ (not yet
+  // complete: the caller synchronises).
+  absl::StatusOr<const float*> Enqueue(const DispatchedTokens& tokens, const float* x);
 
   CudaContext& cuda_;
   int64_t begin_ = 0, end_ = 0;
   std::vector<std::vector<MlpWeights>> layers_;  // [layer][e - begin], device views
   std::vector<DeviceBuffer> storage_;            // owns the device weights
-  StagingBuffer x_;                              // [n, hidden] activation dtype
-  StagingBuffer expert_;                         // [n, k] int32
-  StagingBuffer weight_;                         // [n, k] float32
-  StagingBuffer out_;                            // [n, hidden] activation dtype
-  DeviceBuffer partial_;  // [n, hidden] float32 (ForwardOnDevice with bfloat16 activations)
+  StagingBuffer rows_;    // [n, hidden] float32: TCP rows in, partial sums out (pinned)
+  StagingBuffer expert_;  // [n, k] int32
+  StagingBuffer weight_;  // [n, k] float32
+  DeviceBuffer x_;        // [n, hidden] activation dtype (bfloat16 runs)
+  DeviceBuffer out_;      // [n, hidden] activation dtype (bfloat16 runs)
+  DeviceBuffer partial_;  // [n, hidden] float32 partial sums
 };
 
 }  // namespace dsv2

@@ -111,9 +111,9 @@ absl::StatusOr<v1::ConfigureResponse> ExpertParallelBackend::ConfigureWorker(
     int rank, uint64_t session, DataPlane plane, const std::string& nccl_unique_id) {
   const std::string& address = options_.workers[rank - 1];
   const std::string who = absl::StrCat("worker rank ", rank, " (", address, ")");
-  DSV2_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                        MakeChannelCredentials(options_.worker_tls));
-  auto stub = v1::ExpertWorker::NewStub(grpc::CreateChannel(address, credentials));
+  auto stub = v1::ExpertWorker::NewStub(grpc::CreateChannel(
+      address, options_.worker_credentials != nullptr ? options_.worker_credentials
+                                                      : grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   // Configure binds the shard, and a GPU worker uploads it before answering (GBs for a real
   // model): a generous deadline. An unreachable worker still fails at once.

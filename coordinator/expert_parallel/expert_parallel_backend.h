@@ -21,11 +21,11 @@
 #include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
 #include "common/comm/expert_placement.h"
-#include "common/grpc_tls.h"
 #include "coordinator/expert_parallel/data_plane.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/routed_expert_backend.h"
 #include "dsv2/v1/worker.pb.h"
+#include "grpcpp/security/credentials.h"
 
 namespace dsv2 {
 
@@ -42,9 +42,9 @@ struct ExpertParallelOptions {
   // The cluster secret (cluster_auth.h): every control call proves it holds it, and a worker
   // that holds none is refused. Not enabled: the calls carry no credentials.
   ClusterSecret secret = {};
-  // TLS towards the workers' control ports (--worker-tls-ca, and --worker-tls-cert/-key for
-  // workers that require a client certificate); empty: plaintext.
-  TlsClientFiles worker_tls = {};
+  // Credentials towards the workers' control ports (MakeChannelCredentials of --worker-tls-ca,
+  // --worker-tls-cert/-key, read once at start-up); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> worker_credentials = nullptr;
   // The data plane: "auto", "tcp" or "nccl" (data_plane.h), chosen at the first connection.
   std::string transport = "auto";
   // 2: steps of two or more sequences run as two micro-batches, one's attention overlapping

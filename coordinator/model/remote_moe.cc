@@ -1,7 +1,6 @@
 #include "coordinator/model/remote_moe.h"
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
@@ -67,14 +66,8 @@ bool EnqueueOwnExperts(const ExecContext& ctx, const ModelConfig& c, const MoeWe
   return own_experts || w.has_shared;
 }
 
-absl::Status Grow(DeviceBuffer& b, int64_t bytes) {
-  if (b.bytes() >= bytes) return absl::OkStatus();
-  DSV2_ASSIGN_OR_RETURN(b, DeviceBuffer::Allocate(Device::kCuda, bytes));
-  return absl::OkStatus();
-}
-
-// Enqueues the router's choice (ids, weights: device) to the staging buffers' host halves; they
-// are there after the next Synchronize (then SelectionFromStaging).
+// The router's choice (ids, weights: device) to the host through the staging buffers: enqueued
+// here, read after the next Synchronize.
 absl::Status StageSelection(CudaContext& cuda, RemoteMoeStaging& st, const RemoteMoeArgs& a,
                             int64_t slots) {
   DSV2_RETURN_IF_ERROR(st.expert.Reserve(slots * sizeof(int32_t)));
@@ -83,98 +76,61 @@ absl::Status StageSelection(CudaContext& cuda, RemoteMoeStaging& st, const Remot
   return cuda.CopyToHost(st.weight.host<void>(), a.weight, slots * 4);
 }
 
-RouterSelection SelectionFromStaging(const RemoteMoeStaging& st, int64_t n, int64_t k) {
-  const int32_t* ids = st.expert.host<int32_t>();
-  const float* weights = st.weight.host<float>();
-  return {.n_tokens = n,
-          .top_k = k,
-          .expert = std::vector<int32_t>(ids, ids + n * k),
-          .weight = std::vector<float>(weights, weights + n * k)};
-}
-
-// The rows stay on the GPU (NCCL): see remote_moe.h.
-absl::Status RemoteMoeOnDevice(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
-                               const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
+absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
+                           const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
+  if (a.staging == nullptr) return absl::InternalError("RemoteMoe on a GPU needs staging buffers");
   CudaContext& cuda = ctx.cuda();
   RemoteMoeStaging& st = *a.staging;
   const DType act = ctx.act_dtype();
   const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
-  const int64_t rows = a.n * hidden, slots = a.n * k;
-  DSV2_RETURN_IF_ERROR(Grow(st.x32_device, rows * sizeof(float)));
-  DSV2_RETURN_IF_ERROR(Grow(st.out32_device, rows * sizeof(float)));
-  DSV2_RETURN_IF_ERROR(st.own.Reserve(rows * DTypeSize(act)));
-  float* x32 = st.x32_device.as<float>();      // [n, hidden]
-  float* out32 = st.out32_device.as<float>();  // [n, hidden]
-  CastRows(ctx, {.x = a.x, .x_dtype = act, .y = x32, .n = rows});
-  DSV2_RETURN_IF_ERROR(cuda.Zero(out32, rows * sizeof(float)));
+  const int64_t rows = a.n * hidden, slots = a.n * k, row_bytes = rows * sizeof(float);
+  // NCCL: the backend reads and writes device memory (on its own stream); TCP: host memory.
+  const bool on_device = backend.device_activations();
+  DSV2_RETURN_IF_ERROR(st.x32.Reserve(row_bytes));
+  DSV2_RETURN_IF_ERROR(st.out32.Reserve(row_bytes));
+  if (st.own.bytes() < rows * DTypeSize(act)) {
+    DSV2_ASSIGN_OR_RETURN(st.own, DeviceBuffer::Allocate(Device::kCuda, rows * DTypeSize(act)));
+  }
+  CastRows(ctx, {.x = a.x, .x_dtype = act, .y = st.x32.device<void>(), .n = rows});
+  if (on_device) {
+    DSV2_RETURN_IF_ERROR(cuda.Zero(st.out32.device<void>(), row_bytes));
+  } else {
+    DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.x32.host<void>(), st.x32.device<void>(), row_bytes));
+  }
   DSV2_RETURN_IF_ERROR(StageSelection(cuda, st, a, slots));
-  // The backend works on its own stream: x32 and the zeroed out32 must be complete.
-  DSV2_RETURN_IF_ERROR(cuda.Synchronize());
-  const RouterSelection sel = SelectionFromStaging(st, a.n, k);
-  void* own = st.own.device<void>();
+  DSV2_RETURN_IF_ERROR(cuda.Synchronize());  // the one wait before the exchange
+  // The previous layer's copy from out32's host half finished with that wait.
+  if (!on_device) std::fill_n(st.out32.host<float>(), rows, 0.0f);
+  const RouterSelection sel{
+      .n_tokens = a.n,
+      .top_k = k,
+      .expert = std::vector<int32_t>(st.expert.host<int32_t>(), st.expert.host<int32_t>() + slots),
+      .weight = std::vector<float>(st.weight.host<float>(), st.weight.host<float>() + slots)};
+
+  // While the tokens are away the GPU computes what the coordinator owns: its own expert shard
+  // (if any) and the shared experts, into `own`. Enqueued only: the host goes on to combine.
+  void* own = st.own.data();
   bool has_own = false;
   const std::function<void()> while_away = [&] {
     has_own = EnqueueOwnExperts(ctx, c, w, a, own);
     RunCallersWork(a);
   };
+  float* x32 = on_device ? st.x32.device<float>() : st.x32.host<float>();
+  float* out32 = on_device ? st.out32.device<float>() : st.out32.host<float>();
   DSV2_RETURN_IF_ERROR(backend.Run(st.cpu, a.layer, sel, x32, hidden, out32, while_away));
-  // out32 is complete (the backend waited); `own` is ordered before this on the stream.
-  CastRows(ctx, {.x = out32,
+  if (!on_device) {
+    DSV2_RETURN_IF_ERROR(
+        cuda.CopyToDevice(st.out32.device<void>(), st.out32.host<void>(), row_bytes));
+  }
+  // out = partial sums + own, rounded once; stream-ordered after `own` and the copy (over NCCL
+  // the backend has waited for its additions).
+  CastRows(ctx, {.x = st.out32.device<void>(),
                  .add = has_own ? own : nullptr,
                  .add_dtype = act,
                  .y = a.out,
                  .y_dtype = act,
                  .n = rows});
   return absl::OkStatus();
-}
-
-absl::Status RemoteMoeCuda(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
-                           const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
-  if (a.staging == nullptr) return absl::InternalError("RemoteMoe on a GPU needs staging buffers");
-  if (backend.device_activations()) return RemoteMoeOnDevice(ctx, c, w, a, backend);
-  CudaContext& cuda = ctx.cuda();
-  RemoteMoeStaging& st = *a.staging;
-  const DType act = ctx.act_dtype();
-  const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
-  const int64_t rows = a.n * hidden, slots = a.n * k, row_bytes = rows * DTypeSize(act);
-  DSV2_RETURN_IF_ERROR(st.x.Reserve(row_bytes));
-  DSV2_RETURN_IF_ERROR(st.own.Reserve(row_bytes));
-
-  // The router's choice and the rows, to the host (the one wait before the exchange).
-  DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.x.host<void>(), a.x, row_bytes));
-  DSV2_RETURN_IF_ERROR(StageSelection(cuda, st, a, slots));
-  DSV2_RETURN_IF_ERROR(cuda.Synchronize());
-  st.x32.resize(rows);
-  st.out32.assign(rows, 0.0f);
-  for (int64_t i = 0; i < rows; ++i) st.x32[i] = LoadAsFloat(st.x.host<void>(), act, i);
-  const RouterSelection sel = SelectionFromStaging(st, a.n, k);
-
-  // While the tokens are away the GPU computes what the coordinator owns: its own expert shard
-  // (if any) and the shared experts, into `own`. Enqueued only: the host goes on to combine.
-  void* own = st.own.device<void>();
-  bool has_own = false;
-  const std::function<void()> while_away = [&] {
-    has_own = EnqueueOwnExperts(ctx, c, w, a, own);
-    RunCallersWork(a);
-  };
-  DSV2_RETURN_IF_ERROR(
-      backend.Run(st.cpu, a.layer, sel, st.x32.data(), hidden, st.out32.data(), while_away));
-
-  // out = routed partial sums (float32) + own, rounded once to the activation dtype.
-  if (has_own) {
-    DSV2_RETURN_IF_ERROR(cuda.CopyToHost(st.own.host<void>(), own, row_bytes));
-    DSV2_RETURN_IF_ERROR(cuda.Synchronize());
-    for (int64_t i = 0; i < rows; ++i) st.out32[i] += LoadAsFloat(st.own.host<void>(), act, i);
-  }
-  if (act == DType::kF32) {
-    std::memcpy(st.x.host<void>(), st.out32.data(), row_bytes);
-  } else {
-    uint16_t* dst = st.x.host<uint16_t>();
-    for (int64_t i = 0; i < rows; ++i) dst[i] = FloatToBf16(st.out32[i]);
-  }
-  // Stream-ordered before the next layer reads `out`; the next RemoteMoe synchronises before
-  // it writes the staging buffer again.
-  return cuda.CopyToDevice(a.out, st.x.host<void>(), row_bytes);
 }
 
 }  // namespace

@@ -1,24 +1,19 @@
 // The routed half of an MoE layer on a RoutedExpertBackend (expert parallelism), from a model
-// on the CPU or on a GPU. The backend speaks float32 host rows (the TCP data plane); a GPU
-// model stages through pinned buffers:
+// on the CPU or on a GPU. On a GPU:
 //
-//   GPU: router top-k ──► host: ids, weights, x (widened to float32)
-//   host: backend->Run(x) ─── tokens away ───────────────────────► partial sums (float32)
+//   GPU: router top-k; x widened to float32 rows (CastRows) ──► ids, weights to the host
+//   backend->Run(rows) ─── tokens away ──────────────────────► partial sums (float32)
 //   GPU, while away: own shard (if any) + shared experts → own [n, hidden]
-//   host: out = partial sums + own, rounded to the activation dtype ──► GPU
+//   GPU: out = partial sums + own, rounded once to the activation dtype (CastRows)
 //
-// The shared experts (and the coordinator's own shard) are enqueued on the stream while the
-// tokens are with the workers, so the GPU works during the exchange.
-//
-// With a backend whose rows live on the device (NCCL) the rows never leave the GPU: x is widened
-// to float32 there (CastRows), the backend adds the partial sums into a zeroed float32 buffer,
-// and one CastRows adds the coordinator's own terms and rounds. Only the router's choice (ids,
-// weights) comes to the host, for the dispatch layout.
+// The rows and partial sums are host memory for a TCP backend (through pinned buffers: one
+// copy each way) and stay on the device for an NCCL one (device_activations()). The shared
+// experts (and the coordinator's own shard) are enqueued on the stream while the tokens are
+// with the workers, so the GPU works during the exchange.
 #pragma once
 
 #include <functional>
 #include <memory>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "common/model_config.h"
@@ -32,14 +27,12 @@ namespace dsv2 {
 
 // What a GPU model keeps between layers for RemoteMoe: sized once by the largest step.
 struct RemoteMoeStaging {
-  StagingBuffer x;                // [n, hidden] activation dtype (in), then the result (out)
-  StagingBuffer expert;           // [n, k] int32 (host half used)
-  StagingBuffer weight;           // [n, k] float32 (host half used)
-  StagingBuffer own;              // [n, hidden] activation dtype: own shard + shared experts
-  std::vector<float> x32, out32;  // [n, hidden] float32 host rows for the backend
-  DeviceBuffer x32_device;        // [n, hidden] float32: the rows for a device backend
-  DeviceBuffer out32_device;      // [n, hidden] float32: its partial sums
-  CpuContext cpu{1};              // the backend's host context (no expert math runs on it)
+  StagingBuffer x32;     // [n, hidden] float32 rows for the backend (pinned host + device)
+  StagingBuffer out32;   // [n, hidden] float32 partial sums from it
+  StagingBuffer expert;  // [n, k] int32 router choice (host half read)
+  StagingBuffer weight;  // [n, k] float32
+  DeviceBuffer own;      // [n, hidden] activation dtype: own shard + shared experts
+  CpuContext cpu{1};     // the backend's host context (no expert math runs on it)
 };
 
 struct RemoteMoeArgs {

@@ -192,14 +192,6 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_micro_batches) != 1 && absl::GetFlag(FLAGS_micro_batches) != 2) {
     return Fail("--micro-batches must be 1 or 2");
   }
-  if (expert_parallel) {  // the worker TLS files, checked once here rather than per connection
-    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_tls =
-        dsv2::MakeChannelCredentials({.ca = absl::GetFlag(FLAGS_worker_tls_ca),
-                                      .cert = absl::GetFlag(FLAGS_worker_tls_cert),
-                                      .key = absl::GetFlag(FLAGS_worker_tls_key),
-                                      .flag_prefix = "--worker-"});
-    if (!worker_tls.ok()) return Fail(std::string(worker_tls.status().message()));
-  }
   if (expert_parallel && transport == "nccl") {
     if (!dsv2::kNcclTransportBuilt) {
       return Fail("--transport nccl: this build has no NCCL (use --transport tcp or auto)");
@@ -226,6 +218,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // The workers' TLS files, read once here (every Configure reuses the credentials). After the
+  // signal mask: making credentials starts gRPC's threads, which must not take SIGTERM.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> worker_credentials =
+      dsv2::MakeChannelCredentials({.ca = absl::GetFlag(FLAGS_worker_tls_ca),
+                                    .cert = absl::GetFlag(FLAGS_worker_tls_cert),
+                                    .key = absl::GetFlag(FLAGS_worker_tls_key),
+                                    .flag_prefix = "--worker-"});
+  if (!worker_credentials.ok()) return Fail(std::string(worker_credentials.status().message()));
   absl::StatusOr<std::unique_ptr<dsv2::CoordinatorServer>> server = dsv2::CoordinatorServer::Start(
       {.model_dir = path,
        .synthetic = synthetic,
@@ -261,10 +261,7 @@ int main(int argc, char** argv) {
                            .coordinator_hosts_experts = absl::GetFlag(FLAGS_coordinator_experts),
                            .timeout = absl::Seconds(absl::GetFlag(FLAGS_worker_timeout)),
                            .secret = *secret,
-                           .worker_tls = {.ca = absl::GetFlag(FLAGS_worker_tls_ca),
-                                          .cert = absl::GetFlag(FLAGS_worker_tls_cert),
-                                          .key = absl::GetFlag(FLAGS_worker_tls_key),
-                                          .flag_prefix = "--worker-"},
+                           .worker_credentials = *worker_credentials,
                            .transport = transport,
                            .micro_batches = absl::GetFlag(FLAGS_micro_batches)}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
