@@ -68,7 +68,6 @@ absl::Status CudaExpertShard::RunExperts(const DispatchedTokens& t, const void* 
 }
 
 absl::StatusOr<const float*> CudaExpertShard::Enqueue(const DispatchedTokens& t, const float* x) {
-  DSV2_RETURN_IF_ERROR(cuda_.MakeCurrent());  // the layer loop's thread; cheap when current
   const DType act = cuda_.act_dtype();
   const int64_t rows = t.n * t.hidden;
   auto grow = [](DeviceBuffer& b, int64_t bytes) -> absl::Status {
@@ -93,6 +92,8 @@ absl::StatusOr<const float*> CudaExpertShard::Enqueue(const DispatchedTokens& t,
 absl::Status CudaExpertShard::Forward(const DispatchedTokens& t, float* partial) {
   DSV2_RETURN_IF_ERROR(CheckLayer(t));
   if (t.n == 0) return absl::OkStatus();
+  // The layer loop's thread; before any allocation or copy (cheap when already current).
+  DSV2_RETURN_IF_ERROR(cuda_.MakeCurrent());
   const int64_t row_bytes = t.n * t.hidden * static_cast<int64_t>(sizeof(float));
   // Host rows in through pinned memory, the partial sums back the same way (the copy back is
   // stream-ordered after the copy in, so one buffer serves both).
@@ -109,6 +110,7 @@ absl::Status CudaExpertShard::Forward(const DispatchedTokens& t, float* partial)
 absl::StatusOr<const float*> CudaExpertShard::ForwardOnDevice(const DispatchedTokens& t) {
   DSV2_RETURN_IF_ERROR(CheckLayer(t));
   if (t.n == 0) return nullptr;
+  DSV2_RETURN_IF_ERROR(cuda_.MakeCurrent());
   DSV2_ASSIGN_OR_RETURN(const float* sums, Enqueue(t, t.x));
   // The link sends from its own stream: the partial sums must be complete first.
   DSV2_RETURN_IF_ERROR(cuda_.Synchronize());

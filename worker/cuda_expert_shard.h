@@ -51,7 +51,7 @@ class CudaExpertShard {
   // activation dtype) into out (device, activation dtype).
   absl::Status RunExperts(const DispatchedTokens& tokens, const void* x, void* out);
   // Enqueues the layer on rows x (device, float32 [n, hidden]); returns partial_ (not yet
-  // complete: the caller synchronises).
+  // complete: the caller synchronises). The context's device must be current.
   absl::StatusOr<const float*> Enqueue(const DispatchedTokens& tokens, const float* x);
 
   CudaContext& cuda_;
