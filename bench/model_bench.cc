@@ -4,6 +4,10 @@
 // copy (GPU).
 //   model_bench --model /tmp/v2lite-4l [--runs 5] [--json out.json]
 //   model_bench --synthetic v2-lite --device cuda --batch-sizes 1,32,128,256 --prefill-tokens 2048
+//   model_bench --device cuda --bandwidth-only
+// On a GPU, decode is timed twice: as the server runs it (a CUDA graph per batch bucket,
+// DecodeGraphs, with the logits summarised on the device: only the argmax and normaliser come
+// back) and eagerly (Forward, every step's full logits copied to the host) beside it.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
+#include "coordinator/model/decode_graphs.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/device_flags.h"
 
@@ -30,6 +35,11 @@ ABSL_FLAG(std::vector<std::string>, batch_sizes, std::vector<std::string>({"1"})
 ABSL_FLAG(int, prefill_tokens, 512, "Prompt length of the prefill measurement.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: one per core).");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(bool, graphs, true,
+          "On a GPU, time decode as the server runs it (CUDA-graph replay, logits summarised on "
+          "the device) as well as eagerly; ignored on the CPU.");
+ABSL_FLAG(bool, bandwidth_only, false,
+          "Only measure the device's copy bandwidth (with --device cuda; no model is loaded).");
 
 namespace {
 
@@ -104,9 +114,44 @@ int64_t DecodeBytesPerToken(const dsv2::DeepseekV2Model& model) {
 
 struct DecodeResult {
   int batch = 0;
-  double ms_per_step = 0;  // median
+  double ms_per_step = 0;  // median of the served path: graphed on a GPU, else eager
   double tokens_per_s = 0;
+  double eager_ms_per_step = 0;  // median, eager Forward with full logits to the host
+  bool graphed = false;
 };
+
+// --bandwidth-only: a device-to-device copy on a fresh context, best of `runs` (after one).
+int BandwidthOnly(int runs, const std::string& json) {
+  absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
+  if (!placement.ok() || placement->device != dsv2::Device::kCuda) {
+    std::fprintf(stderr, "model_bench: --bandwidth-only needs --device cuda (and a GPU)%s%s\n",
+                 placement.ok() ? "" : ": ",
+                 placement.ok() ? "" : std::string(placement.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<dsv2::CudaContext>> ctx =
+      dsv2::CudaContext::Create({.device = 0, .act_dtype = dsv2::DType::kBF16});
+  if (!ctx.ok()) {
+    std::fprintf(stderr, "model_bench: %s\n", std::string(ctx.status().message()).c_str());
+    return 1;
+  }
+  double best = 0;
+  for (int r = 0; r <= std::max(3, runs); ++r) {
+    absl::StatusOr<double> b = dsv2::MeasureCopyBandwidth(**ctx, int64_t{1} << 30);
+    if (!b.ok()) {
+      std::fprintf(stderr, "model_bench: %s\n", std::string(b.status().message()).c_str());
+      return 1;
+    }
+    if (r > 0) best = std::max(best, *b);
+  }
+  std::printf("| device copy bandwidth (%s, best of %d) | %.1f GB/s |\n",
+              (*ctx)->info().name.c_str(), std::max(3, runs), best);
+  if (!json.empty()) {
+    std::ofstream(json) << absl::StrFormat("{\"device\": \"%s\", \"bandwidth_gbs\": %.3f}\n",
+                                           (*ctx)->info().name, best);
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -115,6 +160,7 @@ int main(int argc, char** argv) {
   const std::string dir = absl::GetFlag(FLAGS_model);
   const std::string synthetic = absl::GetFlag(FLAGS_synthetic);
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  if (absl::GetFlag(FLAGS_bandwidth_only)) return BandwidthOnly(runs, absl::GetFlag(FLAGS_json));
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
     std::exit(1);
@@ -177,30 +223,59 @@ int main(int argc, char** argv) {
     return static_cast<int32_t>(std::max_element(v, v + c.vocab_size) - v);
   };
   // Decode: B sequences with 16-token prompts (prefilled together), then one token each per step.
+  // On a GPU each run decodes the same steps twice more: graphed with summaries, then eagerly.
+  std::unique_ptr<dsv2::DecodeGraphs> graphs;
+  if (model.cuda_context() != nullptr && absl::GetFlag(FLAGS_graphs)) {
+    absl::StatusOr<std::unique_ptr<dsv2::DecodeGraphs>> g = dsv2::DecodeGraphs::Create(
+        model, cpu, {.max_context = 16 + decode_n + 64, .max_batch = max_batch, .capture = true});
+    must(g.status());
+    graphs = *std::move(g);
+  }
   std::vector<DecodeResult> decode;
   for (int b : batches) {
-    std::vector<double> step_ms;
+    std::vector<double> eager_ms, graph_ms;
     for (int r = 0; r < runs; ++r) {
-      std::vector<int64_t> seqs;
-      dsv2::ForwardBatch batch;
-      for (int s = 0; s < b; ++s) {
-        seqs.push_back(cache.AddSequence());
-        std::vector<int32_t> prompt(16);
-        for (int i = 0; i < 16; ++i) prompt[i] = (1000 + 37 * i + 101 * s + r) % c.vocab_size;
-        batch.Add(seqs.back(), 0, prompt);
+      for (int mode = graphs != nullptr ? 0 : 1; mode < 2; ++mode) {  // 0: graphed, 1: eager
+        std::vector<int64_t> seqs;
+        dsv2::ForwardBatch batch;
+        for (int s = 0; s < b; ++s) {
+          seqs.push_back(cache.AddSequence());
+          std::vector<int32_t> prompt(16);
+          for (int i = 0; i < 16; ++i) prompt[i] = (1000 + 37 * i + 101 * s + r) % c.vocab_size;
+          batch.Add(seqs.back(), 0, prompt);
+        }
+        must(model.Forward(*ctx, cache, batch, &logits));
+        std::vector<int32_t> next_ids(b);
+        for (int s = 0; s < b; ++s) next_ids[s] = argmax(s);
+        dsv2::LogitsRequest request;
+        request.summarize.assign(b, 1);
+        dsv2::LogitsResult result;
+        for (int t = 0; t < decode_n; ++t) {
+          dsv2::ForwardBatch next;
+          for (int s = 0; s < b; ++s) next.Add(seqs[s], 16 + t, {next_ids[s]});
+          const auto t0 = Clock::now();
+          if (mode == 0) {
+            must(graphs->Forward(cache, next, request, &result));
+          } else {
+            must(model.Forward(*ctx, cache, next, &logits));
+          }
+          const double ms = Seconds(t0, Clock::now()) * 1e3;
+          // The first step warms up (and captures the bucket's graph).
+          if (t > 0) (mode == 0 ? graph_ms : eager_ms).push_back(ms);
+          for (int s = 0; s < b; ++s) {
+            next_ids[s] = mode == 0 ? result.summaries[s].argmax : argmax(s);
+          }
+        }
+        for (int64_t s : seqs) cache.FreeSequence(s);
       }
-      must(model.Forward(*ctx, cache, batch, &logits));
-      for (int t = 0; t < decode_n; ++t) {
-        dsv2::ForwardBatch next;
-        for (int s = 0; s < b; ++s) next.Add(seqs[s], 16 + t, {argmax(s)});
-        const auto t0 = Clock::now();
-        must(model.Forward(*ctx, cache, next, &logits));
-        if (t > 0) step_ms.push_back(Seconds(t0, Clock::now()) * 1e3);  // the first warms up
-      }
-      for (int64_t s : seqs) cache.FreeSequence(s);
     }
-    const double ms = Median(step_ms);
-    decode.push_back({b, ms, b * 1e3 / ms});
+    DecodeResult d;
+    d.batch = b;
+    d.eager_ms_per_step = Median(eager_ms);
+    d.graphed = !graph_ms.empty();
+    d.ms_per_step = d.graphed ? Median(graph_ms) : d.eager_ms_per_step;
+    d.tokens_per_s = b * 1e3 / d.ms_per_step;
+    decode.push_back(d);
   }
   // Prefill: one forward over the whole prompt (one warm-up run first).
   std::vector<double> prefill_s;
@@ -228,8 +303,13 @@ int main(int argc, char** argv) {
               model.cuda_context() ? "device copy" : "read", std::max(3, runs), bandwidth);
   for (const DecodeResult& d : decode) {
     std::printf(
-        "| decode batch %d (median of %d runs x %d steps) | %.2f ms/step, %.1f tokens/s |\n",
-        d.batch, runs, decode_n - 1, d.ms_per_step, d.tokens_per_s);
+        "| decode batch %d%s (median of %d runs x %d steps) | %.2f ms/step, %.1f tokens/s |\n",
+        d.batch, d.graphed ? ", graphed + summaries" : "", runs, decode_n - 1, d.ms_per_step,
+        d.tokens_per_s);
+    if (d.graphed) {
+      std::printf("| decode batch %d, eager + full logits | %.2f ms/step, %.1f tokens/s |\n",
+                  d.batch, d.eager_ms_per_step, d.batch * 1e3 / d.eager_ms_per_step);
+    }
   }
   std::printf("| weight bytes read per decode step (batch %d) | %.3f GB |\n", decode[0].batch,
               bytes_gb);
@@ -241,9 +321,11 @@ int main(int argc, char** argv) {
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     std::vector<std::string> rows;
     for (const DecodeResult& d : decode) {
-      rows.push_back(
-          absl::StrFormat("{\"batch\": %d, \"ms_per_step\": %.4f, \"tokens_per_s\": %.2f}", d.batch,
-                          d.ms_per_step, d.tokens_per_s));
+      rows.push_back(absl::StrFormat(
+          "{\"batch\": %d, \"ms_per_step\": %.4f, \"tokens_per_s\": %.2f, \"graphed\": %s, "
+          "\"eager_ms_per_step\": %.4f, \"eager_tokens_per_s\": %.2f}",
+          d.batch, d.ms_per_step, d.tokens_per_s, d.graphed ? "true" : "false", d.eager_ms_per_step,
+          d.batch * 1e3 / d.eager_ms_per_step));
     }
     std::ofstream(path) << absl::StrFormat(
         "{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.3f, "

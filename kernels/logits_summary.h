@@ -3,7 +3,8 @@
 // the top_n most likely tokens. For row rows[j] of logits [*, vocab] (float32):
 //   argmax:   the first maximal logit (NaN never wins; 0 when every logit is NaN)
 //   max:      that logit
-//   log_sum:  log Σ exp(l − max) over non-NaN l when max is finite, else log(#logits == max)
+//   log_sum:  log Σ exp(l − max) over non-NaN l when max is finite (l − max in float, exp and
+//             the sum in double), else log(#logits == max)
 //             (so log p(id) = l(id) − max − log_sum, as coordinator/serving/logprobs.h)
 //   top:      the top_n (<= kMaxSummaryTop) ids by logit, ties to the lower id, NaN as −inf
 #pragma once

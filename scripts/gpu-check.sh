@@ -1,28 +1,56 @@
 #!/usr/bin/env bash
-# The GPU proof in two halves (DESIGN.md, "Verifying GPU code on machines without a GPU").
+# The GPU proof in two halves (DESIGN.md, "Verifying GPU code on machines without a GPU"):
 #
-#   scripts/gpu-check.sh pack [DIR]   # here (Debian 12 + CUDA toolkit): build for sm_90 in
-#                                     # build-gpu/, copy the GPU test binaries, model_bench,
-#                                     # dsv2-coordinator, dsv2-cli, load_generator (stripped),
-#                                     # the non-system libraries they need and the test fixtures
-#                                     # into DIR (default gpu-pack/, git-ignored)
-#   scripts/gpu-check.sh run DIR      # on the GPU machine (driver, CUDA 13 toolkit, Python;
-#                                     # no apt, gRPC or abseil): GPU tests, compute-sanitizer
-#                                     # over the op tests, the full-size synthetic V2-Lite
-#                                     # benchmark, a 30 s gRPC load test, expert parallelism
-#                                     # on the one GPU (coordinator + 2 workers over TCP)
-#                                     # beside standalone at 64 streams; one table last
+#   scripts/gpu-check.sh pack [DIR]      # here (Debian 12 + CUDA toolkit): build for sm_90 in
+#                                        # build-gpu/, pack the GPU tests, the programs and the
+#                                        # non-system libraries into ONE archive,
+#                                        # DIR/dsv2-gpu-pack.tar.xz (DIR: gpu-pack/, ignored by
+#                                        # git); prints what will travel (the tree the device
+#                                        # tool sends plus the archive) and refuses above 56 MiB
+#   scripts/gpu-check.sh run [--budget S] [--out DIR] [ARCHIVE]
+#                                        # there (driver, CUDA toolkit, Python; no apt, gRPC or
+#                                        # abseil): unpacks ARCHIVE (default
+#                                        # gpu-pack/dsv2-gpu-pack.tar.xz) to a temporary folder
+#                                        # and runs the stages below under one budget (S seconds,
+#                                        # default 420); DIR defaults to $OUT, else gpu-check-out
+#   scripts/gpu-check.sh rehearse [--mechanical]
+#                                        # here, no GPU: pack and run for real (or, with
+#                                        # --mechanical, stand-in programs instead of the build),
+#                                        # then checks the sizes, the budget arithmetic, at most 8
+#                                        # files, the summary after every stage, and that a run
+#                                        # killed halfway still leaves a readable summary
 #
-# On the device tool: pack here, then one run call with `carry: ["gpu-pack"]` and the command
-# `scripts/gpu-check.sh run gpu-pack`. Environment: DSV2_GPU_CHECK_ARCH (default 90),
-# DSV2_GPU_CHECK_LOAD_SECONDS (default 30), DSV2_GPU_CHECK_SKIP_SANITIZER=1,
-# DSV2_GPU_CHECK_EP_LAYERS (default 6: the V2-Lite shapes with that many decoder layers, written
-# by dsv2-make-checkpoint on the GPU machine), DSV2_GPU_CHECK_EP_SECONDS (default 20 per run),
-# DSV2_GPU_CHECK_SKIP_EP=1.
+# Stages, in the order of what they prove (seconds each may take at most):
+#   device (25): GPU facts, libraries resolve, device copy bandwidth
+#   ops (60): CUDA op parity, every op against its CPU twin
+#   golden-f32 (60): the golden fixtures in float32 at the CPU's bar
+#   golden-bf16 (75): the fixtures in bfloat16, CUDA-graph replay equal to eager
+#   engine-server (100): the engine and the gRPC server with the model on the GPU
+#   bench (100): model_bench --synthetic v2-lite, graphed decode with eager beside it, prefill
+#   load (70): 64 streams against dsv2-coordinator --synthetic v2-lite
+#   expert-parallel (130): coordinator + 2 GPU workers over TCP on the one GPU, tests and load
+#   memcheck (100): compute-sanitizer memcheck over the op tests
+# A stage starts only if its seconds fit in what is left of the budget, else it is skipped and
+# says so. After every stage DIR/summary.md, DIR/summary.json and DIR/logs.tar.gz (every log)
+# are rewritten and the table is printed compactly: a run killed at any point leaves the table
+# of what finished, in three files. On a machine with a GPU a skipped test is a failure.
+#
+# With the device tool: `scripts/gpu-check.sh pack` here, then one run call with
+# carry ["gpu-pack"] and the command `scripts/gpu-check.sh run --out $OUT` (timeout_s at least
+# the budget + 60), then give the machine back unless a second run follows at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 say() { echo "gpu-check: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+readonly LIMIT_MIB=56
+readonly ARCHIVE_NAME=dsv2-gpu-pack.tar.xz
+readonly PACK_BINS=(tests/ops_cuda_test tests/golden_cuda_test tests/golden_bf16_test
+  tests/engine_cuda_test tests/server_cuda_test tests/decode_graphs_cuda_test
+  tests/expert_parallel_cuda_test bin/model_bench bin/dsv2-coordinator bin/dsv2-worker
+  bin/dsv2-make-checkpoint bin/dsv2-cli bin/load_generator)
 
 # Libraries the GPU machine has itself (the driver, the toolkit's, the C runtime) never travel.
 is_system_lib() {
@@ -34,55 +62,89 @@ is_system_lib() {
   return 1
 }
 
-pack() {
-  local out="${1:-gpu-pack}"
-  local arch="${DSV2_GPU_CHECK_ARCH:-90}"
-  local bins=(tests/ops_cuda_test tests/golden_cuda_test tests/golden_bf16_test
-    tests/engine_cuda_test tests/server_cuda_test tests/decode_graphs_cuda_test
-    tests/expert_parallel_cuda_test bin/model_bench bin/dsv2-coordinator bin/dsv2-worker
-    bin/dsv2-make-checkpoint bin/dsv2-cli bin/load_generator)
-  scripts/install-deps.sh
-  say "building for sm_${arch} in build-gpu/"
-  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-    -DDSV2_WITH_CUDA=ON >/dev/null
-  local targets=()
-  for b in "${bins[@]}"; do targets+=(--target "$(basename "$b")"); done
-  cmake --build build-gpu -j "${DSV2_BUILD_JOBS:-$(nproc)}" "${targets[@]}"
-  rm -rf "$out"
-  mkdir -p "$out/bin" "$out/lib" "$out/data"
-  for b in "${bins[@]}"; do
-    cp "build-gpu/$b" "$out/bin/"
-    strip "$out/bin/$(basename "$b")"
-  done
-  # Every non-system shared library the binaries load (abseil, gRPC, protobuf, PCRE2, the
-  # CUDA runtime, ...), resolved here.
-  local lib
-  for b in "$out"/bin/*; do
-    ldd "$b" | awk '/=> \// {print $3}'
-  done | sort -u | while read -r lib; do
-    is_system_lib "$lib" && continue
-    cp -L "$lib" "$out/lib/"
-  done
-  strip --strip-unneeded "$out"/lib/* 2>/dev/null || true
-  cp -r tests/data/golden "$out/data/"
-  local size
-  size=$(du -sm "$out" | cut -f1)
-  say "packed $(ls "$out/bin" | wc -l) programs and $(ls "$out/lib" | wc -l) libraries into" \
-    "$out (${size} MB)"
-  if [ "$size" -ge 60 ]; then
-    say "the pack is over 60 MB"
-    exit 1
+# Bytes the device tool sends besides carried paths: tracked files and untracked ones git does
+# not ignore.
+tree_bytes() {
+  git ls-files -co --exclude-standard -z | xargs -0 -r stat -c %s -- 2>/dev/null |
+    awk '{s += $1} END {print s + 0}'
+}
+
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+
+# check_travel ARCHIVE: prints what travels and fails above LIMIT_MIB.
+check_travel() {
+  local archive="$1" tree arch total
+  tree=$(tree_bytes)
+  arch=$(stat -c %s "$archive")
+  total=$((tree + arch))
+  say "travels: tree $(mib "$tree") MiB + archive $(mib "$arch") MiB = $(mib "$total") MiB" \
+    "(limit ${LIMIT_MIB} MiB; the device tool takes 64)"
+  if [ "$total" -gt $((LIMIT_MIB * 1048576)) ]; then
+    say "over ${LIMIT_MIB} MiB: it would not travel with room to spare"
+    return 1
   fi
 }
 
+# make_archive STAGING ARCHIVE: one xz archive of the staging folder (Python's tarfile reads it
+# where no xz program is installed).
+make_archive() {
+  local staging="$1" archive="$2"
+  mkdir -p "$(dirname "$archive")"
+  tar -C "$staging" -cf - . | xz -9e -T "${DSV2_BUILD_JOBS:-$(nproc)}" >"$archive.tmp"
+  mv "$archive.tmp" "$archive"
+}
+
+pack() {
+  local dir="${1:-gpu-pack}"
+  local arch="${DSV2_GPU_CHECK_ARCH:-90}"
+  scripts/install-deps.sh
+  command -v xz >/dev/null || apt-get install -y -q xz-utils >/dev/null
+  say "building for sm_${arch} in build-gpu/"
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+    -DDSV2_WITH_CUDA=ON -DDSV2_BUILD_EMU=OFF >/dev/null
+  local targets=() b
+  for b in "${PACK_BINS[@]}"; do targets+=(--target "$(basename "$b")"); done
+  cmake --build build-gpu -j "${DSV2_BUILD_JOBS:-$(nproc)}" "${targets[@]}"
+  local staging
+  staging=$(mktemp -d)
+  mkdir -p "$staging/bin" "$staging/lib"
+  for b in "${PACK_BINS[@]}"; do
+    cp "build-gpu/$b" "$staging/bin/"
+    strip "$staging/bin/$(basename "$b")"
+  done
+  # Every non-system shared library the programs load (abseil, gRPC, protobuf, PCRE2, the CUDA
+  # runtime, ...), resolved here.
+  local lib
+  for b in "$staging"/bin/*; do
+    ldd "$b" | awk '/=> \// {print $3}'
+  done | sort -u | while read -r lib; do
+    is_system_lib "$lib" && continue
+    cp -L "$lib" "$staging/lib/"
+  done
+  strip --strip-unneeded "$staging"/lib/* 2>/dev/null || true
+  # The fixtures and the demo model travel in the tree (tests/data, assets/demo-model).
+  {
+    echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "built $(date -u +%FT%TZ) for sm_${arch}"
+  } >"$staging/MANIFEST"
+  say "packing $(ls "$staging/bin" | wc -l) programs and $(ls "$staging/lib" | wc -l) libraries" \
+    "($(du -sm "$staging" | cut -f1) MB unpacked)"
+  make_archive "$staging" "$dir/$ARCHIVE_NAME"
+  rm -rf "$staging"
+  check_travel "$dir/$ARCHIVE_NAME"
+  say "archive: $dir/$ARCHIVE_NAME"
+}
+
+# ---- run ------------------------------------------------------------------------------------
+
 # cuBLAS and NCCL of the GPU machine: the toolkit's lib64, or Python's nvidia-* packages.
 gpu_library_path() {
-  local dirs=()
+  local dirs=() d
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -d "$d" ] && dirs+=("$d")
   done
   local py
-  py=$(python3 - <<'EOF' 2>/dev/null || true
+  py=$(timeout 20 python3 - <<'EOF' 2>/dev/null || true
 import glob, os, site
 roots = site.getsitepackages() + [site.getusersitepackages()]
 seen = []
@@ -98,188 +160,69 @@ EOF
   echo "${joined}${py:+:$py}"
 }
 
-# Expert parallelism on the one GPU: a random checkpoint of the V2-Lite shapes (fewer layers, to
-# fit the time), standalone and then coordinator + 2 workers over TCP, 64 streams each.
-wait_health() {  # bin port pid
-  for _ in $(seq 1 480); do
-    "$1/dsv2-cli" --server "127.0.0.1:$2" --timeout 2 health >/dev/null 2>&1 && return 0
-    kill -0 "$3" 2>/dev/null || return 1
-    sleep 0.5
-  done
-  return 1
+unpack() {  # archive dir
+  if command -v xz >/dev/null; then
+    tar -C "$2" -xJf "$1"
+  else
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"
+  fi
 }
 
-expert_parallel_section() {
-  local bin="$1" out="$2"
-  local ckpt="${DSV2_GPU_CHECK_EP_DIR:-/tmp/dsv2-ep-checkpoint}"
-  local secs="${DSV2_GPU_CHECK_EP_SECONDS:-20}" layers="${DSV2_GPU_CHECK_EP_LAYERS:-6}"
-  local port=50161 ok=0 pids=()
-  say "== expert parallelism: V2-Lite shapes, ${layers} layers, 64 streams, ${secs} s per run =="
-  rm -rf "$ckpt"
-  "$bin/dsv2-make-checkpoint" --out "$ckpt" --preset v2-lite --layers "$layers" >&2 || return 1
-  local load=("$bin/load_generator" --server "127.0.0.1:$port" --concurrency 64
-    --duration "$secs" --prompt-len 128 --max-new-tokens 128)
-  "$bin/dsv2-coordinator" --model "$ckpt" --device cuda --port "$port" --host 127.0.0.1 \
-    --max-running 64 --max-batch-tokens 2048 >"$out/ep_standalone.log" 2>&1 &
-  pids=($!)
-  if wait_health "$bin" "$port" "${pids[0]}"; then
-    timeout 180 "${load[@]}" --json "$out/ep_standalone.json" | tee "$out/ep_standalone.md" && ok=1
-  else
-    say "standalone coordinator did not come up:"; tail -n 20 "$out/ep_standalone.log" >&2
-  fi
-  kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true
-  [ "$ok" = 1 ] || return 1
-  ok=0
-  pids=()
-  local w
-  for w in 1 2; do
-    "$bin/dsv2-worker" --model "$ckpt" --device cuda --rank "$w" --host 127.0.0.1 \
-      --port $((port + 10 * w)) --data-port $((port + 10 * w + 1)) >"$out/ep_worker$w.log" 2>&1 &
-    pids+=($!)
-  done
-  # The coordinator keeps the weights it does not hand out plus a cache; the workers upload
-  # their halves of the routed experts to the same GPU when they are configured.
-  "$bin/dsv2-coordinator" --model "$ckpt" --device cuda --port "$port" --host 127.0.0.1 \
-    --max-running 64 --max-batch-tokens 2048 --gpu-memory-fraction 0.35 \
-    --workers "127.0.0.1:$((port + 10)),127.0.0.1:$((port + 20))" \
-    --worker-timeout 30 >"$out/ep_coordinator.log" 2>&1 &
-  pids=("$!" "${pids[@]}")
-  if wait_health "$bin" "$port" "${pids[0]}"; then
-    "$bin/dsv2-cli" --server "127.0.0.1:$port" info >&2 || true
-    timeout 180 "${load[@]}" --json "$out/ep_two_workers.json" | tee "$out/ep_two_workers.md" &&
-      ok=1
-    "$bin/dsv2-cli" --server "127.0.0.1:$port" info >&2 || true
-  else
-    say "expert-parallel group did not come up:"
-    tail -n 20 "$out/ep_coordinator.log" "$out"/ep_worker*.log >&2
-  fi
-  kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true
-  rm -rf "$ckpt"
-  [ "$ok" = 1 ]
-}
+source "$ROOT/scripts/gpu_check_stages.sh"
 
 run() {
-  local dir="${1:?usage: gpu-check.sh run DIR}"
-  dir=$(cd "$dir" && pwd)
-  local out="${OUT:-$dir/out}"
+  local budget=420 out="${OUT:-$ROOT/gpu-check-out}" archive="gpu-pack/$ARCHIVE_NAME"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --budget) budget="$2"; shift 2 ;;
+      --out) out="$2"; shift 2 ;;
+      -*) die "run: unknown option $1" ;;
+      *) archive="$1"; shift ;;
+    esac
+  done
+  [[ "$budget" =~ ^[0-9]+$ ]] && [ "$budget" -ge 30 ] || die "run: --budget takes seconds >= 30"
+  [ -f "$archive" ] || die "run: no archive at $archive (scripts/gpu-check.sh pack makes it)"
   mkdir -p "$out"
-  export LD_LIBRARY_PATH="$dir/lib:$(gpu_library_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export DSV2_TEST_DATA_DIR="$dir/data"
-  export DSV2_WORKER_BIN="$dir/bin/dsv2-worker"
-  local bin="$dir/bin"
-  local t0=$SECONDS
-  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader \
-    | sed 's/^/gpu-check: GPU: /' >&2 || say "nvidia-smi failed"
-  local missing
-  missing=$(ldd "$bin/dsv2-coordinator" | grep "not found" || true)
-  if [ -n "$missing" ]; then
-    say "libraries not found:"; echo "$missing" >&2; exit 1
-  fi
-
-  local failed=0
-  say "== GPU tests =="
-  for t in ops_cuda_test golden_cuda_test golden_bf16_test decode_graphs_cuda_test \
-    engine_cuda_test server_cuda_test expert_parallel_cuda_test; do
-    if timeout 300 "$bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1; then
-      say "$t: $(grep -E '^\[  (PASSED|SKIPPED) \]' "$out/$t.log" | tr '\n' ' ')"
-    else
-      failed=1
-      say "$t FAILED:"; tail -n 40 "$out/$t.log" >&2
-    fi
-  done
-  local sanitizer=/usr/local/cuda/bin/compute-sanitizer
-  if [ -x "$sanitizer" ] && [ "${DSV2_GPU_CHECK_SKIP_SANITIZER:-0}" != 1 ]; then
-    say "== compute-sanitizer memcheck over the op tests =="
-    if timeout 240 "$sanitizer" --tool memcheck --error-exitcode 9 "$bin/ops_cuda_test" \
-        --gtest_brief=1 >"$out/memcheck.log" 2>&1; then
-      say "memcheck: $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -n 1)"
-    else
-      failed=1
-      say "memcheck FAILED:"; tail -n 40 "$out/memcheck.log" >&2
-    fi
-  fi
-
-  say "== model_bench --synthetic v2-lite (bf16) =="
-  timeout 240 "$bin/model_bench" --synthetic v2-lite --device cuda --dtype bfloat16 \
-    --batch-sizes 1,32,128,256 --prefill-tokens 2048 --decode-tokens 16 --runs 3 \
-    --json "$out/model_bench.json" | tee "$out/model_bench.md" || { failed=1; say "model_bench failed"; }
-
-  say "== gRPC load: dsv2-coordinator --synthetic v2-lite, 64 streams =="
-  local port=50151
-  "$bin/dsv2-coordinator" --synthetic v2-lite --device cuda --port "$port" --host 127.0.0.1 \
-    --max-running 256 --max-batch-tokens 2048 >"$out/coordinator.log" 2>&1 &
-  local server=$!
-  local up=0
-  for _ in $(seq 1 240); do
-    if "$bin/dsv2-cli" --server "127.0.0.1:$port" --timeout 2 health >/dev/null 2>&1; then
-      up=1; break
-    fi
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.5
-  done
-  if [ "$up" = 1 ]; then
-    "$bin/dsv2-cli" --server "127.0.0.1:$port" info >&2 || true
-    timeout 120 "$bin/load_generator" --server "127.0.0.1:$port" --concurrency 64 \
-      --duration "${DSV2_GPU_CHECK_LOAD_SECONDS:-30}" --prompt-len 128 --max-new-tokens 128 \
-      --json "$out/load.json" | tee "$out/load.md" || { failed=1; say "load_generator failed"; }
-  else
-    failed=1
-    say "the coordinator did not come up:"; tail -n 30 "$out/coordinator.log" >&2
-  fi
-  kill -TERM "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-
-  if [ "${DSV2_GPU_CHECK_SKIP_EP:-0}" != 1 ]; then
-    expert_parallel_section "$bin" "$out" || failed=1
-  fi
-
-  say "== summary ($((SECONDS - t0)) s) =="
-  python3 - "$out" <<'EOF' || true
-import json, os, sys
-out = sys.argv[1]
-def load(name):
-    try:
-        with open(os.path.join(out, name)) as f:
-            return json.load(f)
-    except Exception:
-        return None
-b, l = load("model_bench.json"), load("load.json")
-es, ep = load("ep_standalone.json"), load("ep_two_workers.json")
-rows = []
-if b:
-    bw = b["bandwidth_gbs"]
-    d = {x["batch"]: x["tokens_per_s"] for x in b["decode"]}
-    roof = bw * 1e9 / b["decode_bytes_per_token"]
-    rows.append(("device copy bandwidth", f"{bw:.0f} GB/s", ""))
-    rows.append(("decode batch 1", f"{d.get(1, 0):.1f} tok/s",
-                 f"{100 * d.get(1, 0) / roof:.0f}% of roofline ({roof:.0f} tok/s); target >= 50%"))
-    for bs, target in ((32, ""), (128, "target >= 10,000"), (256, "target >= 18,000")):
-        rows.append((f"decode batch {bs}", f"{d.get(bs, 0):,.0f} tok/s", target))
-    rows.append((f"prefill {b['prefill_tokens']} tokens", f"{b['prefill_tokens_per_s']:,.0f} tok/s",
-                 "target >= 20,000"))
-if l:
-    lv = l["levels"][-1]
-    rows.append((f"server, {lv['concurrency']} streams", f"{lv['output_tokens_per_s']:,.0f} out tok/s",
-                 f"{lv['errors']} errors; target >= 5,000"))
-    rows.append(("  TTFT p50 / p99", f"{lv['ttft_ms']['p50']:.0f} / {lv['ttft_ms']['p99']:.0f} ms", ""))
-    rows.append(("  ITL p50 / p99", f"{lv['itl_ms']['p50']:.1f} / {lv['itl_ms']['p99']:.1f} ms", ""))
-if es and ep:
-    s_tps = es["levels"][-1]["output_tokens_per_s"]
-    e_tps = ep["levels"][-1]["output_tokens_per_s"]
-    ratio = e_tps / s_tps if s_tps else 0
-    rows.append((f"EP checkpoint standalone, 64 streams", f"{s_tps:,.0f} out tok/s",
-                 f"{es['levels'][-1]['errors']} errors"))
-    rows.append((f"EP coordinator + 2 workers (TCP, one GPU)", f"{e_tps:,.0f} out tok/s",
-                 f"{ratio:.2f}x standalone; target >= 0.7x; {ep['levels'][-1]['errors']} errors"))
-print("| measure | value | note |\n|---|---|---|")
-for r in rows:
-    print(f"| {r[0]} | {r[1]} | {r[2]} |")
-EOF
-  return "$failed"
+  out=$(cd "$out" && pwd)
+  GC_T0=$SECONDS
+  GC_DEADLINE=$((SECONDS + budget))
+  GC_OUT="$out"
+  GC_WORK=$(mktemp -d)
+  GC_LOGS="$GC_WORK/logs"
+  GC_RESULTS="$GC_WORK/results.jsonl"
+  GC_BUDGET=$budget
+  mkdir -p "$GC_LOGS"
+  : >"$GC_RESULTS"
+  mkdir -p "$GC_WORK/pack"
+  unpack "$archive" "$GC_WORK/pack" || die "run: cannot unpack $archive"
+  GC_BIN="$GC_WORK/pack/bin"
+  export LD_LIBRARY_PATH="$GC_WORK/pack/lib:$(gpu_library_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The fixtures and the demo model come with the tree.
+  export DSV2_TEST_DATA_DIR="$ROOT/tests/data"
+  export DSV2_DEMO_MODEL="$ROOT/assets/demo-model"
+  export DSV2_WORKER_BIN="$GC_BIN/dsv2-worker"
+  say "budget ${budget} s; unpacked $(cat "$GC_WORK/pack/MANIFEST" 2>/dev/null | tr '\n' ' ')"
+  trap 'stop_all; rm -rf "$GC_WORK"' EXIT
+  run_stage device 25 stage_device
+  run_stage ops 60 stage_ops
+  run_stage golden-f32 60 stage_golden_f32
+  run_stage golden-bf16 75 stage_golden_bf16
+  run_stage engine-server 100 stage_engine_server
+  run_stage bench 100 stage_bench
+  run_stage load 70 stage_load
+  run_stage expert-parallel 130 stage_expert_parallel
+  run_stage memcheck 100 stage_memcheck
+  say "== summary ($((SECONDS - GC_T0)) s of ${budget}) =="
+  summarize full
+  local files
+  files=$(find "$out" -type f | wc -l)
+  say "$files files in $out"
+  summarize verdict
 }
 
 case "${1:-}" in
   pack) shift; pack "$@" ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  rehearse) shift; source "$ROOT/scripts/gpu_check_rehearse.sh"; rehearse "$@" ;;
+  *) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -45,8 +45,11 @@ void LogitsSummary(const CpuContext& ctx, const LogitsSummaryArgs& a) {
       r.max = best_logit;
       double sum = 0.0;
       if (std::isfinite(best_logit)) {
+        // exp in double, as the CUDA twin: each term is then within 1 ulp of double on both
+        // devices, so the twins' log_sum agree to ~1e-15 whatever the order of the sum (a
+        // float expf would not: CUDA's is within 2 ulp of float, glibc's correctly rounded).
         for (int64_t i = 0; i < a.vocab; ++i)
-          sum += std::isnan(l[i]) ? 0.0 : std::exp(l[i] - best_logit);
+          sum += std::isnan(l[i]) ? 0.0 : std::exp(static_cast<double>(l[i] - best_logit));
       } else {
         // NaN counts as −inf here, as in coordinator/serving/logprobs.cc.
         for (int64_t i = 0; i < a.vocab; ++i)

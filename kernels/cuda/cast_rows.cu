@@ -17,11 +17,10 @@ __device__ __forceinline__ float Load(const void* p, bool is_bf16, int64_t i) {
   return is_bf16 ? ToFloat(static_cast<const bf16*>(p)[i]) : static_cast<const float*>(p)[i];
 }
 
-__global__ void CastRowsKernel(const void* x, bool x_bf16, const void* add, bool add_bf16,
-                               void* y, bool y_bf16, int64_t n) {
+__global__ void CastRowsKernel(const void* x, bool x_bf16, const void* add, bool add_bf16, void* y,
+                               bool y_bf16, int64_t n) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += step) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
     float v = Load(x, x_bf16, i);
     if (add != nullptr) v += Load(add, add_bf16, i);
     if (y_bf16) {
@@ -42,9 +41,9 @@ void CastRows(CudaContext& ctx, const CastRowsArgs& a) {
     DSV2_CHECK_MSG(t == DType::kF32 || t == DType::kBF16, "CastRows: float32 or bfloat16 only");
   }
   const int64_t blocks = std::min(CeilDiv(a.n, kThreads), kMaxBlocks);
-  CastRowsKernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(
-      a.x, a.x_dtype == DType::kBF16, a.add, a.add_dtype == DType::kBF16, a.y,
-      a.y_dtype == DType::kBF16, a.n);
+  DSV2_LAUNCH(static_cast<unsigned>(blocks), kThreads, 0, ctx.stream(), CastRowsKernel)
+  (a.x, a.x_dtype == DType::kBF16, a.add, a.add_dtype == DType::kBF16, a.y,
+   a.y_dtype == DType::kBF16, a.n);
   DSV2_CUDA_LAUNCH_CHECK();
 }
 

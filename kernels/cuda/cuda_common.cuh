@@ -24,6 +24,14 @@ namespace dsv2::cuda {
 // After a launch: configuration errors surface here at once; faults at the next sync.
 #define DSV2_CUDA_LAUNCH_CHECK() DSV2_CUDA_CHECK(cudaGetLastError())
 
+// Launches are written DSV2_LAUNCH(grid, block, smem, stream, Kernel<...>)(args...) and dynamic
+// shared memory DSV2_DYNAMIC_SHARED(type, name), so that the same source also compiles as C++
+// against the CPU emulation of the CUDA thread model (tests/emu/cuda_emu.h defines both there).
+#ifndef __CUDA_EMULATION__
+#define DSV2_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define DSV2_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 using bf16 = __nv_bfloat16;
 
 __device__ __forceinline__ float ToFloat(float v) { return v; }

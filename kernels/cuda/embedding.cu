@@ -69,13 +69,13 @@ void EmbeddingLookup(CudaContext& ctx, const EmbeddingArgs& a) {
     using TOut = decltype(tag);
     TOut* out = static_cast<TOut*>(a.out);
     if (table.dtype == DType::kF32) {
-      EmbeddingKernel<float, TOut><<<static_cast<unsigned>(a.n), kThreads, 0, stream>>>(
-          static_cast<const float*>(table.data), table.rows, table.row_stride, a.ids,
-          static_cast<int>(dim), out, vectorized);
+      DSV2_LAUNCH(static_cast<unsigned>(a.n), kThreads, 0, stream, EmbeddingKernel<float, TOut>)
+      (static_cast<const float*>(table.data), table.rows, table.row_stride, a.ids,
+       static_cast<int>(dim), out, vectorized);
     } else {
-      EmbeddingKernel<bf16, TOut><<<static_cast<unsigned>(a.n), kThreads, 0, stream>>>(
-          static_cast<const bf16*>(table.data), table.rows, table.row_stride, a.ids,
-          static_cast<int>(dim), out, vectorized);
+      DSV2_LAUNCH(static_cast<unsigned>(a.n), kThreads, 0, stream, EmbeddingKernel<bf16, TOut>)
+      (static_cast<const bf16*>(table.data), table.rows, table.row_stride, a.ids,
+       static_cast<int>(dim), out, vectorized);
     }
     DSV2_CUDA_LAUNCH_CHECK();
   });

@@ -28,8 +28,8 @@ void FillRandom(CudaContext& ctx, const FillRandomArgs& a) {
   const int blocks = static_cast<int>(std::min<int64_t>(CeilDiv(a.n, threads), 4096));
   DispatchAct(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    FillRandomKernel<T>
-        <<<blocks, threads, 0, stream>>>(static_cast<T*>(a.out), a.n, a.scale, a.offset, a.seed);
+    DSV2_LAUNCH(blocks, threads, 0, stream, FillRandomKernel<T>)
+    (static_cast<T*>(a.out), a.n, a.scale, a.offset, a.seed);
     DSV2_CUDA_LAUNCH_CHECK();
   });
 }

@@ -70,10 +70,10 @@ void LatentCacheWrite(CudaContext& ctx, const LatentCacheWriteArgs& a) {
   cudaStream_t stream = ctx.stream();
   DispatchAct(ctx.act_dtype(), [&](auto tag) {
     using T = decltype(tag);
-    LatentCacheWriteKernel<T><<<static_cast<unsigned>(a.n_tokens), kThreads, 0, stream>>>(
-        static_cast<const T*>(a.ckv), a.ckv_stride, static_cast<int>(a.kv_lora_rank),
-        static_cast<int>(a.rope_dim / 2), a.norm_weight, a.eps, a.positions, a.slots, a.inv_freq,
-        a.attn_factor, static_cast<T*>(c.base), c.page_stride, c.page_size, c.row_dim);
+    DSV2_LAUNCH(static_cast<unsigned>(a.n_tokens), kThreads, 0, stream, LatentCacheWriteKernel<T>)
+    (static_cast<const T*>(a.ckv), a.ckv_stride, static_cast<int>(a.kv_lora_rank),
+     static_cast<int>(a.rope_dim / 2), a.norm_weight, a.eps, a.positions, a.slots, a.inv_freq,
+     a.attn_factor, static_cast<T*>(c.base), c.page_stride, c.page_size, c.row_dim);
     DSV2_CUDA_LAUNCH_CHECK();
   });
 }

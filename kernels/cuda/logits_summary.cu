@@ -74,7 +74,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
     const float v = l[i];
     if (finite) {
-      sum += isnan(v) ? 0.0 : static_cast<double>(expf(v - max));
+      // In double, as the CPU twin (see kernels/cpu/logits_summary.cc): expf is ex2.approx
+      // (2 ulp of float), which would move log_sum by ~1e-8 from the CPU's.
+      sum += isnan(v) ? 0.0 : exp(static_cast<double>(v - max));
     } else {
       sum += (isnan(v) ? -INFINITY : v) == max ? 1.0 : 0.0;
     }
@@ -115,8 +117,8 @@ void LogitsSummary(CudaContext& ctx, const LogitsSummaryArgs& a) {
   DSV2_CHECK_MSG(a.n <= 0x7fffffff, "LogitsSummary: too many rows for one grid");
   const int32_t top_n = static_cast<int32_t>(std::min<int64_t>(a.top_n, a.vocab));
   cudaStream_t stream = ctx.stream();
-  LogitsSummaryKernel<<<static_cast<unsigned>(a.n), kThreads, 0, stream>>>(a.logits, a.vocab,
-                                                                           a.rows, top_n, a.out);
+  DSV2_LAUNCH(static_cast<unsigned>(a.n), kThreads, 0, stream, LogitsSummaryKernel)
+  (a.logits, a.vocab, a.rows, top_n, a.out);
   DSV2_CUDA_LAUNCH_CHECK();
 }
 

@@ -207,7 +207,7 @@ __device__ __forceinline__ void LoadTile(const Params<T>& p, const int32_t* tabl
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) SplitKernel(const Params<T> p) {
   using G = Geom<T>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  DSV2_DYNAMIC_SHARED(unsigned char, smem);
   const int stride = p.smem_stride;
   T* kv = reinterpret_cast<T*>(smem);
   float* q_s = reinterpret_cast<float*>(smem + 2 * G::kRows * stride * sizeof(T));
@@ -569,11 +569,14 @@ void Launch(CudaContext& ctx, const MlaAttentionArgs& a) {
                (c.page_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0;
 
   cudaStream_t stream = ctx.stream();
-  SplitKernel<T>
-      <<<static_cast<unsigned>(blocks), kThreads, static_cast<size_t>(smem_bytes), stream>>>(p);
+  DSV2_LAUNCH(static_cast<unsigned>(blocks), kThreads, static_cast<size_t>(smem_bytes), stream,
+              SplitKernel<T>)
+  (p);
   DSV2_CUDA_LAUNCH_CHECK();
   if (n_splits > 1) {
-    MergeKernel<T><<<static_cast<unsigned>(a.n_tokens * a.n_heads), kMergeThreads, 0, stream>>>(p);
+    DSV2_LAUNCH(static_cast<unsigned>(a.n_tokens * a.n_heads), kMergeThreads, 0, stream,
+                MergeKernel<T>)
+    (p);
     DSV2_CUDA_LAUNCH_CHECK();
   }
 }

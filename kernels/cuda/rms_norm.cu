@@ -69,9 +69,9 @@ void RmsNorm(CudaContext& ctx, const RmsNormArgs& a) {
   DispatchAct(ctx.act_dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* x = const_cast<T*>(static_cast<const T*>(a.x));  // written only when add is set
-    RmsNormKernel<T><<<static_cast<unsigned>(a.n), threads, 0, stream>>>(
-        x, static_cast<const T*>(a.add), static_cast<T*>(a.y), a.weight, static_cast<int>(a.dim),
-        a.x_stride, a.y_stride, a.eps);
+    DSV2_LAUNCH(static_cast<unsigned>(a.n), threads, 0, stream, RmsNormKernel<T>)
+    (x, static_cast<const T*>(a.add), static_cast<T*>(a.y), a.weight, static_cast<int>(a.dim),
+     a.x_stride, a.y_stride, a.eps);
     DSV2_CUDA_LAUNCH_CHECK();
   });
 }

@@ -67,9 +67,9 @@ void ApplyRope(CudaContext& ctx, const RopeArgs& a) {
     using T = decltype(tag);
     const T* x = static_cast<const T*>(a.x);
     T* out = in_place ? static_cast<T*>(a.x) : static_cast<T*>(a.out);
-    RopeKernel<T><<<static_cast<unsigned>(a.n_tokens), kRopeThreads, 0, stream>>>(
-        x, out, a.positions, a.inv_freq, static_cast<int>(a.n_vecs), static_cast<int>(a.dim / 2),
-        a.token_stride, a.vec_stride, out_token_stride, out_vec_stride, a.attn_factor);
+    DSV2_LAUNCH(static_cast<unsigned>(a.n_tokens), kRopeThreads, 0, stream, RopeKernel<T>)
+    (x, out, a.positions, a.inv_freq, static_cast<int>(a.n_vecs), static_cast<int>(a.dim / 2),
+     a.token_stride, a.vec_stride, out_token_stride, out_vec_stride, a.attn_factor);
     DSV2_CUDA_LAUNCH_CHECK();
   });
 }

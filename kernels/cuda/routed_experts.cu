@@ -504,9 +504,9 @@ template <typename T, bool kGated, bool kVec>
 void LaunchGemmAs(const GemmParams<T>& p, int max_tiles, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(max_tiles), static_cast<unsigned>(CeilDiv(p.n, kTileN)));
   if constexpr (std::is_same_v<T, bf16>) {
-    GroupedGemmBf16<kGated, kVec><<<grid, kWmmaThreads, 0, stream>>>(p);
+    DSV2_LAUNCH(grid, kWmmaThreads, 0, stream, GroupedGemmBf16<kGated, kVec>)(p);
   } else {
-    GroupedGemmF32<kGated, kVec><<<grid, kSimtThreads, 0, stream>>>(p);
+    DSV2_LAUNCH(grid, kSimtThreads, 0, stream, GroupedGemmF32<kGated, kVec>)(p);
   }
   DSV2_CUDA_LAUNCH_CHECK();
 }
@@ -544,14 +544,15 @@ void Run(CudaContext& ctx, const RoutedExpertsArgs& a, int64_t width, int64_t ga
 
   DSV2_CUDA_CHECK(cudaMemsetAsync(counts, 0, sizeof(int32_t) * n_local, stream));
   DSV2_CUDA_CHECK(cudaMemsetAsync(slot_row, 0xff, sizeof(int32_t) * slots, stream));  // -1
-  CountKernel<<<static_cast<unsigned>(CeilDiv(slots, kCountThreads)), kCountThreads, 0, stream>>>(
-      a.expert, slots, a.expert_begin, n_local, counts);
+  DSV2_LAUNCH(static_cast<unsigned>(CeilDiv(slots, kCountThreads)), kCountThreads, 0, stream,
+              CountKernel)
+  (a.expert, slots, a.expert_begin, n_local, counts);
   DSV2_CUDA_LAUNCH_CHECK();
-  ScanKernel<<<1, kScanThreads, 0, stream>>>(counts, n_local, max_tiles, offsets, tile_expert,
-                                             tile_row);
+  DSV2_LAUNCH(1, kScanThreads, 0, stream, ScanKernel)
+  (counts, n_local, max_tiles, offsets, tile_expert, tile_row);
   DSV2_CUDA_LAUNCH_CHECK();
-  ScatterKernel<<<n_local, kScatterThreads, 0, stream>>>(a.expert, slots, a.expert_begin, n_local,
-                                                         offsets, row_slot, slot_row);
+  DSV2_LAUNCH(n_local, kScatterThreads, 0, stream, ScatterKernel)
+  (a.expert, slots, a.expert_begin, n_local, offsets, row_slot, slot_row);
   DSV2_CUDA_LAUNCH_CHECK();
 
   constexpr int64_t kChunk = 16 / static_cast<int64_t>(sizeof(T));  // elements per 16 bytes
@@ -591,9 +592,9 @@ void Run(CudaContext& ctx, const RoutedExpertsArgs& a, int64_t width, int64_t ga
       width % kChunk == 0 && down_stride % kChunk == 0 && Aligned16(p.a) && Aligned16(p.b0);
   LaunchGemm<T, false>(p, vec, max_tiles, stream);
 
-  CombineKernel<T><<<static_cast<unsigned>(a.n_tokens), kCombineThreads, 0, stream>>>(
-      a.expert, a.weight, slot_row, static_cast<int>(a.top_k), ys, static_cast<int>(a.hidden),
-      a.accumulate, static_cast<T*>(a.out));
+  DSV2_LAUNCH(static_cast<unsigned>(a.n_tokens), kCombineThreads, 0, stream, CombineKernel<T>)
+  (a.expert, a.weight, slot_row, static_cast<int>(a.top_k), ys, static_cast<int>(a.hidden),
+   a.accumulate, static_cast<T*>(a.out));
   DSV2_CUDA_LAUNCH_CHECK();
 }
 

@@ -36,8 +36,8 @@ void RouterTopK(CudaContext& ctx, const RouterTopKArgs& a) {
   const int64_t blocks = CeilDiv(a.n_tokens, kThreads);
   DSV2_CHECK_MSG(blocks <= INT_MAX, "RouterTopK: n_tokens must fit a grid");
   cudaStream_t stream = ctx.stream();
-  RouterTopKKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(r, a.logits, a.n_tokens,
-                                                                           a.expert, a.weight);
+  DSV2_LAUNCH(static_cast<unsigned>(blocks), kThreads, 0, stream, RouterTopKKernel)
+  (r, a.logits, a.n_tokens, a.expert, a.weight);
   DSV2_CUDA_LAUNCH_CHECK();
 }
 

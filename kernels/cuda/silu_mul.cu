@@ -39,9 +39,9 @@ void SiluMul(CudaContext& ctx, const SiluMulArgs& a) {
   cudaStream_t stream = ctx.stream();
   DispatchAct(ctx.act_dtype(), [&](auto tag) {
     using T = decltype(tag);
-    SiluMulKernel<T><<<grid, kThreads, 0, stream>>>(
-        static_cast<const T*>(a.gate), static_cast<const T*>(a.up), static_cast<T*>(a.out), a.rows,
-        static_cast<int>(a.width), a.gate_stride, a.up_stride, a.out_stride);
+    DSV2_LAUNCH(grid, kThreads, 0, stream, SiluMulKernel<T>)
+    (static_cast<const T*>(a.gate), static_cast<const T*>(a.up), static_cast<T*>(a.out), a.rows,
+     static_cast<int>(a.width), a.gate_stride, a.up_stride, a.out_stride);
     DSV2_CUDA_LAUNCH_CHECK();
   });
 }

@@ -1,6 +1,7 @@
-// CUDA parity of the row-wise ops: RmsNorm, ApplyRope, SiluMul, EmbeddingLookup, CastRows. Each
-// CUDA op runs on device copies of fresh random inputs with poisoned outputs, the CPU twin on the
-// same values in host float32, and the results must agree (see cuda_test_util.h for tolerances).
+// CUDA parity of the row-wise ops: RmsNorm, ApplyRope, SiluMul, EmbeddingLookup, CastRows,
+// FillRandom. Each CUDA op runs on device copies of fresh random inputs with poisoned outputs,
+// the CPU twin on the same values in host float32, and the results must agree (see
+// cuda_test_util.h for tolerances).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "kernels/dtype.h"
 #include "kernels/embedding.h"
 #include "kernels/exec_context.h"
+#include "kernels/fill_random.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/silu_mul.h"
@@ -260,6 +262,35 @@ TEST_P(CudaElementwiseTest, CastRows) {
         EXPECT_TRUE(got == want) << "bytes differ from the CPU twin";
       }
     }
+  }
+}
+
+// Synthetic weights: the same counter hash on both sides, in the run's element type, at sizes
+// that end mid-block and one past the grid's 4096 blocks (the grid-stride loop); the elements
+// past n stay unwritten. The GPU may fuse offset + scale · u into one FMA: 1e-6 relative.
+TEST_P(CudaElementwiseTest, FillRandom) {
+  const ExecContext on_cpu(cpu());
+  const ExecContext on_gpu(cuda());
+  const DType dtype = act();
+  const int64_t tail = 16;
+  for (int64_t n : {int64_t{1}, int64_t{255}, int64_t{4097}, int64_t{4096} * 256 + 3}) {
+    SCOPED_TRACE(std::string(DTypeName(dtype)) + " n=" + std::to_string(n));
+    std::vector<uint8_t> want(static_cast<size_t>((n + tail) * DTypeSize(dtype)),
+                              cuda_test::kPoisonByte);
+    FillRandomArgs a{.out = want.data(),
+                     .dtype = dtype,
+                     .n = n,
+                     .scale = 0.02f,
+                     .offset = 0.5f,
+                     .seed = 77 + static_cast<uint64_t>(n)};
+    FillRandom(on_cpu, a);
+    DeviceScratch dev(cuda());
+    a.out = dev.Poisoned((n + tail) * DTypeSize(dtype));
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    FillRandom(on_gpu, a);
+    const std::vector<float> got = dev.DownloadAs(dtype, a.out, n + tail);
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    ExpectAllClose(got, cuda_test::Decode(dtype, want), bf16() ? 1e-2 : 1e-6, "values");
   }
 }
 
