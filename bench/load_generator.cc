@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/http_stream_client.h"
 #include "common/cli_flags.h"
+#include "common/startup_checks.h"
 #include "dsv2/v1/inference.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -275,6 +276,24 @@ int main(int argc, char** argv) {
                    "Concurrent streaming Generate load against a running dsv2-coordinator.\n"
                    "  load_generator --server 127.0.0.1:50051 --concurrency 1,8,32 "
                    "--requests 32 --prompt-len 64 --max-new-tokens 32 --json out.json");
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"duration", 0, 86400, "seconds; 0: --requests"},
+      {"prompt_len", 1, 1 << 20},
+      {"max_new_tokens", 1, 1 << 20},
+      {"warmup", 0, 1 << 16},
+      {"request_timeout", 0.01, 86400, "seconds"},
+  };
+  dsv2::ExitOnBadFlags("load_generator", kRanges);
+  if (const std::string http = absl::GetFlag(FLAGS_http); !http.empty()) {
+    const size_t colon = http.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(http.substr(colon + 1), &port) ||
+        port < 1 || port > 65535) {
+      std::fprintf(stderr, "load_generator: --http %s: expected host:port (port 1..65535)\n",
+                   http.c_str());
+      return 2;
+    }
+  }
   if (!absl::GetFlag(FLAGS_http).empty() && absl::GetFlag(FLAGS_model_name).empty()) {
     std::fprintf(stderr, "load_generator: --http needs --model-name (the id of /v1/models)\n");
     return 2;

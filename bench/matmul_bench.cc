@@ -98,15 +98,19 @@ int main(int argc, char** argv) {
       quick = true;
     } else {
       const bool help = std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0;
-      if (!help) std::fprintf(stderr, "matmul_bench: unknown argument %s\n\n", argv[i]);
-      std::fprintf(help ? stdout : stderr,
+      if (!help) {
+        std::fprintf(stderr, "matmul_bench: unknown argument %s (see matmul_bench --help)\n",
+                     argv[i]);
+        return 2;
+      }
+      std::fprintf(stdout,
                    "matmul_bench: the machine's read bandwidth, batch-1 decode matvec GB/s over a "
                    "~1.5 GB bf16\nweight set, batched-decode and prefill GFLOP/s, for every ISA "
                    "the processor runs and\n1 / all threads.\n\n"
                    "  matmul_bench [--quick] [--json PATH]\n\n"
                    "  --quick      smaller buffers (0.5 GB bandwidth buffer), a faster run\n"
                    "  --json PATH  also write the rows as JSON\n");
-      return help ? 0 : 2;
+      return 0;
     }
   }
   const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));

@@ -18,9 +18,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
+#include "common/startup_checks.h"
 #include "coordinator/model/decode_graphs.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/device_flags.h"
@@ -157,6 +160,13 @@ int BandwidthOnly(int runs, const std::string& json) {
 
 int main(int argc, char** argv) {
   dsv2::ParseFlags(argc, argv, "Decode/prefill benchmark of a checkpoint on the CPU or a GPU.");
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"runs", 1, 1000},
+      {"decode_tokens", 2, 1 << 16},
+      {"prefill_tokens", 1, 1 << 20},
+      {"threads", 0, 4096, "0: one per core"},
+  };
+  dsv2::ExitOnBadFlags("model_bench", kRanges);
   const std::string dir = absl::GetFlag(FLAGS_model);
   const std::string synthetic = absl::GetFlag(FLAGS_synthetic);
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
@@ -174,7 +184,14 @@ int main(int argc, char** argv) {
     fail(absl::InvalidArgumentError("--synthetic: only v2-lite is known"));
   }
   std::vector<int> batches;
-  for (const std::string& b : absl::GetFlag(FLAGS_batch_sizes)) batches.push_back(std::stoi(b));
+  for (const std::string& b : absl::GetFlag(FLAGS_batch_sizes)) {
+    int v = 0;
+    if (!absl::SimpleAtoi(b, &v) || v < 1 || v > 4096) {
+      fail(absl::InvalidArgumentError(
+          absl::StrCat("--batch-sizes: '", b, "' is not a batch size in [1, 4096]")));
+    }
+    batches.push_back(v);
+  }
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   must(placement.status());
   auto model_or = synthetic.empty() ? dsv2::DeepseekV2Model::Load(dir, {}, *placement)

@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/cli_flags.h"
+#include "common/startup_checks.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, tokenizer, "", "Directory with tokenizer.json (and tokenizer_config.json).");
@@ -53,6 +54,10 @@ int main(int argc, char** argv) {
                    "Encode throughput (MB/s, one thread) of a tokenizer.json over a text file.\n"
                    "  tokenizer_bench --tokenizer DIR --text FILE [--runs 7] [--mode whole,lines] "
                    "[--json OUT]");
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"runs", 1, 1000},
+  };
+  dsv2::ExitOnBadFlags("tokenizer_bench", kRanges);
   auto tok = dsv2::Tokenizer::Load(absl::GetFlag(FLAGS_tokenizer));
   if (!tok.ok()) {
     std::fprintf(stderr, "tokenizer_bench: %s\n", std::string(tok.status().message()).c_str());
@@ -60,7 +65,8 @@ int main(int argc, char** argv) {
   }
   std::ifstream in(absl::GetFlag(FLAGS_text), std::ios::binary);
   if (!in) {
-    std::fprintf(stderr, "tokenizer_bench: cannot read --text\n");
+    std::fprintf(stderr, "tokenizer_bench: --text %s: cannot read it\n",
+                 absl::GetFlag(FLAGS_text).c_str());
     return 2;
   }
   std::stringstream buf;

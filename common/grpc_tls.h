@@ -2,7 +2,8 @@
 // API, dsv2-worker's control port: --tls-cert, --tls-key, --tls-client-ca) and the clients
 // (dsv2-cli --tls-ca/--tls-cert/--tls-key, the coordinator towards its workers:
 // --worker-tls-ca/--worker-tls-cert/--worker-tls-key). No files: plaintext. Errors name the flag
-// and the file (common/pem_file.h). Header-only: its users link gRPC already.
+// and the file (common/pem_file.h, in dsv2_cluster_auth). Header-only: its users link gRPC
+// already, and dsv2_cluster_auth.
 #pragma once
 
 #include <memory>
@@ -39,7 +40,7 @@ inline absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCreden
   grpc::SslServerCredentialsOptions ssl;
   absl::StatusOr<std::string> cert = ReadPemFile(f.cert, cert_flag.c_str());
   if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadPemFile(f.key, key_flag.c_str());
+  absl::StatusOr<std::string> key = ReadPemFile(f.key, key_flag.c_str(), PemKind::kPrivateKey);
   if (!key.ok()) return key.status();
   ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
   if (!f.client_ca.empty()) {
@@ -80,7 +81,7 @@ inline absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCred
   if (!f.cert.empty()) {
     absl::StatusOr<std::string> cert = ReadPemFile(f.cert, cert_flag.c_str());
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadPemFile(f.key, key_flag.c_str());
+    absl::StatusOr<std::string> key = ReadPemFile(f.key, key_flag.c_str(), PemKind::kPrivateKey);
     if (!key.ok()) return key.status();
     ssl.pem_cert_chain = *std::move(cert);
     ssl.pem_private_key = *std::move(key);

@@ -12,9 +12,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/cli_flags.h"
+#include "common/startup_checks.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -56,6 +58,11 @@ int main(int argc, char** argv) {
                    "Greedy generation with a DeepSeek-V2-family checkpoint on a GPU or the CPU.\n"
                    "  dsv2-generate --model DIR --prompt-ids 1,2,3 --max-new-tokens 16\n"
                    "  dsv2-generate --model DIR --prompt \"text\" | --chat \"user message\"");
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"max_new_tokens", 0, 1 << 24},
+      {"threads", 0, 4096, "0: one per core"},
+  };
+  dsv2::ExitOnBadFlags("dsv2-generate", kRanges);
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return Fail("--model DIR is required (see --help)");
   const bool has_text = !absl::GetFlag(FLAGS_prompt).empty();
@@ -96,6 +103,12 @@ int main(int argc, char** argv) {
       dsv2::DeepseekV2Model::Load(dir, {}, *placement);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   const dsv2::ModelConfig& config = (*model)->config();
+  for (size_t i = 0; i < prompt.size(); ++i) {  // before any output: a bad id is one line
+    if (prompt[i] < 0 || prompt[i] >= config.vocab_size) {
+      return Fail(absl::StrCat("prompt token id ", prompt[i], " at index ", i, " is outside [0, ",
+                               config.vocab_size, ") (the vocabulary of ", dir, ")"));
+    }
+  }
   dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads));
   std::unique_ptr<dsv2::ExecContext> ctx =
       (*model)->cuda_context() != nullptr

@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "common/cli_flags.h"
 #include "common/model_config.h"
+#include "common/startup_checks.h"
 #include "common/synthetic_checkpoint.h"
 
 ABSL_FLAG(std::string, out, "", "Directory to write config.json and the safetensors shards to.");
@@ -28,6 +29,11 @@ int main(int argc, char** argv) {
                    "Writes a random DeepSeek-V2-family checkpoint.\n"
                    "  dsv2-make-checkpoint --out DIR [--preset v2-lite|small | --like CHECKPOINT] "
                    "[--layers N]");
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"layers", 0, 4096, "0: the preset's"},
+      {"shards", 1, 4096},
+  };
+  dsv2::ExitOnBadFlags("dsv2-make-checkpoint", kRanges);
   const std::string out = absl::GetFlag(FLAGS_out);
   const std::string preset = absl::GetFlag(FLAGS_preset);
   if (out.empty() || absl::GetFlag(FLAGS_layers) < 0 ||

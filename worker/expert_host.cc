@@ -39,7 +39,8 @@ absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostO
 ExpertHost::~ExpertHost() {
   // The loop notices within one idle timeout (the link is not thread-safe to close from here).
   stop_ = true;
-  loop_.join();
+  // Create returns early (bad model folder, port in use) before the loop starts.
+  if (loop_.joinable()) loop_.join();
 }
 
 std::string ExpertHost::device_name() const {

@@ -18,6 +18,7 @@
 #include "common/cli_flags.h"
 #include "common/cluster_auth.h"
 #include "common/grpc_tls.h"
+#include "common/startup_checks.h"
 #include "coordinator/model/device_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -76,8 +77,23 @@ int main(int argc, char** argv) {
   dsv2::ParseFlags(argc, argv,
                    "Hosts a shard of the routed experts for dsv2-coordinator --workers.\n"
                    "  dsv2-worker --model DIR --rank 1 --port 50061 --data-port 29500");
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"rank", 0, 1 << 20, "0: from the environment"},
+      {"port", 0, 65535, "0: any free port"},
+      {"data_port", 0, 65535, "0: any"},
+      {"threads", 0, 4096, "0: one per core"},
+      {"timeout", 0.01, 3600, "seconds"},
+  };
+  if (absl::Status s = dsv2::CheckFlagRanges(kRanges); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   const std::string model = absl::GetFlag(FLAGS_model);
   if (model.empty()) return Fail("--model DIR is required (see --help)");
+  if (absl::Status s =
+          dsv2::CheckPortFree("port", absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port));
+      !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   int rank = absl::GetFlag(FLAGS_rank);
   if (rank == 0) {
     if (const char* env = std::getenv("DSV2_RANK"); env != nullptr) {
@@ -97,13 +113,6 @@ int main(int argc, char** argv) {
   absl::StatusOr<dsv2::ClusterSecret> secret =
       dsv2::ClusterSecret::FromFileOrEnv(absl::GetFlag(FLAGS_cluster_secret_file));
   if (!secret.ok()) return Fail(std::string(secret.status().message()));
-  if (!secret->enabled() && !dsv2::IsLoopbackHost(absl::GetFlag(FLAGS_host))) {
-    std::fprintf(stderr,
-                 "dsv2-worker: WARNING: no cluster secret (--cluster-secret-file or "
-                 "DSV2_CLUSTER_SECRET) on %s: anyone who reaches the control port can configure "
-                 "this worker\n",
-                 absl::GetFlag(FLAGS_host).c_str());
-  }
   if (rank < 1)
     return Fail(
         "no rank: pass --rank N (N >= 1), set DSV2_RANK, run as a LeaderWorkerSet worker "
@@ -155,6 +164,14 @@ int main(int argc, char** argv) {
                absl::GetFlag(FLAGS_tls_cert).empty()        ? "in plaintext"
                : absl::GetFlag(FLAGS_tls_client_ca).empty() ? "over TLS"
                                                             : "over mutual TLS");
+  // Warnings once the worker serves: a start that fails says only why.
+  if (!secret->enabled() && !dsv2::IsLoopbackHost(absl::GetFlag(FLAGS_host))) {
+    std::fprintf(stderr,
+                 "dsv2-worker: WARNING: no cluster secret (--cluster-secret-file or "
+                 "DSV2_CLUSTER_SECRET) on %s: anyone who reaches the control port can configure "
+                 "this worker\n",
+                 absl::GetFlag(FLAGS_host).c_str());
+  }
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -83,7 +83,7 @@ constexpr char kUsage[] =
     "Flag names take dashes or underscores (--max-new-tokens = --max_new_tokens).";
 
 int Usage(const std::string& message) {
-  std::fprintf(stderr, "dsv2-cli: %s\nTry dsv2-cli --help.\n", message.c_str());
+  std::fprintf(stderr, "dsv2-cli: %s (see dsv2-cli --help)\n", message.c_str());
   return kExitUsage;
 }
 

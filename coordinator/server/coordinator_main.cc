@@ -15,12 +15,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/cli_flags.h"
 #include "common/cluster_auth.h"
 #include "common/comm/communicator.h"
 #include "common/grpc_tls.h"
+#include "common/startup_checks.h"
 #include "coordinator/expert_parallel/lws_group.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/coordinator_server.h"
@@ -145,6 +147,46 @@ int main(int argc, char** argv) {
       "The dsv2-serve standalone server (gRPC).\n"
       "  dsv2-coordinator --port 50051                 # the built-in demo model (Shakespeare)\n"
       "  dsv2-coordinator --model DIR --port 50051     # a real checkpoint");
+  // Every numeric flag's range, then the ports: one line naming the flag, before anything loads.
+  constexpr int64_t kBig = int64_t{1} << 40;
+  static constexpr dsv2::FlagRange kRanges[] = {
+      {"port", 0, 65535, "0: any free port"},
+      {"http_port", 0, 65535, "0 turns HTTP off"},
+      {"lws_worker_port", 1, 65535},
+      {"threads", 0, 4096, "0: one per core"},
+      {"max_batch_tokens", 1, 1 << 24},
+      {"max_prefill_while_decoding", 0, 1 << 24},
+      {"max_running", 1, 1 << 20},
+      {"queue_capacity", 0, 1 << 24},
+      {"max_context", 1, 1 << 24},
+      {"cache_pages", 0, kBig, "0: sized from the memory"},
+      {"gpu_memory_fraction", 0.01, 1.0},
+      {"page_size", 1, 1 << 16},
+      {"max_request_bytes", 1024, std::numeric_limits<int>::max()},
+      {"max_concurrent_streams", 1, 1 << 20},
+      {"max_rpc_threads", 8, 1 << 20},
+      {"rpc_memory_mb", 16, 1 << 24},
+      {"max_stop_strings", 0, 1 << 16},
+      {"max_stop_string_bytes", 1, 1 << 20},
+      {"default_max_new_tokens", 1, 1 << 24},
+      {"max_new_tokens_limit", 1, 1 << 24},
+      {"micro_batches", 1, 2},
+      {"drain_timeout", 0, 86400, "seconds"},
+      {"worker_timeout", 0.01, 3600, "seconds"},
+  };
+  if (absl::Status s = dsv2::CheckFlagRanges(kRanges); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (absl::Status s =
+          dsv2::CheckPortFree("port", absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port));
+      !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (absl::Status s = dsv2::CheckPortFree("http_port", absl::GetFlag(FLAGS_host),
+                                           absl::GetFlag(FLAGS_http_port));
+      !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
   std::vector<std::string> workers = absl::GetFlag(FLAGS_workers);
   if (workers.size() == 1 && workers[0] == "lws") {
     absl::StatusOr<std::vector<std::string>> lws =
@@ -155,33 +197,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dsv2-coordinator: LeaderWorkerSet workers: %s\n",
                  absl::StrJoin(workers, ", ").c_str());
   }
+  for (const std::string& w : workers) {  // host:port each, before anything waits for them
+    const size_t colon = w.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(w.substr(colon + 1), &port) ||
+        port < 1 || port > 65535) {
+      return Fail(absl::StrCat("--workers: '", w, "' is not host:port (port 1..65535)"));
+    }
+  }
   const bool expert_parallel = !workers.empty();
   absl::StatusOr<dsv2::ClusterSecret> secret =
       dsv2::ClusterSecret::FromFileOrEnv(absl::GetFlag(FLAGS_cluster_secret_file));
   if (!secret.ok()) return Fail(std::string(secret.status().message()));
+  bool open_cluster = false;  // warned about once serving
   if (expert_parallel && !secret->enabled()) {
     for (const std::string& w : workers) {
-      if (!dsv2::IsLoopbackHost(w.substr(0, w.rfind(':')))) {
-        std::fprintf(stderr,
-                     "dsv2-coordinator: WARNING: no cluster secret (--cluster-secret-file or "
-                     "DSV2_CLUSTER_SECRET) and workers beyond loopback: anyone who reaches a "
-                     "worker can configure it\n");
-        break;
-      }
+      if (!dsv2::IsLoopbackHost(w.substr(0, w.rfind(':')))) open_cluster = true;
     }
-  }
-  if (absl::GetFlag(FLAGS_max_request_bytes) < 1024 ||
-      absl::GetFlag(FLAGS_max_request_bytes) > std::numeric_limits<int>::max()) {
-    return Fail("--max-request-bytes must be in [1024, 2147483647]");
-  }
-  if (absl::GetFlag(FLAGS_max_concurrent_streams) < 1) {
-    return Fail("--max-concurrent-streams must be at least 1");
-  }
-  if (absl::GetFlag(FLAGS_max_rpc_threads) < 8 || absl::GetFlag(FLAGS_rpc_memory_mb) < 16) {
-    return Fail("--max-rpc-threads must be at least 8 and --rpc-memory-mb at least 16");
-  }
-  if (absl::GetFlag(FLAGS_max_stop_strings) < 0 || absl::GetFlag(FLAGS_max_stop_string_bytes) < 1) {
-    return Fail("--max-stop-strings must be >= 0 and --max-stop-string-bytes >= 1");
   }
   const std::string transport = absl::GetFlag(FLAGS_transport);
   if (transport != "auto" && transport != "tcp" && transport != "nccl") {
@@ -189,9 +221,6 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   if (!placement.ok()) return Fail(std::string(placement.status().message()));
-  if (absl::GetFlag(FLAGS_micro_batches) != 1 && absl::GetFlag(FLAGS_micro_batches) != 2) {
-    return Fail("--micro-batches must be 1 or 2");
-  }
   if (expert_parallel && transport == "nccl") {
     if (!dsv2::kNcclTransportBuilt) {
       return Fail("--transport nccl: this build has no NCCL (use --transport tcp or auto)");
@@ -278,6 +307,12 @@ int main(int argc, char** argv) {
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
                static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
   const std::string host = absl::GetFlag(FLAGS_host);
+  if (open_cluster) {
+    std::fprintf(stderr,
+                 "dsv2-coordinator: WARNING: no cluster secret (--cluster-secret-file or "
+                 "DSV2_CLUSTER_SECRET) and workers beyond loopback: anyone who reaches a "
+                 "worker can configure it\n");
+  }
   if (absl::GetFlag(FLAGS_tls_cert).empty()) {
     std::fprintf(stderr, "dsv2-coordinator: gRPC API in PLAINTEXT on %s:%d\n", host.c_str(),
                  (*server)->port());

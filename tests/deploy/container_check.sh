@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The image of deploy/docker/Dockerfile, built and run where a container engine works: a Debian
-# 12 base made here (debootstrap from the Debian registry, imported into buildah), the
+# 12 base made here (debootstrap from the Debian registry, copied into an empty buildah
+# container and committed), the
 # Dockerfile built on it as a CPU build (BUILD_BASE = RUN_BASE = that base, WITH_CUDA=OFF), then
 # dsv2-coordinator run inside the image as its non-root user, through to a streamed completion
 # with the image's own dsv2-cli. buildah with chroot isolation: it works where nested
@@ -32,9 +33,26 @@ if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   rm -rf "$work/rootfs"
   debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian \
     >"$work/debootstrap.log" 2>&1 || skip "debootstrap failed (see $work/debootstrap.log)"
-  tar -C "$work/rootfs" -c . | buildah import - "$base" >/dev/null 2>&1 ||
-    { rm -rf "$work/rootfs"; skip "buildah cannot import an image here"; }
+  # Debian 12's buildah (1.28) has no `import`: an empty container, the root copied into its
+  # mounted file system, committed as the base image.
+  scratch=$(buildah from scratch 2>"$work/import.log") ||
+    { rm -rf "$work/rootfs"; skip "buildah cannot create a container here ($(tail -n 1 "$work/import.log"))"; }
+  mnt=$(buildah mount "$scratch" 2>>"$work/import.log") ||
+    { buildah rm "$scratch" >/dev/null 2>&1; rm -rf "$work/rootfs"
+      skip "buildah cannot mount a container here ($(tail -n 1 "$work/import.log"))"; }
+  tar -C "$work/rootfs" -c . | tar -C "$mnt" -x
+  buildah umount "$scratch" >/dev/null
+  buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --cmd /bin/bash "$scratch"
+  if ! buildah commit --rm "$scratch" "$base" >>"$work/import.log" 2>&1; then
+    buildah rm "$scratch" >/dev/null 2>&1 || true
+    rm -rf "$work/rootfs"
+    say "FAILED: the debootstrapped root could not be committed as $base:"
+    tail -n 5 "$work/import.log"
+    exit 1
+  fi
   rm -rf "$work/rootfs"
+  say "made $base from the debootstrapped root"
 fi
 probe=$(buildah from "$base" 2>/dev/null) || skip "buildah cannot create a container here"
 if ! buildah run --isolation chroot "$probe" -- true >/dev/null 2>&1; then
