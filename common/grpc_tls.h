@@ -42,6 +42,9 @@ inline absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCreden
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadPemFile(f.key, key_flag.c_str(), PemKind::kPrivateKey);
   if (!key.ok()) return key.status();
+  if (absl::Status s = CheckKeyOfCertificate(*cert, f.cert, *key, f.key, f.flag_prefix); !s.ok()) {
+    return s;
+  }
   ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
   if (!f.client_ca.empty()) {
     absl::StatusOr<std::string> ca = ReadPemFile(f.client_ca, ca_flag.c_str());
@@ -83,6 +86,10 @@ inline absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCred
     if (!cert.ok()) return cert.status();
     absl::StatusOr<std::string> key = ReadPemFile(f.key, key_flag.c_str(), PemKind::kPrivateKey);
     if (!key.ok()) return key.status();
+    if (absl::Status s = CheckKeyOfCertificate(*cert, f.cert, *key, f.key, f.flag_prefix);
+        !s.ok()) {
+      return s;
+    }
     ssl.pem_cert_chain = *std::move(cert);
     ssl.pem_private_key = *std::move(key);
   }

@@ -42,4 +42,23 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path, const char* fla
   return pem;
 }
 
+absl::Status CheckKeyOfCertificate(const std::string& cert_pem, const std::string& cert_path,
+                                   const std::string& key_pem, const std::string& key_path,
+                                   const std::string& flag_prefix) {
+  BIO* cert_bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  BIO* key_bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  X509* cert = cert_bio ? PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr) : nullptr;
+  EVP_PKEY* key = key_bio ? PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr) : nullptr;
+  const bool match = cert != nullptr && key != nullptr && X509_check_private_key(cert, key) == 1;
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  BIO_free(cert_bio);
+  BIO_free(key_bio);
+  ERR_clear_error();
+  if (match) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      flag_prefix, "tls-key ", key_path, " is not the private key of ", flag_prefix, "tls-cert ",
+      cert_path, " (check that ", flag_prefix, "tls-key is the key of ", flag_prefix, "tls-cert)"));
+}
+
 }  // namespace dsv2

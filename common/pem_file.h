@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace dsv2 {
@@ -15,5 +16,12 @@ enum class PemKind { kCertificates, kPrivateKey };
 // The file's contents when it holds at least one readable block of `kind`.
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, const char* flag,
                                         PemKind kind = PemKind::kCertificates);
+
+// INVALID_ARGUMENT unless `key_pem` (read from --tls-key) is the private key of the first
+// certificate of `cert_pem` (--tls-cert); both already read by ReadPemFile. `flag_prefix`
+// spells the flags ("--" or "--worker-").
+absl::Status CheckKeyOfCertificate(const std::string& cert_pem, const std::string& cert_path,
+                                   const std::string& key_pem, const std::string& key_path,
+                                   const std::string& flag_prefix);
 
 }  // namespace dsv2
