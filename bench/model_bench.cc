@@ -133,7 +133,7 @@ int BandwidthOnly(int runs, const std::string& json) {
     return 1;
   }
   absl::StatusOr<std::unique_ptr<dsv2::CudaContext>> ctx =
-      dsv2::CudaContext::Create({.device = 0, .act_dtype = dsv2::DType::kBF16});
+      dsv2::CudaContext::Create({.device = placement->cuda_device, .act_dtype = placement->dtype});
   if (!ctx.ok()) {
     std::fprintf(stderr, "model_bench: %s\n", std::string(ctx.status().message()).c_str());
     return 1;
@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
   dsv2::ExitOnBadFlags("model_bench", kRanges);
   const std::string dir = absl::GetFlag(FLAGS_model);
   const std::string synthetic = absl::GetFlag(FLAGS_synthetic);
-  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  const int runs = absl::GetFlag(FLAGS_runs);  // >= 1: checked above
   if (absl::GetFlag(FLAGS_bandwidth_only)) return BandwidthOnly(runs, absl::GetFlag(FLAGS_json));
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
     return static_cast<int32_t>(std::max_element(v, v + c.vocab_size) - v);
   };
   // Decode: B sequences with 16-token prompts (prefilled together), then one token each per step.
-  // On a GPU each run decodes the same steps twice more: graphed with summaries, then eagerly.
+  // On a GPU each run decodes the same steps twice: graphed with summaries, then eagerly.
   std::unique_ptr<dsv2::DecodeGraphs> graphs;
   if (model.cuda_context() != nullptr && absl::GetFlag(FLAGS_graphs)) {
     absl::StatusOr<std::unique_ptr<dsv2::DecodeGraphs>> g = dsv2::DecodeGraphs::Create(

@@ -268,31 +268,6 @@ T atomicAdd(T* p, T v) {
   *p = old + v;
   return old;
 }
-template <typename T>
-T atomicMax(T* p, T v) {
-  const T old = *p;
-  *p = old < v ? v : old;
-  return old;
-}
-template <typename T>
-T atomicMin(T* p, T v) {
-  const T old = *p;
-  *p = v < old ? v : old;
-  return old;
-}
-template <typename T>
-T atomicExch(T* p, T v) {
-  const T old = *p;
-  *p = v;
-  return old;
-}
-template <typename T>
-T atomicCAS(T* p, T compare, T v) {
-  const T old = *p;
-  if (old == compare) *p = v;
-  return old;
-}
-
 // Device-side min/max on integers and floats (CUDA declares these at global scope).
 #define DSV2_EMU_MINMAX(T)                         \
   inline T min(T a, T b) { return b < a ? b : a; } \
