@@ -59,69 +59,70 @@ namespace {
 // Typed access to the fields of one JSON object; every error names the field.
 class FieldReader {
  public:
-  FieldReader(const JsonValue& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
+  FieldReader(const Json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
 
   absl::Status Int(absl::string_view name, int64_t& out, bool required, int64_t min_value) const {
-    const JsonValue* v = obj_.Find(std::string_view(name.data(), name.size()));
+    const Json* v = JsonMember(obj_, std::string_view(name.data(), name.size()));
     if (v == nullptr || v->is_null()) {
       return required ? Missing(name) : absl::OkStatus();
     }
-    if (!v->is_number() || std::floor(v->as_double()) != v->as_double() ||
-        v->as_double() < -0x1p63 || v->as_double() >= 0x1p63) {
+    if (!v->is_number() || std::floor(v->get<double>()) != v->get<double>() ||
+        v->get<double>() < -0x1p63 || v->get<double>() >= 0x1p63) {
       return Bad(name, "an integer", *v);
     }
-    if (v->as_int() < min_value) return Bad(name, absl::StrCat("an integer >= ", min_value), *v);
-    out = v->as_int();
+    if (JsonInt(*v) < min_value) return Bad(name, absl::StrCat("an integer >= ", min_value), *v);
+    out = JsonInt(*v);
     return absl::OkStatus();
   }
 
   absl::Status Double(absl::string_view name, double& out, bool positive) const {
-    const JsonValue* v = obj_.Find(std::string_view(name.data(), name.size()));
+    const Json* v = JsonMember(obj_, std::string_view(name.data(), name.size()));
     if (v == nullptr || v->is_null()) return absl::OkStatus();
-    if (!v->is_number() || !std::isfinite(v->as_double())) return Bad(name, "a number", *v);
-    if (positive && !(v->as_double() > 0)) return Bad(name, "a positive number", *v);
-    out = v->as_double();
+    if (!v->is_number() || !std::isfinite(v->get<double>())) return Bad(name, "a number", *v);
+    if (positive && !(v->get<double>() > 0)) return Bad(name, "a positive number", *v);
+    out = v->get<double>();
     return absl::OkStatus();
   }
 
   absl::Status Bool(absl::string_view name, bool& out) const {
-    const JsonValue* v = obj_.Find(std::string_view(name.data(), name.size()));
+    const Json* v = JsonMember(obj_, std::string_view(name.data(), name.size()));
     if (v == nullptr || v->is_null()) return absl::OkStatus();
-    if (!v->is_bool()) return Bad(name, "true or false", *v);
-    out = v->as_bool();
+    if (!v->is_boolean()) return Bad(name, "true or false", *v);
+    out = v->get<bool>();
     return absl::OkStatus();
   }
 
   absl::Status Missing(absl::string_view name) const {
     return absl::InvalidArgumentError(absl::StrCat("field '", prefix_, name, "' is missing"));
   }
-  absl::Status Bad(absl::string_view name, absl::string_view expected, const JsonValue& v) const {
-    std::string got = JsonValue::KindName(v.kind());
-    if (v.is_number()) got = absl::StrCat(v.as_double());
-    if (v.is_string()) got = absl::StrCat("\"", v.as_string(), "\"");
+  absl::Status Bad(absl::string_view name, absl::string_view expected, const Json& v) const {
+    std::string got = v.type_name();
+    if (v.is_number()) got = absl::StrCat(v.get<double>());
+    if (v.is_string()) got = absl::StrCat("\"", v.get_ref<const std::string&>(), "\"");
     return absl::InvalidArgumentError(
         absl::StrCat("field '", prefix_, name, "': expected ", expected, ", got ", got));
   }
 
  private:
-  const JsonValue& obj_;
+  const Json& obj_;
   std::string prefix_;
 };
 
-absl::Status ParseRopeScaling(const JsonValue& rs, absl::string_view field, ModelConfig& c) {
+absl::Status ParseRopeScaling(const Json& rs, absl::string_view field, ModelConfig& c) {
   if (rs.is_null()) return absl::OkStatus();
   FieldReader top(rs, "");
   if (!rs.is_object()) return top.Bad(field, "an object or null", rs);
-  const JsonValue* type = rs.Find("type");
-  if (type == nullptr) type = rs.Find("rope_type");
+  const Json* type = JsonMember(rs, "type");
+  if (type == nullptr) type = JsonMember(rs, "rope_type");
   const std::string where = absl::StrCat(field, ".type");
   if (type == nullptr || !type->is_string()) {
     return absl::InvalidArgumentError(absl::StrCat("field '", where, "' is missing"));
   }
-  if (type->as_string() == "default") return absl::OkStatus();
-  if (type->as_string() != "yarn") {
+  if (type->get_ref<const std::string&>() == "default") return absl::OkStatus();
+  if (type->get_ref<const std::string&>() != "yarn") {
     return absl::InvalidArgumentError(absl::StrCat("field '", where, "': unsupported rope type \"",
-                                                   type->as_string(), "\" (supported: yarn)"));
+                                                   type->get_ref<const std::string&>(),
+                                                   "\" (supported: yarn)"));
   }
   FieldReader r(rs, absl::StrCat(field, "."));
   YarnRopeScaling y;
@@ -177,7 +178,7 @@ absl::Status Validate(const ModelConfig& c) {
 
 }  // namespace
 
-absl::StatusOr<ModelConfig> ParseModelConfig(const JsonValue& json) {
+absl::StatusOr<ModelConfig> ParseModelConfig(const Json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("config: expected a JSON object");
   FieldReader r(json, "");
   ModelConfig c;
@@ -190,7 +191,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const JsonValue& json) {
   DSV2_RETURN_IF_ERROR(r.Int("num_key_value_heads", kv_heads, false, 1));
   DSV2_RETURN_IF_ERROR(r.Int("vocab_size", c.vocab_size, true, 1));
   int64_t q_lora = 0;
-  const JsonValue* ql = json.Find("q_lora_rank");
+  const Json* ql = JsonMember(json, "q_lora_rank");
   if (ql != nullptr && !ql->is_null()) {
     DSV2_RETURN_IF_ERROR(r.Int("q_lora_rank", q_lora, true, 1));
     c.q_lora_rank = q_lora;
@@ -210,9 +211,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const JsonValue& json) {
   DSV2_RETURN_IF_ERROR(r.Int("num_experts_per_tok", c.num_experts_per_tok, false, 0));
   DSV2_RETURN_IF_ERROR(r.Int("first_k_dense_replace", c.first_k_dense_replace, false, 0));
   DSV2_RETURN_IF_ERROR(r.Int("moe_layer_freq", c.moe_layer_freq, false, 1));
-  if (const JsonValue* m = json.Find("topk_method"); m != nullptr && !m->is_null()) {
+  if (const Json* m = JsonMember(json, "topk_method"); m != nullptr && !m->is_null()) {
     if (!m->is_string()) return r.Bad("topk_method", "a string", *m);
-    const std::string& s = m->as_string();
+    const std::string& s = m->get_ref<const std::string&>();
     if (s == "greedy" || s == "gready") {
       c.topk_method = TopkMethod::kGreedy;
     } else if (s == "group_limited_greedy") {
@@ -225,25 +226,25 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const JsonValue& json) {
   DSV2_RETURN_IF_ERROR(r.Int("topk_group", c.topk_group, false, 1));
   DSV2_RETURN_IF_ERROR(r.Bool("norm_topk_prob", c.norm_topk_prob));
   DSV2_RETURN_IF_ERROR(r.Double("routed_scaling_factor", c.routed_scaling_factor, true));
-  if (const JsonValue* s = json.Find("scoring_func"); s != nullptr && !s->is_null()) {
-    if (!s->is_string() || s->as_string() != "softmax") {
+  if (const Json* s = JsonMember(json, "scoring_func"); s != nullptr && !s->is_null()) {
+    if (!s->is_string() || s->get_ref<const std::string&>() != "softmax") {
       return r.Bad("scoring_func", "\"softmax\" (the only scoring of DeepSeek-V2)", *s);
     }
   }
   DSV2_RETURN_IF_ERROR(r.Double("rms_norm_eps", c.rms_norm_eps, true));
   DSV2_RETURN_IF_ERROR(r.Double("rope_theta", c.rope_theta, true));
   DSV2_RETURN_IF_ERROR(r.Int("max_position_embeddings", c.max_position_embeddings, false, 1));
-  if (const JsonValue* rs = json.Find("rope_scaling"); rs != nullptr) {
+  if (const Json* rs = JsonMember(json, "rope_scaling"); rs != nullptr) {
     DSV2_RETURN_IF_ERROR(ParseRopeScaling(*rs, "rope_scaling", c));
-  } else if (const JsonValue* rp = json.Find("rope_parameters"); rp != nullptr) {
+  } else if (const Json* rp = JsonMember(json, "rope_parameters"); rp != nullptr) {
     DSV2_RETURN_IF_ERROR(ParseRopeScaling(*rp, "rope_parameters", c));
   }
   DSV2_RETURN_IF_ERROR(r.Int("bos_token_id", c.bos_token_id, false, 0));
-  if (const JsonValue* e = json.Find("eos_token_id"); e != nullptr && !e->is_null()) {
+  if (const Json* e = JsonMember(json, "eos_token_id"); e != nullptr && !e->is_null()) {
     if (e->is_array()) {
-      for (const JsonValue& id : e->as_array()) {
-        if (!id.is_integer() || id.as_int() < 0) return r.Bad("eos_token_id", "token ids", id);
-        c.eos_token_ids.push_back(id.as_int());
+      for (const Json& id : *e) {
+        if (!IsJsonInteger(id) || JsonInt(id) < 0) return r.Bad("eos_token_id", "token ids", id);
+        c.eos_token_ids.push_back(JsonInt(id));
       }
     } else {
       int64_t id = 0;
@@ -260,7 +261,7 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   std::string file = path;
   if (std::filesystem::is_directory(file))
     file = (std::filesystem::path(path) / "config.json").string();
-  absl::StatusOr<JsonValue> json = ParseJsonFile(file);
+  absl::StatusOr<Json> json = ParseJsonFile(file);
   if (!json.ok()) return json.status();
   absl::StatusOr<ModelConfig> c = ParseModelConfig(*json);
   if (!c.ok()) return absl::InvalidArgumentError(absl::StrCat(file, ": ", c.status().message()));

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 
 namespace dsv2 {
 
@@ -72,7 +72,7 @@ struct ModelConfig {
 // yarn_get_mscale(s, m) = 1 if s <= 1 else 0.1·m·ln(s) + 1.
 double YarnGetMscale(double scale, double mscale);
 
-absl::StatusOr<ModelConfig> ParseModelConfig(const JsonValue& json);
+absl::StatusOr<ModelConfig> ParseModelConfig(const Json& json);
 // Reads <dir>/config.json or a config file path; errors name the file and field.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/json.h"
+#include "common/json_document.h"
 #include "common/status_macros.h"
 
 namespace dsv2 {
@@ -121,20 +121,20 @@ absl::Status SafetensorsFile::ParseHeader() {
                                                    " after the length"));
   }
   const std::string_view text(reinterpret_cast<const char*>(bytes + 8), header_len);
-  absl::StatusOr<JsonValue> header = ParseJson(text);
+  absl::StatusOr<Json> header = ParseJson(text);
   if (!header.ok()) return corrupt(header.status().message());
   if (!header->is_object()) return corrupt("not a JSON object");
 
   const int64_t data_start = 8 + static_cast<int64_t>(header_len);
   const int64_t data_size = size_ - data_start;
-  for (const auto& item : header->as_object()) {
+  for (const auto& item : header->items()) {
     // Not a structured binding: clang 14 (the fuzz build) cannot capture one in `bad` below.
-    const std::string& name = item.first;
-    const JsonValue& entry = item.second;
+    const std::string& name = item.key();
+    const Json& entry = item.value();
     if (name == "__metadata__") {
       if (!entry.is_object()) return corrupt("__metadata__ is not an object");
-      for (const auto& [k, v] : entry.as_object()) {
-        if (v.is_string()) metadata_[k] = v.as_string();
+      for (const auto& [k, v] : entry.items()) {
+        if (v.is_string()) metadata_[k] = v.get_ref<const std::string&>();
       }
       continue;
     }
@@ -142,46 +142,46 @@ absl::Status SafetensorsFile::ParseHeader() {
       return corrupt(absl::StrCat("tensor '", name, "': ", what));
     };
     if (!entry.is_object()) return bad("entry is not an object");
-    const JsonValue* dtype = entry.Find("dtype");
-    const JsonValue* shape = entry.Find("shape");
-    const JsonValue* offsets = entry.Find("data_offsets");
+    const Json* dtype = JsonMember(entry, "dtype");
+    const Json* shape = JsonMember(entry, "shape");
+    const Json* offsets = JsonMember(entry, "data_offsets");
     if (dtype == nullptr || !dtype->is_string()) return bad("missing 'dtype'");
     if (shape == nullptr || !shape->is_array()) return bad("missing 'shape'");
-    if (offsets == nullptr || !offsets->is_array() || offsets->as_array().size() != 2) {
+    if (offsets == nullptr || !offsets->is_array() || offsets->size() != 2) {
       return bad("missing 'data_offsets' [begin, end]");
     }
     TensorInfo t;
     t.name = name;
     t.file = path_;
-    t.dtype_name = dtype->as_string();
+    t.dtype_name = dtype->get_ref<const std::string&>();
     t.dtype = ParseDType(t.dtype_name);
     const int64_t elem = t.dtype ? DTypeSize(*t.dtype) : OtherDTypeSize(t.dtype_name);
     if (elem == 0) return bad(absl::StrCat("unknown dtype \"", t.dtype_name, "\""));
     int64_t numel = 1;  // checked: a crafted shape must not overflow the byte count below
-    for (const JsonValue& d : shape->as_array()) {
-      if (!d.is_integer() || d.as_int() < 0) return bad("shape entries must be integers >= 0");
-      if (d.as_int() > 0 && numel > std::numeric_limits<int64_t>::max() / elem / d.as_int()) {
+    for (const Json& d : *shape) {
+      if (!IsJsonInteger(d) || JsonInt(d) < 0) return bad("shape entries must be integers >= 0");
+      if (JsonInt(d) > 0 && numel > std::numeric_limits<int64_t>::max() / elem / JsonInt(d)) {
         return bad("shape has more elements than any file can hold");
       }
-      numel *= d.as_int();
-      t.shape.push_back(d.as_int());
+      numel *= JsonInt(d);
+      t.shape.push_back(JsonInt(d));
     }
-    const JsonValue& b = offsets->as_array()[0];
-    const JsonValue& e = offsets->as_array()[1];
-    if (!b.is_integer() || !e.is_integer() || b.as_int() < 0 || e.as_int() < b.as_int()) {
+    const Json& b = (*offsets)[0];
+    const Json& e = (*offsets)[1];
+    if (!IsJsonInteger(b) || !IsJsonInteger(e) || JsonInt(b) < 0 || JsonInt(e) < JsonInt(b)) {
       return bad("data_offsets must be integers with 0 <= begin <= end");
     }
-    if (e.as_int() > data_size) {
+    if (JsonInt(e) > data_size) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": truncated file: tensor '", name, "' ends at byte ", e.as_int(),
+          absl::StrCat(path_, ": truncated file: tensor '", name, "' ends at byte ", JsonInt(e),
                        " of the data section, which has only ", data_size, " bytes"));
     }
-    t.nbytes = e.as_int() - b.as_int();
+    t.nbytes = JsonInt(e) - JsonInt(b);
     if (t.nbytes != numel * elem) {
       return bad(absl::StrCat("data_offsets span ", t.nbytes, " bytes but shape ", t.ShapeString(),
                               " of ", t.dtype_name, " needs ", numel * elem));
     }
-    t.data = bytes + data_start + b.as_int();
+    t.data = bytes + data_start + JsonInt(b);
     tensors_.emplace(name, std::move(t));
   }
   return absl::OkStatus();
@@ -197,19 +197,19 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   } else if (fs::is_directory(path)) {
     const fs::path index = fs::path(path) / "model.safetensors.index.json";
     if (fs::exists(index)) {
-      DSV2_ASSIGN_OR_RETURN(JsonValue json, ParseJsonFile(index.string()));
-      const JsonValue* map = json.Find("weight_map");
+      DSV2_ASSIGN_OR_RETURN(Json json, ParseJsonFile(index.string()));
+      const Json* map = JsonMember(json, "weight_map");
       if (map == nullptr || !map->is_object()) {
         return absl::InvalidArgumentError(absl::StrCat(index.string(), ": no 'weight_map' object"));
       }
       std::set<std::string> unique;
-      for (const auto& [name, file] : map->as_object()) {
+      for (const auto& [name, file] : map->items()) {
         if (!file.is_string()) {
           return absl::InvalidArgumentError(
               absl::StrCat(index.string(), ": weight_map['", name, "'] is not a file name"));
         }
-        expected[name] = file.as_string();
-        unique.insert(file.as_string());
+        expected[name] = file.get_ref<const std::string&>();
+        unique.insert(file.get_ref<const std::string&>());
       }
       for (const std::string& f : unique) files.push_back((fs::path(path) / f).string());
     } else {

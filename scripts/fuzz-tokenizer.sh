@@ -13,7 +13,7 @@ if ! command -v clang++ >/dev/null; then
 fi
 out=build-fuzz
 mkdir -p "$out/corpus"
-srcs=(coordinator/tokenizer/*.cc common/json.cc common/utf8.cc tests/fuzz/tokenizer_fuzz.cc)
+srcs=(coordinator/tokenizer/*.cc common/json_document.cc common/utf8.cc tests/fuzz/tokenizer_fuzz.cc)
 if [ ! -x "$out/tokenizer_fuzz" ] || [ -n "$(find "${srcs[@]}" coordinator/tokenizer/*.h \
     -newer "$out/tokenizer_fuzz" 2>/dev/null)" ]; then
   echo "fuzz-tokenizer: building $out/tokenizer_fuzz" >&2

@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
   esac
 done
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install -y clang libclang-rt-14-dev)" >&2; exit 2; }
-srcs=(common/safetensors.cc common/json.cc common/model_config.cc common/utf8.cc
+srcs=(common/safetensors.cc common/json_document.cc common/model_config.cc common/utf8.cc
       common/comm/tcp/frame.cc coordinator/tokenizer/*.cc coordinator/server/request_conversion.cc
       coordinator/http/openai_request.cc tests/fuzz/parser_targets.cc tests/fuzz/request_targets.cc)
 bin=build-fuzz/parser_fuzz

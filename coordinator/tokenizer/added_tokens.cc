@@ -2,9 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "coordinator/tokenizer/json_fields.h"
 #include "coordinator/tokenizer/unicode_tables.h"
-#include "common/utf8.h"
 
 namespace dsv2::tokenizer {
 namespace {
@@ -58,14 +58,14 @@ bool TokenTrie::FindFrom(std::string_view text, size_t from, size_t* begin, size
   return false;
 }
 
-absl::StatusOr<AddedVocabulary> AddedVocabulary::Load(const JsonValue& added_tokens,
+absl::StatusOr<AddedVocabulary> AddedVocabulary::Load(const Json& added_tokens,
                                                       const Normalizer* normalizer) {
   AddedVocabulary v;
   if (added_tokens.is_null()) return v;
   if (!added_tokens.is_array()) {
     return absl::InvalidArgumentError("added_tokens must be an array");
   }
-  for (const JsonValue& t : added_tokens.as_array()) {
+  for (const Json& t : added_tokens) {
     AddedToken a;
     DSV2_ASSIGN_OR_RETURN(a.content, StringField(t, "content"));
     DSV2_ASSIGN_OR_RETURN(int64_t id, IntField(t, "id"));

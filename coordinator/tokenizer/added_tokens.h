@@ -11,7 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 #include "coordinator/tokenizer/normalizer.h"
 
 namespace dsv2::tokenizer {
@@ -55,7 +55,7 @@ class TokenTrie {
 
 class AddedVocabulary {
  public:
-  static absl::StatusOr<AddedVocabulary> Load(const JsonValue& added_tokens,
+  static absl::StatusOr<AddedVocabulary> Load(const Json& added_tokens,
                                               const Normalizer* normalizer);
 
   // Splits `text` into added-token matches and plain text (raw pass or normalized pass).

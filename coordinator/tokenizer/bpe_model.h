@@ -16,13 +16,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 
 namespace dsv2::tokenizer {
 
 class BpeModel {
  public:
-  static absl::StatusOr<std::unique_ptr<BpeModel>> Load(const JsonValue& model, bool byte_level);
+  static absl::StatusOr<std::unique_ptr<BpeModel>> Load(const Json& model, bool byte_level);
 
   // Appends the ids of one pre-token (raw bytes, valid UTF-8 unless byte-level).
   void Tokenize(std::string_view piece, std::vector<int32_t>& out) const;
@@ -31,7 +31,7 @@ class BpeModel {
   int32_t TokenToId(std::string_view token) const;  // -1 when absent
   const std::string* IdToToken(int32_t id) const;   // nullptr when absent
   // One past the largest id of the vocabulary.
-  int32_t size() const { return static_cast<int32_t>(id_to_token_.size()); }
+  int32_t size() const { return static_cast<int32_t>(id_to_index_.size()); }
   bool byte_level() const { return byte_level_; }
 
  private:
@@ -58,12 +58,14 @@ class BpeModel {
   bool byte_fallback_ = false;
   bool ignore_merges_ = false;
   int32_t unk_id_ = -1;
-  std::vector<std::string> id_to_token_;  // tokenizer.json spelling; empty for gaps
-  std::vector<bool> has_id_;
-  absl::flat_hash_map<std::string, int32_t> token_to_id_;  // tokenizer.json spelling
-  absl::flat_hash_map<std::string, int32_t> raw_to_id_;    // raw bytes (== spelling if not BL)
-  std::array<int32_t, 256> byte_ids_{};                    // byte-level: id of each byte
-  std::array<int32_t, 256> fallback_ids_{};                // byte_fallback: <0xXX>
+  // Every vocab entry's tokenizer.json spelling, held once; never resized after Load, so the
+  // views below stay valid.
+  std::vector<std::string> tokens_;
+  std::vector<int32_t> id_to_index_;  // id -> index into tokens_; -1 for a gap
+  absl::flat_hash_map<absl::string_view, int32_t> token_to_id_;  // views into tokens_
+  absl::flat_hash_map<std::string, int32_t> raw_to_id_;  // raw bytes (== spelling if not BL)
+  std::array<int32_t, 256> byte_ids_{};                  // byte-level: id of each byte
+  std::array<int32_t, 256> fallback_ids_{};              // byte_fallback: <0xXX>
   absl::flat_hash_map<uint64_t, Merge> merges_;
 
   static constexpr int kShards = 16;

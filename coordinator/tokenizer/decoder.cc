@@ -7,7 +7,7 @@
 
 namespace dsv2::tokenizer {
 
-absl::StatusOr<DecoderSpec> MakeDecoder(const JsonValue& json) {
+absl::StatusOr<DecoderSpec> MakeDecoder(const Json& json) {
   DecoderSpec spec;
   if (json.is_null()) {
     spec.separator = " ";
@@ -19,8 +19,8 @@ absl::StatusOr<DecoderSpec> MakeDecoder(const JsonValue& json) {
     return spec;
   }
   if (type == "Sequence") {
-    DSV2_ASSIGN_OR_RETURN(const JsonValue::Array* items, ArrayField(json, "decoders"));
-    for (const JsonValue& item : *items) {
+    DSV2_ASSIGN_OR_RETURN(const Json* items, ArrayField(json, "decoders"));
+    for (const Json& item : *items) {
       DSV2_ASSIGN_OR_RETURN(std::string inner, TypeOf(item, "decoder"));
       if (inner != "ByteLevel") {
         return absl::UnimplementedError(absl::StrCat("unsupported decoder type '", inner, "'"));

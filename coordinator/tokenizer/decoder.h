@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 
 namespace dsv2::tokenizer {
 
@@ -16,7 +16,7 @@ struct DecoderSpec {
   std::string separator;    // between tokens ("" or " ")
 };
 
-absl::StatusOr<DecoderSpec> MakeDecoder(const JsonValue& json);
+absl::StatusOr<DecoderSpec> MakeDecoder(const Json& json);
 
 // The bytes one token contributes under `spec`.
 std::string TokenBytes(const DecoderSpec& spec, const std::string& token);

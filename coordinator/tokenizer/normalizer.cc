@@ -4,10 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "coordinator/tokenizer/json_fields.h"
 #include "coordinator/tokenizer/regex.h"
 #include "coordinator/tokenizer/unicode_tables.h"
-#include "common/utf8.h"
 
 namespace dsv2::tokenizer {
 namespace {
@@ -119,13 +119,13 @@ class StripNormalizer : public Normalizer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const JsonValue& json) {
+absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const Json& json) {
   if (json.is_null()) return std::unique_ptr<Normalizer>();
   DSV2_ASSIGN_OR_RETURN(std::string type, TypeOf(json, "normalizer"));
   if (type == "Sequence") {
-    DSV2_ASSIGN_OR_RETURN(const JsonValue::Array* items, ArrayField(json, "normalizers"));
+    DSV2_ASSIGN_OR_RETURN(const Json* items, ArrayField(json, "normalizers"));
     std::vector<std::unique_ptr<Normalizer>> steps;
-    for (const JsonValue& item : *items) {
+    for (const Json& item : *items) {
       DSV2_ASSIGN_OR_RETURN(std::unique_ptr<Normalizer> step, MakeNormalizer(item));
       if (step) steps.push_back(std::move(step));
     }

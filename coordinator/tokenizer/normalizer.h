@@ -7,7 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 
 namespace dsv2::tokenizer {
 
@@ -20,6 +20,6 @@ class Normalizer {
 };
 
 // nullptr for a JSON null (no normalizer).
-absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const JsonValue& json);
+absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const Json& json);
 
 }  // namespace dsv2::tokenizer

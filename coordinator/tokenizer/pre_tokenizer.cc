@@ -4,10 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "coordinator/tokenizer/json_fields.h"
 #include "coordinator/tokenizer/regex.h"
 #include "coordinator/tokenizer/unicode_tables.h"
-#include "common/utf8.h"
 
 namespace dsv2::tokenizer {
 namespace {
@@ -227,15 +227,15 @@ class ByteLevelPreTokenizer : public PreTokenizer {
   std::unique_ptr<Regex> regex_;
 };
 
-absl::Status AddStep(const JsonValue& json, PreTokenizerPipeline& p) {
+absl::Status AddStep(const Json& json, PreTokenizerPipeline& p) {
   DSV2_ASSIGN_OR_RETURN(std::string type, TypeOf(json, "pre_tokenizer"));
   if (p.byte_level) {
     return absl::UnimplementedError(absl::StrCat(
         "pre_tokenizer '", type, "' after ByteLevel is not supported (ByteLevel must be last)"));
   }
   if (type == "Sequence") {
-    DSV2_ASSIGN_OR_RETURN(const JsonValue::Array* items, ArrayField(json, "pretokenizers"));
-    for (const JsonValue& item : *items) DSV2_RETURN_IF_ERROR(AddStep(item, p));
+    DSV2_ASSIGN_OR_RETURN(const Json* items, ArrayField(json, "pretokenizers"));
+    for (const Json& item : *items) DSV2_RETURN_IF_ERROR(AddStep(item, p));
     return absl::OkStatus();
   }
   if (type == "Split") {
@@ -274,7 +274,7 @@ absl::Status AddStep(const JsonValue& json, PreTokenizerPipeline& p) {
 
 }  // namespace
 
-absl::StatusOr<PreTokenizerPipeline> MakePreTokenizer(const JsonValue& json) {
+absl::StatusOr<PreTokenizerPipeline> MakePreTokenizer(const Json& json) {
   PreTokenizerPipeline p;
   if (json.is_null()) return p;
   DSV2_RETURN_IF_ERROR(AddStep(json, p));

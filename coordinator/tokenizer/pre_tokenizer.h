@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 
 namespace dsv2::tokenizer {
 
@@ -38,6 +38,6 @@ struct PreTokenizerPipeline {
 };
 
 // An empty pipeline for a JSON null.
-absl::StatusOr<PreTokenizerPipeline> MakePreTokenizer(const JsonValue& json);
+absl::StatusOr<PreTokenizerPipeline> MakePreTokenizer(const Json& json);
 
 }  // namespace dsv2::tokenizer

@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/utf8.h"
 #include "coordinator/tokenizer/regex.h"
 #include "coordinator/tokenizer/unicode_tables.h"
-#include "common/utf8.h"
 
 namespace dsv2::tokenizer {
 namespace {

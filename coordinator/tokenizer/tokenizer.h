@@ -22,7 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/json.h"
+#include "common/json_document.h"
 #include "coordinator/tokenizer/added_tokens.h"
 #include "coordinator/tokenizer/bpe_model.h"
 #include "coordinator/tokenizer/chat_format.h"
@@ -40,8 +40,8 @@ class Tokenizer {
   // name the file and the component ("tokenizer.json: pre_tokenizer: ...").
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& model_dir);
   // The same from parsed documents; `config` may be null (no tokenizer_config.json).
-  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(const JsonValue& tokenizer_json,
-                                                             const JsonValue* config);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(const Json& tokenizer_json,
+                                                             const Json* config);
 
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special) const;
   absl::StatusOr<std::string> Decode(const std::vector<int32_t>& ids, bool skip_special) const;

@@ -17,38 +17,43 @@ absl::Status Annotate(const absl::Status& s, std::string_view where) {
 }
 
 // BOS/EOS the post_processor adds around a single sequence.
-absl::Status AddPostProcessor(const JsonValue& json, std::vector<int32_t>& prefix,
+absl::Status AddPostProcessor(const Json& json, std::vector<int32_t>& prefix,
                               std::vector<int32_t>& suffix) {
   if (json.is_null()) return absl::OkStatus();
   DSV2_ASSIGN_OR_RETURN(std::string type, TypeOf(json, "post_processor"));
   if (type == "ByteLevel") return absl::OkStatus();  // offsets only
   if (type == "Sequence") {
-    DSV2_ASSIGN_OR_RETURN(const JsonValue::Array* items, tokenizer::ArrayField(json, "processors"));
-    for (const JsonValue& item : *items)
-      DSV2_RETURN_IF_ERROR(AddPostProcessor(item, prefix, suffix));
+    DSV2_ASSIGN_OR_RETURN(const Json* items, tokenizer::ArrayField(json, "processors"));
+    for (const Json& item : *items) DSV2_RETURN_IF_ERROR(AddPostProcessor(item, prefix, suffix));
     return absl::OkStatus();
   }
   if (type != "TemplateProcessing") {
     return absl::UnimplementedError(absl::StrCat("unsupported post_processor type '", type, "'"));
   }
-  DSV2_ASSIGN_OR_RETURN(const JsonValue::Array* single, tokenizer::ArrayField(json, "single"));
-  const JsonValue* specials = json.Find("special_tokens");
+  DSV2_ASSIGN_OR_RETURN(const Json* single, tokenizer::ArrayField(json, "single"));
+  const Json* specials = JsonMember(json, "special_tokens");
   std::vector<int32_t> before, after;
   bool seen_sequence = false;
-  for (const JsonValue& piece : *single) {
-    if (piece.Find("Sequence")) {
+  for (const Json& piece : *single) {
+    if (JsonMember(piece, "Sequence")) {
       seen_sequence = true;
       continue;
     }
-    const JsonValue* st = piece.Find("SpecialToken");
-    const JsonValue* name = st ? st->Find("id") : nullptr;
-    const JsonValue* entry = (name && specials) ? specials->Find(name->as_string()) : nullptr;
-    const JsonValue* ids = entry ? entry->Find("ids") : nullptr;
+    const Json* st = JsonMember(piece, "SpecialToken");
+    const Json* name = st ? JsonMember(*st, "id") : nullptr;
+    const Json* entry = (name && name->is_string() && specials)
+                            ? JsonMember(*specials, name->get_ref<const std::string&>())
+                            : nullptr;
+    const Json* ids = entry ? JsonMember(*entry, "ids") : nullptr;
     if (ids == nullptr || !ids->is_array()) {
       return absl::InvalidArgumentError("TemplateProcessing: a SpecialToken has no ids");
     }
-    for (const JsonValue& id : ids->as_array()) {
-      (seen_sequence ? after : before).push_back(static_cast<int32_t>(id.as_int()));
+    for (const Json& id : *ids) {
+      if (!IsJsonInteger(id) || JsonInt(id) < 0 || JsonInt(id) > INT32_MAX) {
+        return absl::InvalidArgumentError(
+            "TemplateProcessing: a SpecialToken id is not a token id");
+      }
+      (seen_sequence ? after : before).push_back(static_cast<int32_t>(JsonInt(id)));
     }
   }
   prefix.insert(prefix.begin(), before.begin(), before.end());
@@ -57,11 +62,12 @@ absl::Status AddPostProcessor(const JsonValue& json, std::vector<int32_t>& prefi
 }
 
 // bos_token / eos_token: a string or an AddedToken object.
-std::string SpecialTokenContent(const JsonValue& config, std::string_view key) {
-  const JsonValue* v = config.Find(key);
+std::string SpecialTokenContent(const Json& config, std::string_view key) {
+  const Json* v = JsonMember(config, key);
   if (v == nullptr) return "";
-  if (v->is_string()) return v->as_string();
-  if (const JsonValue* c = v->Find("content"); c && c->is_string()) return c->as_string();
+  if (v->is_string()) return v->get_ref<const std::string&>();
+  if (const Json* c = JsonMember(*v, "content"); c && c->is_string())
+    return c->get_ref<const std::string&>();
   return "";
 }
 
@@ -69,10 +75,10 @@ std::string SpecialTokenContent(const JsonValue& config, std::string_view key) {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir) {
   const std::string path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
-  DSV2_ASSIGN_OR_RETURN(JsonValue tok, ParseJsonFile(path));
+  DSV2_ASSIGN_OR_RETURN(Json tok, ParseJsonFile(path));
   const std::string config_path =
       (std::filesystem::path(model_dir) / "tokenizer_config.json").string();
-  std::optional<JsonValue> config;
+  std::optional<Json> config;
   if (std::filesystem::exists(config_path)) {
     DSV2_ASSIGN_OR_RETURN(config, ParseJsonFile(config_path));
   }
@@ -81,19 +87,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
   return t;
 }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const JsonValue& json,
-                                                               const JsonValue* config) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& json,
+                                                               const Json* config) {
   constexpr char kFile[] = "tokenizer.json";
   if (!json.is_object()) return absl::InvalidArgumentError("tokenizer.json: not an object");
   for (const char* key : {"truncation", "padding"}) {
-    if (const JsonValue* v = json.Find(key); v && !v->is_null()) {
+    if (const Json* v = JsonMember(json, key); v && !v->is_null()) {
       return absl::UnimplementedError(absl::StrCat("tokenizer.json: ", key, " is not supported"));
     }
   }
   auto t = std::unique_ptr<Tokenizer>(new Tokenizer());
-  static const JsonValue kNull;
-  auto member = [&](const char* key) -> const JsonValue& {
-    const JsonValue* v = json.Find(key);
+  static const Json kNull;
+  auto member = [&](const char* key) -> const Json& {
+    const Json* v = JsonMember(json, key);
     return v ? *v : kNull;
   };
   auto with_context = [&](const absl::Status& s, const char* component) {
@@ -154,13 +160,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const JsonValue& 
     t->eos_token_ = SpecialTokenContent(*config, "eos_token");
     if (auto id = t->TokenToId(t->bos_token_)) t->bos_id_ = *id;
     if (auto id = t->TokenToId(t->eos_token_)) t->eos_id_ = *id;
-    const JsonValue* add_bos = config->Find("add_bos_token");
-    const JsonValue* add_eos = config->Find("add_eos_token");
-    const JsonValue* cls = config->Find("tokenizer_class");
-    const bool llama = cls && cls->is_string() && cls->as_string() == "LlamaTokenizerFast";
+    const Json* add_bos = JsonMember(*config, "add_bos_token");
+    const Json* add_eos = JsonMember(*config, "add_eos_token");
+    const Json* cls = JsonMember(*config, "tokenizer_class");
+    const bool llama =
+        cls && cls->is_string() && cls->get_ref<const std::string&>() == "LlamaTokenizerFast";
     if (add_bos || add_eos || llama) {
-      const bool bos = add_bos ? add_bos->is_bool() && add_bos->as_bool() : llama;
-      const bool eos = add_eos && add_eos->is_bool() && add_eos->as_bool();
+      const bool bos = add_bos ? add_bos->is_boolean() && add_bos->get<bool>() : llama;
+      const bool eos = add_eos && add_eos->is_boolean() && add_eos->get<bool>();
       if ((bos && t->bos_id_ < 0) || (eos && t->eos_id_ < 0)) {
         return absl::InvalidArgumentError(
             "tokenizer_config.json: add_bos_token/add_eos_token set but bos_token/eos_token is "
@@ -169,18 +176,18 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const JsonValue& 
       prefix.assign(bos ? 1 : 0, t->bos_id_);
       suffix.assign(eos ? 1 : 0, t->eos_id_);
     }
-    const JsonValue* tmpl = config->Find("chat_template");
+    const Json* tmpl = JsonMember(*config, "chat_template");
     if (tmpl && tmpl->is_array()) {  // [{name, template}, ...]: the default one
-      const JsonValue* chosen = nullptr;
-      for (const JsonValue& e : tmpl->as_array()) {
-        const JsonValue* name = e.Find("name");
-        if (name && name->is_string() && name->as_string() == "default")
-          chosen = e.Find("template");
+      const Json* chosen = nullptr;
+      for (const Json& e : *tmpl) {
+        const Json* name = JsonMember(e, "name");
+        if (name && name->is_string() && name->get_ref<const std::string&>() == "default")
+          chosen = JsonMember(e, "template");
       }
       tmpl = chosen;
     }
     if (tmpl && tmpl->is_string()) {
-      t->chat_format_ = tokenizer::RecognizeChatTemplate(tmpl->as_string());
+      t->chat_format_ = tokenizer::RecognizeChatTemplate(tmpl->get_ref<const std::string&>());
     }
   }
   t->special_prefix_ = std::move(prefix);

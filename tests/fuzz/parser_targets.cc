@@ -8,7 +8,7 @@
 #include <string>
 
 #include "common/comm/tcp/frame.h"
-#include "common/json.h"
+#include "common/json_document.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -50,7 +50,7 @@ void Safetensors(const uint8_t* data, size_t size) {
 }
 
 void ConfigJson(const uint8_t* data, size_t size) {
-  absl::StatusOr<JsonValue> json = ParseJson(View(data, size));
+  absl::StatusOr<Json> json = ParseJson(View(data, size));
   if (!json.ok()) return;
   absl::StatusOr<ModelConfig> c = ParseModelConfig(*json);
   if (!c.ok()) return;
@@ -63,7 +63,7 @@ void ConfigJson(const uint8_t* data, size_t size) {
 }
 
 void TokenizerJson(const uint8_t* data, size_t size) {
-  absl::StatusOr<JsonValue> json = ParseJson(View(data, size));
+  absl::StatusOr<Json> json = ParseJson(View(data, size));
   if (!json.ok()) return;
   absl::StatusOr<std::unique_ptr<Tokenizer>> tok = Tokenizer::FromJson(*json, nullptr);
   if (!tok.ok()) return;

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_replace.h"
-#include "common/json.h"
+#include "common/json_document.h"
 #include "common/safetensors.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "gmock/gmock.h"

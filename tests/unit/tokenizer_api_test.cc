@@ -111,9 +111,9 @@ TEST(TokenizerApiTest, IncrementalDetokenizerHoldsPartialCharacters) {
 TEST(TokenizerApiTest, IncrementalDetokenizerOnArbitraryIds) {
   for (const char* name : {"v2", "v3"}) {
     const Tokenizer& tok = std::string(name) == "v2" ? V2() : V3();
-    for (const JsonValue& c : ReadJsonLines(TokenizerDataDir() + "/" + name + "/decode.jsonl")) {
-      ExpectStreamMatchesDecode(tok, IdsOf(*c.Find("ids")), false);
-      ExpectStreamMatchesDecode(tok, IdsOf(*c.Find("ids")), true);
+    for (const Json& c : ReadJsonLines(TokenizerDataDir() + "/" + name + "/decode.jsonl")) {
+      ExpectStreamMatchesDecode(tok, IdsOf(c.at("ids")), false);
+      ExpectStreamMatchesDecode(tok, IdsOf(c.at("ids")), true);
     }
   }
   // A stream that ends inside a character: one U+FFFD at the end, nothing revised.
@@ -125,17 +125,17 @@ TEST(TokenizerApiTest, IncrementalDetokenizerOnArbitraryIds) {
 }
 
 TEST(TokenizerApiTest, ConcurrentEncodesAgree) {
-  const std::vector<JsonValue> corpus = ReadJsonLines(TokenizerDataDir() + "/corpus.jsonl");
+  const std::vector<Json> corpus = ReadJsonLines(TokenizerDataDir() + "/corpus.jsonl");
   std::vector<std::vector<int32_t>> want;
   for (size_t i = 0; i < corpus.size(); i += 7) {
-    want.push_back(*V3().Encode(corpus[i].Find("text")->as_string(), true));
+    want.push_back(*V3().Encode(corpus[i].at("text").get<std::string>(), true));
   }
   std::vector<int> mismatches(4, 0);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (size_t k = 0, i = 0; i < corpus.size(); i += 7, ++k) {
-        auto ids = V3().Encode(corpus[i].Find("text")->as_string(), true);
+        auto ids = V3().Encode(corpus[i].at("text").get<std::string>(), true);
         mismatches[t] += !ids.ok() || *ids != want[k];
       }
     });

@@ -20,57 +20,56 @@ using ::dsv2::testing::ReadJsonLines;
 using ::dsv2::testing::TokenizerDataDir;
 using ::testing::HasSubstr;
 
-const JsonValue& V2Json() {
-  static const JsonValue* v = [] {
+const Json& V2Json() {
+  static const Json* v = [] {
     auto parsed = ParseJsonFile(TokenizerDataDir() + "/v2/tokenizer.json");
     EXPECT_TRUE(parsed.ok()) << parsed.status();
-    return new JsonValue(parsed.ok() ? *parsed : JsonValue());
+    return new Json(parsed.ok() ? *parsed : Json());
   }();
   return *v;
 }
 
 // The V2-style tokenizer.json with some members replaced.
-JsonValue Patched(const JsonValue& patch) {
-  JsonValue::Object root = V2Json().as_object();
-  for (const auto& [key, value] : patch.as_object()) {
+Json Patched(const Json& patch) {
+  Json root = V2Json();
+  for (const auto& [key, value] : patch.items()) {
     if (key != "merges_as_pairs") {
       root[key] = value;
       continue;
     }
-    JsonValue::Object model = root["model"].as_object();
-    JsonValue::Array pairs;
-    for (const JsonValue& m : model["merges"].as_array()) {
-      const std::string& s = m.as_string();
+    Json pairs = Json::array();
+    for (const Json& m : root["model"]["merges"]) {
+      const std::string& s = m.get_ref<const std::string&>();
       const size_t sp = s.find(' ');
-      pairs.push_back(JsonValue::MakeArray(
-          {JsonValue::String(s.substr(0, sp)), JsonValue::String(s.substr(sp + 1))}));
+      pairs.push_back(Json::array({s.substr(0, sp), s.substr(sp + 1)}));
     }
-    model["merges"] = JsonValue::MakeArray(std::move(pairs));
-    root["model"] = JsonValue::MakeObject(std::move(model));
+    root["model"]["merges"] = std::move(pairs);
   }
-  return JsonValue::MakeObject(std::move(root));
+  return root;
 }
 
-JsonValue PatchOf(const std::string& key, const std::string& json) {
-  return JsonValue::MakeObject({{key, *ParseJson(json)}});
+Json PatchOf(const std::string& key, const std::string& json) {
+  return Json::object({{key, *ParseJson(json)}});
 }
 
 TEST(TokenizerComponentsTest, VariantsMatchHf) {
-  const std::vector<JsonValue> corpus = ReadJsonLines(TokenizerDataDir() + "/corpus.jsonl");
-  const std::vector<JsonValue> variants = ReadJsonLines(TokenizerDataDir() + "/v2/variants.jsonl");
+  const std::vector<Json> corpus = ReadJsonLines(TokenizerDataDir() + "/corpus.jsonl");
+  const std::vector<Json> variants = ReadJsonLines(TokenizerDataDir() + "/v2/variants.jsonl");
   ASSERT_GE(variants.size(), 10u);
   size_t checked = 0;
-  for (const JsonValue& v : variants) {
-    const std::string& name = v.Find("name")->as_string();
-    auto tok = Tokenizer::FromJson(Patched(*v.Find("patch")), nullptr);
+  for (const Json& v : variants) {
+    const std::string& name = v.at("name").get<std::string>();
+    auto tok = Tokenizer::FromJson(Patched(v.at("patch")), nullptr);
     ASSERT_TRUE(tok.ok()) << name << ": " << tok.status();
-    for (const JsonValue& c : v.Find("cases")->as_array()) {
-      const std::string& text = corpus.at(c.Find("i")->as_int()).Find("text")->as_string();
+    for (const Json& c : v.at("cases")) {
+      const std::string& text = corpus.at(c.at("i").get<int64_t>()).at("text").get<std::string>();
       auto ids = (*tok)->Encode(text, false);
       ASSERT_TRUE(ids.ok()) << name << ": " << ids.status();
-      EXPECT_EQ(*ids, IdsOf(*c.Find("ids"))) << name << " on '" << text << "'";
-      const JsonValue* decoded = c.Find("decoded");
-      EXPECT_EQ(*(*tok)->Decode(*ids, false), decoded ? decoded->as_string() : text) << name;
+      EXPECT_EQ(*ids, IdsOf(c.at("ids"))) << name << " on '" << text << "'";
+      const Json* decoded = JsonMember(c, "decoded");
+      EXPECT_EQ(*(*tok)->Decode(*ids, false),
+                decoded ? decoded->get_ref<const std::string&>() : text)
+          << name;
       ++checked;
     }
   }

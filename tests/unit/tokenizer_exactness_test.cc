@@ -28,16 +28,16 @@ class TokenizerExactnessTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(TokenizerExactnessTest, CorpusIdsAndRoundTrip) {
-  const std::vector<JsonValue> corpus = ReadJsonLines(TokenizerDataDir() + "/corpus.jsonl");
-  const std::vector<JsonValue> expected =
+  const std::vector<Json> corpus = ReadJsonLines(TokenizerDataDir() + "/corpus.jsonl");
+  const std::vector<Json> expected =
       ReadJsonLines(TokenizerDataDir() + "/" + GetParam() + "/expected.jsonl");
   ASSERT_EQ(corpus.size(), expected.size());
   ASSERT_GE(corpus.size(), 2000u);
   int id_mismatches = 0, special_checked = 0, round_trips = 0, hf_lossy = 0;
   for (size_t i = 0; i < corpus.size(); ++i) {
-    const std::string& text = corpus[i].Find("text")->as_string();
-    const JsonValue& row = expected[i];
-    const std::vector<int32_t> want = IdsOf(*row.Find("ids"));
+    const std::string& text = corpus[i].at("text").get<std::string>();
+    const Json& row = expected[i];
+    const std::vector<int32_t> want = IdsOf(row.at("ids"));
     absl::StatusOr<std::vector<int32_t>> got = tok_->Encode(text, /*add_special=*/false);
     ASSERT_TRUE(got.ok()) << "string " << i << ": " << got.status();
     if (*got != want) {
@@ -47,7 +47,7 @@ TEST_P(TokenizerExactnessTest, CorpusIdsAndRoundTrip) {
                     << "\n  want: " << ::testing::PrintToString(want);
       if (id_mismatches > 10) FAIL() << "too many mismatches";
     }
-    if (const JsonValue* ws = row.Find("ids_special")) {
+    if (const Json* ws = JsonMember(row, "ids_special")) {
       absl::StatusOr<std::vector<int32_t>> gs = tok_->Encode(text, /*add_special=*/true);
       ASSERT_TRUE(gs.ok());
       EXPECT_EQ(*gs, IdsOf(*ws)) << "string " << i << " with add_special";
@@ -55,8 +55,8 @@ TEST_P(TokenizerExactnessTest, CorpusIdsAndRoundTrip) {
     }
     // Decode of the ids: the text itself, except where HF's own decode differs (added tokens
     // with lstrip/rstrip swallow spaces), and with skip_special as HF gives it.
-    const JsonValue* hf_decoded = row.Find("decoded");
-    const std::string want_text = hf_decoded ? hf_decoded->as_string() : text;
+    const Json* hf_decoded = JsonMember(row, "decoded");
+    const std::string want_text = hf_decoded ? hf_decoded->get_ref<const std::string&>() : text;
     absl::StatusOr<std::string> decoded = tok_->Decode(*got, /*skip_special=*/false);
     ASSERT_TRUE(decoded.ok());
     EXPECT_EQ(*decoded, want_text) << "string " << i;
@@ -65,10 +65,11 @@ TEST_P(TokenizerExactnessTest, CorpusIdsAndRoundTrip) {
     } else if (*decoded == text) {
       ++round_trips;
     }
-    const JsonValue* hf_skip = row.Find("decoded_skip");
+    const Json* hf_skip = JsonMember(row, "decoded_skip");
     absl::StatusOr<std::string> skipped = tok_->Decode(*got, /*skip_special=*/true);
     ASSERT_TRUE(skipped.ok());
-    EXPECT_EQ(*skipped, hf_skip ? hf_skip->as_string() : want_text) << "string " << i;
+    EXPECT_EQ(*skipped, hf_skip ? hf_skip->get_ref<const std::string&>() : want_text)
+        << "string " << i;
   }
   std::printf(
       "[%s] %zu strings: ids identical for %zu, %d with add_special, %d exact round trips"
@@ -81,32 +82,32 @@ TEST_P(TokenizerExactnessTest, CorpusIdsAndRoundTrip) {
 }
 
 TEST_P(TokenizerExactnessTest, DecodeOfArbitraryIds) {
-  const std::vector<JsonValue> cases =
+  const std::vector<Json> cases =
       ReadJsonLines(TokenizerDataDir() + "/" + GetParam() + "/decode.jsonl");
   ASSERT_GE(cases.size(), 100u);
-  for (const JsonValue& c : cases) {
-    const std::vector<int32_t> ids = IdsOf(*c.Find("ids"));
+  for (const Json& c : cases) {
+    const std::vector<int32_t> ids = IdsOf(c.at("ids"));
     absl::StatusOr<std::string> all = tok_->Decode(ids, false);
     absl::StatusOr<std::string> skip = tok_->Decode(ids, true);
     ASSERT_TRUE(all.ok() && skip.ok());
-    EXPECT_EQ(*all, c.Find("decoded")->as_string()) << ::testing::PrintToString(ids);
-    EXPECT_EQ(*skip, c.Find("decoded_skip")->as_string()) << ::testing::PrintToString(ids);
+    EXPECT_EQ(*all, c.at("decoded").get<std::string>()) << ::testing::PrintToString(ids);
+    EXPECT_EQ(*skip, c.at("decoded_skip").get<std::string>()) << ::testing::PrintToString(ids);
   }
 }
 
 TEST_P(TokenizerExactnessTest, ChatTemplateMatchesTransformers) {
-  const std::vector<JsonValue> cases =
+  const std::vector<Json> cases =
       ReadJsonLines(TokenizerDataDir() + "/" + GetParam() + "/chat.jsonl");
   ASSERT_GE(cases.size(), 8u);
-  for (const JsonValue& c : cases) {
+  for (const Json& c : cases) {
     std::vector<ChatMessage> messages;
-    for (const JsonValue& m : c.Find("messages")->as_array()) {
-      messages.push_back({m.Find("role")->as_string(), m.Find("content")->as_string()});
+    for (const Json& m : c.at("messages")) {
+      messages.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
     }
     absl::StatusOr<std::string> text =
-        tok_->ApplyChatTemplate(messages, c.Find("add_generation_prompt")->as_bool());
+        tok_->ApplyChatTemplate(messages, c.at("add_generation_prompt").get<bool>());
     ASSERT_TRUE(text.ok()) << text.status();
-    EXPECT_EQ(*text, c.Find("text")->as_string());
+    EXPECT_EQ(*text, c.at("text").get<std::string>());
   }
 }
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "common/json.h"
+#include "common/json_document.h"
 #include "gtest/gtest.h"
 
 namespace dsv2::testing {
@@ -13,23 +13,23 @@ namespace dsv2::testing {
 inline std::string TokenizerDataDir() { return std::string(DSV2_TEST_DATA_DIR) + "/tokenizer"; }
 
 // One parsed JSON value per non-empty line; fails the test on a parse error.
-inline std::vector<JsonValue> ReadJsonLines(const std::string& path) {
-  std::vector<JsonValue> rows;
+inline std::vector<Json> ReadJsonLines(const std::string& path) {
+  std::vector<Json> rows;
   std::ifstream in(path);
   EXPECT_TRUE(in.good()) << "cannot open " << path;
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
-    absl::StatusOr<JsonValue> v = ParseJson(line);
+    absl::StatusOr<Json> v = ParseJson(line);
     EXPECT_TRUE(v.ok()) << path << ": " << v.status();
     if (v.ok()) rows.push_back(*std::move(v));
   }
   return rows;
 }
 
-inline std::vector<int32_t> IdsOf(const JsonValue& array) {
+inline std::vector<int32_t> IdsOf(const Json& array) {
   std::vector<int32_t> ids;
-  for (const JsonValue& v : array.as_array()) ids.push_back(static_cast<int32_t>(v.as_int()));
+  for (const Json& v : array) ids.push_back(static_cast<int32_t>(JsonInt(v)));
   return ids;
 }
 
