@@ -5,6 +5,7 @@
 //   model_bench --model /tmp/v2lite-4l [--runs 5] [--json out.json]
 //   model_bench --synthetic v2-lite --device cuda --batch-sizes 1,32,128,256 --prefill-tokens 2048
 //   model_bench --device cuda --bandwidth-only
+//   model_bench --model /tmp/v2lite-4l --profile   (per-part times of a CPU decode step, prefill)
 // On a GPU, decode is timed twice: as the server runs it (a CUDA graph per batch bucket,
 // DecodeGraphs, with the logits summarised on the device: only the argmax and normaliser come
 // back) and eagerly (Forward, every step's full logits copied to the host) beside it.
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/model_profile.h"
 #include "common/cli_flags.h"
 #include "common/startup_checks.h"
 #include "coordinator/model/decode_graphs.h"
@@ -41,6 +43,10 @@ ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.")
 ABSL_FLAG(bool, graphs, true,
           "On a GPU, time decode as the server runs it (CUDA-graph replay, logits summarised on "
           "the device) as well as eagerly; ignored on the CPU.");
+ABSL_FLAG(bool, profile, false,
+          "Instead of the benchmark: the time of each part of a decode step (the first of "
+          "--batch-sizes) and of a --prefill-tokens prefill, summed over layers, beside the "
+          "weight bytes each reads (CPU only; --json writes the tables).");
 ABSL_FLAG(bool, bandwidth_only, false,
           "Only measure the device's copy bandwidth (with --device cuda; no model is loaded).");
 
@@ -209,6 +215,15 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "model %s: %.2f GB of weights, %lld layers; %s, %d CPU threads\n",
                synthetic.empty() ? dir.c_str() : synthetic.c_str(), weights_gb,
                static_cast<long long>(c.num_hidden_layers), where.c_str(), cpu.num_threads());
+
+  if (absl::GetFlag(FLAGS_profile)) {
+    must(dsv2::RunProfile(model, cpu,
+                          {.batch = batches[0],
+                           .decode_tokens = absl::GetFlag(FLAGS_decode_tokens),
+                           .prefill_tokens = absl::GetFlag(FLAGS_prefill_tokens),
+                           .json = absl::GetFlag(FLAGS_json)}));
+    return 0;
+  }
 
   // Bandwidth: CPU, the checkpoint pages read by all threads (the first pass brings them in);
   // GPU, a device-to-device copy. The best of several passes.

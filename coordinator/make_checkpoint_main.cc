@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, like, "",
           "Take every shape from this checkpoint's config.json instead of a preset: a random "
           "twin of a real model (e.g. assets/demo-model), for benchmarks beside the trained one.");
 ABSL_FLAG(int, layers, 0, "Decoder layers (0: the preset's; the first is dense, the rest MoE).");
+ABSL_FLAG(int, vocab_size, 0,
+          "Vocabulary rows (0: the preset's), e.g. 129280 to pair V2-Lite's shapes with the "
+          "DeepSeek-V3 tokenizer (bench/compare_llamacpp.sh: llama.cpp's converter needs one).");
 ABSL_FLAG(int, shards, 4, "Number of safetensors shards.");
 ABSL_FLAG(uint64_t, seed, 1234, "Seed of the random weights.");
 
@@ -31,6 +34,7 @@ int main(int argc, char** argv) {
                    "[--layers N]");
   static constexpr dsv2::FlagRange kRanges[] = {
       {"layers", 0, 4096, "0: the preset's"},
+      {"vocab_size", 0, 1 << 24, "0: the preset's"},
       {"shards", 1, 4096},
   };
   dsv2::ExitOnBadFlags("dsv2-make-checkpoint", kRanges);
@@ -54,6 +58,7 @@ int main(int argc, char** argv) {
     config = *std::move(read);
   }
   if (absl::GetFlag(FLAGS_layers) > 0) config.num_hidden_layers = absl::GetFlag(FLAGS_layers);
+  if (absl::GetFlag(FLAGS_vocab_size) > 0) config.vocab_size = absl::GetFlag(FLAGS_vocab_size);
   int last_pct = -1;
   const absl::Status s = dsv2::WriteSyntheticCheckpoint(
       config, out,

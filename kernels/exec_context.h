@@ -14,6 +14,7 @@
 namespace dsv2 {
 
 class CudaContext;  // kernels/cuda/cuda_context.h
+class OpProfile;    // kernels/op_profile.h
 
 class ExecContext {
  public:
@@ -35,12 +36,16 @@ class ExecContext {
   DType act_dtype() const { return act_dtype_; }
   // Temporaries of the current step (reset by the model at the start of each Forward).
   Workspace& workspace() const;
+  // Where ProfileScopes add their times (model_bench --profile); null: profiling is off.
+  OpProfile* profile() const { return profile_; }
+  void set_profile(OpProfile* profile) { profile_ = profile; }
 
  private:
   const CpuContext* cpu_ = nullptr;
   CudaContext* cuda_ = nullptr;
   DType act_dtype_ = DType::kF32;
-  Workspace* workspace_ = nullptr;                    // set: the caller's
+  Workspace* workspace_ = nullptr;  // set: the caller's
+  OpProfile* profile_ = nullptr;
   mutable std::unique_ptr<Workspace> own_workspace_;  // CPU: created on first use
 };
 

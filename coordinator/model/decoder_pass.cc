@@ -5,6 +5,7 @@
 #include "coordinator/model/moe_block.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
+#include "kernels/op_profile.h"
 #include "kernels/rms_norm.h"
 
 namespace dsv2 {
@@ -17,12 +18,14 @@ DecoderPass::DecoderPass(const DecoderEnv& env, const TokenLayout& layout)
   x_ = ws.Alloc(act, n_ * hidden);
   h_ = ws.Alloc(act, n_ * hidden);
   delta_ = ws.Alloc(act, n_ * hidden);
+  ProfileScope prof(env.ctx, "embed");
   EmbeddingLookup(env.ctx,
                   {.table = env.weights.embed, .ids = layout.tables.tokens, .n = n_, .out = x_});
 }
 
 void DecoderPass::Norm(const float* weight, const void* add) {
   const int64_t hidden = env_.config.hidden_size;
+  ProfileScope prof(env_.ctx, "norm");
   RmsNorm(env_.ctx, {.x = x_,
                      .y = h_,
                      .weight = weight,
@@ -46,7 +49,11 @@ void DecoderPass::Attention(int64_t l) {
 absl::Status DecoderPass::Mlp(int64_t l, const std::function<void()>& while_away) {
   const LayerWeights& L = env_.weights.layers[l];
   if (!L.is_moe) {
-    GatedMlp(env_.ctx, L.mlp, {.x = h_, .n = n_, .out = delta_});
+    {
+      ProfileScope prof(env_.ctx, "mlp.dense",
+                        L.mlp.gate.bytes() + L.mlp.up.bytes() + L.mlp.down.bytes());
+      GatedMlp(env_.ctx, L.mlp, {.x = h_, .n = n_, .out = delta_});
+    }
     if (while_away) while_away();
     return absl::OkStatus();
   }
@@ -69,6 +76,7 @@ void DecoderPass::Logits(float* y) {
   Workspace& ws = env_.ctx.workspace();
   WorkspaceScope scope(ws);
   void* rows = ws.Alloc(act, n_out * hidden);  // [n_out, hidden]
+  ProfileScope prof(env_.ctx, "lm_head", env_.weights.lm_head.bytes());
   const WeightView normed{
       .data = h_, .dtype = act, .rows = n_, .cols = hidden, .row_stride = hidden};
   EmbeddingLookup(env_.ctx,

@@ -3,6 +3,7 @@
 #include "kernels/latent_cache_write.h"
 #include "kernels/matmul.h"
 #include "kernels/mla_attention.h"
+#include "kernels/op_profile.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 
@@ -25,98 +26,125 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
 
   // 1. Query: [n, heads, qk] = [q_nope | q_pe] per head.
   void* q = alloc(n * heads * qk);
-  if (c.q_lora_rank) {
-    const int64_t qr = *c.q_lora_rank;
-    void* qa = alloc(n * qr);  // [n, q_lora_rank]
-    MatMul(ctx, {.x = x, .x_stride = hidden, .n = n, .w = w.q_a_proj, .y = qa, .y_stride = qr});
-    RmsNorm(ctx, {.x = qa,
-                  .y = qa,
-                  .weight = w.q_a_norm,
-                  .n = n,
-                  .dim = qr,
-                  .x_stride = qr,
-                  .y_stride = qr,
-                  .eps = eps});
-    MatMul(ctx, {.x = qa, .x_stride = qr, .n = n, .w = w.q_b_proj, .y = q, .y_stride = heads * qk});
-  } else {
-    MatMul(ctx,
-           {.x = x, .x_stride = hidden, .n = n, .w = w.q_proj, .y = q, .y_stride = heads * qk});
+  {
+    ProfileScope prof(ctx, "attn.q_proj",
+                      w.q_proj.bytes() + w.q_a_proj.bytes() + w.q_b_proj.bytes());
+    if (c.q_lora_rank) {
+      const int64_t qr = *c.q_lora_rank;
+      void* qa = alloc(n * qr);  // [n, q_lora_rank]
+      MatMul(ctx, {.x = x, .x_stride = hidden, .n = n, .w = w.q_a_proj, .y = qa, .y_stride = qr});
+      RmsNorm(ctx, {.x = qa,
+                    .y = qa,
+                    .weight = w.q_a_norm,
+                    .n = n,
+                    .dim = qr,
+                    .x_stride = qr,
+                    .y_stride = qr,
+                    .eps = eps});
+      MatMul(ctx,
+             {.x = qa, .x_stride = qr, .n = n, .w = w.q_b_proj, .y = q, .y_stride = heads * qk});
+    } else {
+      MatMul(ctx,
+             {.x = x, .x_stride = hidden, .n = n, .w = w.q_proj, .y = q, .y_stride = heads * qk});
+    }
   }
 
   // 2. Compressed KV [n, r + rope_dim] = [c | k_pe]; the cache gets [rmsnorm(c) | rope(k_pe)].
   void* ckv = alloc(n * row_dim);
-  MatMul(ctx,
-         {.x = x, .x_stride = hidden, .n = n, .w = w.kv_a_proj, .y = ckv, .y_stride = row_dim});
+  {
+    ProfileScope prof(ctx, "attn.kv_a_proj", w.kv_a_proj.bytes());
+    MatMul(ctx,
+           {.x = x, .x_stride = hidden, .n = n, .w = w.kv_a_proj, .y = ckv, .y_stride = row_dim});
+  }
   const LatentCacheLayerView cache = env.cache.LayerView(layer);
-  LatentCacheWrite(ctx, {.ckv = ckv,
-                         .ckv_stride = row_dim,
-                         .n_tokens = n,
-                         .kv_lora_rank = r,
-                         .rope_dim = rope_dim,
-                         .norm_weight = w.kv_a_norm,
-                         .eps = eps,
-                         .positions = t.positions,
-                         .slots = t.slots,
-                         .inv_freq = env.inv_freq,
-                         .attn_factor = env.attn_factor,
-                         .cache = cache});
+  {
+    ProfileScope prof(ctx, "attn.cache_write");
+    LatentCacheWrite(ctx, {.ckv = ckv,
+                           .ckv_stride = row_dim,
+                           .n_tokens = n,
+                           .kv_lora_rank = r,
+                           .rope_dim = rope_dim,
+                           .norm_weight = w.kv_a_norm,
+                           .eps = eps,
+                           .positions = t.positions,
+                           .slots = t.slots,
+                           .inv_freq = env.inv_freq,
+                           .attn_factor = env.attn_factor,
+                           .cache = cache});
+  }
 
   // 3. Absorbed query [n, heads, r + rope_dim] = [q_nope · W_UK | rope(q_pe)], W_UK per head.
   void* q_abs = alloc(n * heads * row_dim);
-  MatMul(ctx, {.x = q,
-               .x_stride = heads * qk,
-               .n = n,
-               .w = w.WUkT(0, r, nope),
-               .y = q_abs,
-               .y_stride = heads * row_dim,
-               .batch = heads,
-               .x_batch_stride = qk,
-               .w_batch_stride = r * nope,
-               .y_batch_stride = row_dim});
+  {
+    ProfileScope prof(ctx, "attn.w_uk", heads * r * nope * DTypeSize(w.kv_b_proj.dtype));
+    MatMul(ctx, {.x = q,
+                 .x_stride = heads * qk,
+                 .n = n,
+                 .w = w.WUkT(0, r, nope),
+                 .y = q_abs,
+                 .y_stride = heads * row_dim,
+                 .batch = heads,
+                 .x_batch_stride = qk,
+                 .w_batch_stride = r * nope,
+                 .y_batch_stride = row_dim});
+  }
   const int64_t act_size = DTypeSize(act);
-  ApplyRope(ctx, {.x = static_cast<char*>(q) + nope * act_size,
-                  .n_tokens = n,
-                  .n_vecs = heads,
-                  .token_stride = heads * qk,
-                  .vec_stride = qk,
-                  .dim = rope_dim,
-                  .positions = t.positions,
-                  .inv_freq = env.inv_freq,
-                  .attn_factor = env.attn_factor,
-                  .out = static_cast<char*>(q_abs) + r * act_size,
-                  .out_token_stride = heads * row_dim,
-                  .out_vec_stride = row_dim});
+  {
+    ProfileScope prof(ctx, "attn.rope");
+    ApplyRope(ctx, {.x = static_cast<char*>(q) + nope * act_size,
+                    .n_tokens = n,
+                    .n_vecs = heads,
+                    .token_stride = heads * qk,
+                    .vec_stride = qk,
+                    .dim = rope_dim,
+                    .positions = t.positions,
+                    .inv_freq = env.inv_freq,
+                    .attn_factor = env.attn_factor,
+                    .out = static_cast<char*>(q_abs) + r * act_size,
+                    .out_token_stride = heads * row_dim,
+                    .out_vec_stride = row_dim});
+  }
 
   // 4. Attention over the latent cache: o_lat [n, heads, r].
   void* o_lat = alloc(n * heads * r);
-  MlaAttention(ctx, {.q = q_abs,
-                     .out = o_lat,
-                     .n_tokens = n,
-                     .n_heads = heads,
-                     .kv_lora_rank = r,
-                     .rope_dim = rope_dim,
-                     .positions = t.positions,
-                     .token_table = t.token_table,
-                     .block_tables = t.block_tables,
-                     .max_pages = env.layout.max_pages,
-                     .max_position = env.layout.max_position,
-                     .cache = cache,
-                     .softmax_scale = static_cast<float>(c.SoftmaxScale())});
+  {
+    ProfileScope prof(ctx, "attn.latent_attention");
+    MlaAttention(ctx, {.q = q_abs,
+                       .out = o_lat,
+                       .n_tokens = n,
+                       .n_heads = heads,
+                       .kv_lora_rank = r,
+                       .rope_dim = rope_dim,
+                       .positions = t.positions,
+                       .token_table = t.token_table,
+                       .block_tables = t.block_tables,
+                       .max_pages = env.layout.max_pages,
+                       .max_position = env.layout.max_position,
+                       .cache = cache,
+                       .softmax_scale = static_cast<float>(c.SoftmaxScale())});
+  }
 
   // 5. Values per head, o = W_UV · o_lat: [n, heads, v]; then out = o_proj(o).
   void* o = alloc(n * heads * v_dim);
-  MatMul(ctx, {.x = o_lat,
-               .x_stride = heads * r,
-               .n = n,
-               .w = w.WUv(0, nope, v_dim),
-               .y = o,
-               .y_stride = heads * v_dim,
-               .batch = heads,
-               .x_batch_stride = r,
-               .w_batch_stride = (nope + v_dim) * w.kv_b_proj.row_stride,
-               .y_batch_stride = v_dim});
-  MatMul(ctx,
-         {.x = o, .x_stride = heads * v_dim, .n = n, .w = w.o_proj, .y = out, .y_stride = hidden});
+  {
+    ProfileScope prof(ctx, "attn.w_uv", heads * v_dim * r * DTypeSize(w.kv_b_proj.dtype));
+    MatMul(ctx, {.x = o_lat,
+                 .x_stride = heads * r,
+                 .n = n,
+                 .w = w.WUv(0, nope, v_dim),
+                 .y = o,
+                 .y_stride = heads * v_dim,
+                 .batch = heads,
+                 .x_batch_stride = r,
+                 .w_batch_stride = (nope + v_dim) * w.kv_b_proj.row_stride,
+                 .y_batch_stride = v_dim});
+  }
+  {
+    ProfileScope prof(ctx, "attn.o_proj", w.o_proj.bytes());
+    MatMul(
+        ctx,
+        {.x = o, .x_stride = heads * v_dim, .n = n, .w = w.o_proj, .y = out, .y_stride = hidden});
+  }
 }
 
 }  // namespace dsv2

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Our CPU engine beside llama.cpp on the same bf16 weights, alternating in one invocation.
+#   bench/compare_llamacpp.sh [--rounds 5] [--threads 2] [--layers 4] [--out bench/out/compare]
+#                             [--no-docs]
+# 1. builds llama.cpp from the llama-cpp-python source distribution on PyPI (its vendored tree,
+#    CPU only, GGML_NATIVE), cached in bench/out/llamacpp/;
+# 2. writes a random V2-Lite-shaped checkpoint (real widths, 64 experts top-6, 2 shared, the
+#    DeepSeek-V3 tokenizer's 129,280-row vocabulary; --layers decoder layers) with
+#    dsv2-make-checkpoint, and converts it with that tree's convert_hf_to_gguf.py to a bf16 GGUF
+#    (q_lora_rank written as 0: llama.cpp reads a deepseek2 file without it as "lite" only at
+#    26/27 layers);
+# 3. checks that both engines continue the same token ids with the same greedy tokens;
+# 4. alternates, --rounds times: our model_bench (decode batch 1, 8, 32; prefill 512) and
+#    llama-bench (tg32 at depth 16, pp512) + llama-batched-bench (16-token prompts, 32 tokens
+#    each at 8 and 32 sequences);
+# 5. prints the medians side by side and writes OUT/compare.{md,json,png}; docs/BENCHMARKS.md's
+#    section between the compare_llamacpp markers is regenerated from it (unless --no-docs).
+# Needs ~20 GB of disk (checkpoint + GGUF, reused by later runs) and ~16 GB of memory.
+set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+rounds=5 threads=2 layers=4 out=bench/out/compare docs=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --layers) layers="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --no-docs) docs=0; shift ;;
+    *) echo "compare_llamacpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+for v in rounds threads layers; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "compare_llamacpp: --$v must be a positive integer, got '${!v}'" >&2; exit 2; }
+done
+say() { echo "compare: $*" >&2; }
+
+llamacpp_py_version=0.3.36  # the llama-cpp-python release whose vendored llama.cpp we build
+vocab=129280                # DeepSeek-V3's tokenizer
+v3_tokenizer="$root/../shared/tokenizers/deepseek-v3"
+cache="$root/bench/out/llamacpp"
+ckpt="$root/bench/out/v2lite-${layers}l-v3vocab"
+gguf="$cache/v2lite-${layers}l-v3vocab-bf16.gguf"
+mkdir -p "$out" "$cache"
+
+# --- the machine ---------------------------------------------------------------------------
+cpu_model="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+isa=""
+for f in avx2 avx512f avx512_bf16 avx512_vnni amx_tile amx_bf16 amx_int8; do
+  grep -qw "$f" /proc/cpuinfo && isa+="$f "
+done
+say "CPU: $cpu_model, $(nproc) cores; ISA: ${isa:-none of avx2/avx512/amx}; $threads threads"
+
+# --- our build, the Python environment -----------------------------------------------------
+[ -x build/bin/model_bench ] && [ -x build/bin/dsv2-generate ] && [ -x build/bin/dsv2-make-checkpoint ] ||
+  { say "building dsv2 (scripts/build.sh)"; scripts/build.sh >/dev/null; }
+say "Python environment (tools/.venv-fixtures: torch, transformers, the converter's needs)"
+# shellcheck source=tools/pinned_venv.sh
+source tools/pinned_venv.sh
+pinned_venv requirements-fixtures.txt requirements-llamacpp.txt
+
+# --- llama.cpp -----------------------------------------------------------------------------
+src="$cache/src-$llamacpp_py_version"
+if [ ! -f "$src/.complete" ]; then
+  say "fetching llama-cpp-python==$llamacpp_py_version (source distribution) from PyPI"
+  rm -rf "$cache/dl" "$src"
+  "$venv_python" -m pip download --quiet --no-deps --no-binary :all: -d "$cache/dl" \
+    "llama-cpp-python==$llamacpp_py_version"
+  mkdir -p "$src"
+  tar -xzf "$cache/dl"/llama_cpp_python-*.tar.gz -C "$src" --strip-components=3 \
+    "llama_cpp_python-$llamacpp_py_version/vendor/llama.cpp"
+  touch "$src/.complete"
+fi
+lbuild="$cache/build-$llamacpp_py_version"
+if [ ! -x "$lbuild/bin/llama-bench" ] || [ ! -x "$lbuild/bin/llama-batched-bench" ]; then
+  say "building llama.cpp (CPU, GGML_NATIVE) in $lbuild"
+  cmake -S "$src" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 ||
+    { tail -20 "$cache/cmake.log" >&2; exit 1; }
+  cmake --build "$lbuild" -j "$(nproc)" --target llama-bench llama-batched-bench \
+    >"$cache/build.log" 2>&1 || { tail -20 "$cache/build.log" >&2; exit 1; }
+fi
+greedy="$lbuild/bin/llamacpp_greedy"
+if [ ! -x "$greedy" ] || [ bench/llamacpp_greedy.cc -nt "$greedy" ]; then
+  g++ -std=c++17 -O2 -o "$greedy" bench/llamacpp_greedy.cc -I"$src/include" -I"$src/ggml/include" \
+    -L"$lbuild/bin" -lllama -lggml -lggml-base -Wl,-rpath,"$lbuild/bin"
+fi
+# The source distribution carries no git history: name llama.cpp by its ggml library version.
+ggml_version="$(find "$lbuild/bin" -name 'libggml.so.*.*.*' | sed 's/.*libggml\.so\.//' | head -1)"
+
+# --- the checkpoint and its GGUF -----------------------------------------------------------
+if [ ! -f "$ckpt/.complete" ]; then
+  say "writing the checkpoint $ckpt ($layers layers, vocab $vocab)"
+  rm -rf "$ckpt"
+  build/bin/dsv2-make-checkpoint --out "$ckpt" --preset v2-lite --layers "$layers" \
+    --vocab-size "$vocab"
+  cp "$v3_tokenizer/tokenizer.json" "$v3_tokenizer/tokenizer_config.json" "$ckpt/"
+  touch "$ckpt/.complete"
+  rm -f "$gguf"
+fi
+if [ ! -f "$gguf" ]; then
+  say "converting to bf16 GGUF with llama.cpp's convert_hf_to_gguf.py"
+  view="$cache/hf-view"  # the checkpoint as the converter must see it: q_lora_rank 0
+  rm -rf "$view" && mkdir -p "$view"
+  for f in "$ckpt"/*; do ln -s "$f" "$view/"; done
+  rm "$view/config.json"
+  "$venv_python" -c 'import json,sys; c=json.load(open(sys.argv[1])); c["q_lora_rank"]=0; json.dump(c,open(sys.argv[2],"w"),indent=2)' \
+    "$ckpt/config.json" "$view/config.json"
+  "$venv_python" "$src/convert_hf_to_gguf.py" "$view" --outtype bf16 --outfile "$gguf.part" \
+    >"$cache/convert.log" 2>&1 || { tail -20 "$cache/convert.log" >&2; exit 1; }
+  mv "$gguf.part" "$gguf"
+fi
+
+# --- the same greedy tokens ------------------------------------------------------------------
+prompt="$("$venv_python" -c "print(','.join(str((1000 + 37 * i) % $vocab) for i in range(16)))")"
+new_tokens=16
+say "greedy check: $new_tokens tokens after 16 prompt ids, both engines"
+ours_ids="$(build/bin/dsv2-generate --model "$ckpt" --prompt-ids "$prompt" \
+  --max-new-tokens "$new_tokens" --stop_at_eos=false --threads "$threads" 2>/dev/null | tail -1)"
+theirs_ids="$("$greedy" "$gguf" "$prompt" "$new_tokens" "$threads" 2>"$out/greedy-llamacpp.log" |
+  tail -1)"
+echo "$ours_ids" >"$out/greedy-ours.txt"
+echo "$theirs_ids" >"$out/greedy-llamacpp.txt"
+if [ "$ours_ids" != "$theirs_ids" ]; then
+  say "greedy tokens differ:"
+  say "  dsv2      $ours_ids"
+  say "  llama.cpp $theirs_ids"
+  greedy_same=false
+else
+  say "greedy tokens identical: $ours_ids"
+  greedy_same=true
+fi
+
+# --- alternating rounds --------------------------------------------------------------------
+for r in $(seq 1 "$rounds"); do
+  say "round $r/$rounds: dsv2 model_bench"
+  build/bin/model_bench --model "$ckpt" --threads "$threads" --runs 1 --batch-sizes 1,8,32 \
+    --decode-tokens 32 --prefill-tokens 512 --json "$out/ours-$r.json" >/dev/null 2>"$out/ours-$r.log"
+  say "round $r/$rounds: llama-bench (tg32 at depth 16, pp512) and llama-batched-bench (8, 32)"
+  "$lbuild/bin/llama-bench" -m "$gguf" -t "$threads" -p 0 -n 32 -d 16 -r 1 -o json \
+    >"$out/llama-tg-$r.json" 2>"$out/llama-tg-$r.log"
+  "$lbuild/bin/llama-bench" -m "$gguf" -t "$threads" -p 512 -n 0 -r 1 -o json \
+    >"$out/llama-pp-$r.json" 2>"$out/llama-pp-$r.log"
+  "$lbuild/bin/llama-batched-bench" -m "$gguf" -t "$threads" -tb "$threads" -c 2048 -b 2048 \
+    -ub 512 -npp 16 -ntg 32 -npl 8,32 --output-format jsonl \
+    >"$out/llama-batched-$r.jsonl" 2>"$out/llama-batched-$r.log"
+done
+
+docs_arg=()
+[ "$docs" = 1 ] && docs_arg=(--docs docs/BENCHMARKS.md)
+"$venv_python" bench/compare_llamacpp_report.py --out "$out" --rounds "$rounds" \
+  --threads "$threads" --cpu "$cpu_model" --isa "$isa" --layers "$layers" \
+  --llamacpp "llama.cpp of llama-cpp-python $llamacpp_py_version (ggml ${ggml_version:-?})" \
+  --greedy-same "$greedy_same" --greedy-ids "$ours_ids" "${docs_arg[@]}"

@@ -1,0 +1,81 @@
+// llamacpp_greedy: greedy generation from token ids through llama.cpp's C API, printing the new
+// ids comma-separated on stdout, as `dsv2-generate --prompt-ids` does. bench/compare_llamacpp.sh
+// compiles it against the llama.cpp it built (it is not part of our CMake build) and checks that
+// both engines continue the same prompt with the same tokens.
+//   llamacpp_greedy MODEL.gguf IDS(1,2,3) NEW_TOKENS THREADS
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+
+namespace {
+
+std::vector<llama_token> ParseIds(const std::string& text) {
+  std::vector<llama_token> ids;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    ids.push_back(static_cast<llama_token>(std::strtol(text.c_str() + start, nullptr, 10)));
+    start = end + 1;
+  }
+  return ids;
+}
+
+void Quiet(ggml_log_level level, const char* text, void*) {
+  if (level >= GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: llamacpp_greedy MODEL.gguf IDS NEW_TOKENS THREADS\n");
+    return 2;
+  }
+  std::vector<llama_token> prompt = ParseIds(argv[2]);
+  const int new_tokens = std::atoi(argv[3]);
+  const int threads = std::atoi(argv[4]);
+  if (prompt.empty() || new_tokens < 1 || threads < 1) {
+    std::fprintf(stderr, "llamacpp_greedy: needs ids, NEW_TOKENS >= 1 and THREADS >= 1\n");
+    return 2;
+  }
+  llama_log_set(Quiet, nullptr);
+  llama_backend_init();
+  llama_model* model = llama_model_load_from_file(argv[1], llama_model_default_params());
+  if (model == nullptr) {
+    std::fprintf(stderr, "llamacpp_greedy: cannot load %s\n", argv[1]);
+    return 1;
+  }
+  llama_context_params cparams = llama_context_default_params();
+  cparams.n_ctx = static_cast<uint32_t>(prompt.size() + new_tokens + 16);
+  cparams.n_batch = cparams.n_ctx;
+  cparams.n_threads = threads;
+  cparams.n_threads_batch = threads;
+  llama_context* ctx = llama_init_from_model(model, cparams);
+  if (ctx == nullptr) {
+    std::fprintf(stderr, "llamacpp_greedy: cannot make a context\n");
+    return 1;
+  }
+  const int32_t vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+  std::vector<llama_token> next = prompt;
+  for (int t = 0; t < new_tokens; ++t) {
+    if (llama_decode(ctx, llama_batch_get_one(next.data(), static_cast<int32_t>(next.size())))) {
+      std::fprintf(stderr, "llamacpp_greedy: llama_decode failed at step %d\n", t);
+      return 1;
+    }
+    const float* logits = llama_get_logits_ith(ctx, -1);
+    llama_token best = 0;
+    for (llama_token i = 1; i < vocab; ++i) {
+      if (logits[i] > logits[best]) best = i;
+    }
+    std::printf(t == 0 ? "%d" : ",%d", best);
+    next.assign(1, best);
+  }
+  std::printf("\n");
+  llama_free(ctx);
+  llama_model_free(model);
+  return 0;
+}
