@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <set>
 
@@ -88,6 +89,13 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   f->bytes_ = static_cast<const uint8_t*>(map);
   DSV2_RETURN_IF_ERROR(f->ParseHeader());
   return f;
+}
+
+bool SafetensorsFile::PopulatePages() const {
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels answer EINVAL
+#endif
+  return map_ != nullptr && madvise(map_, static_cast<size_t>(size_), MADV_POPULATE_READ) == 0;
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
@@ -251,6 +259,28 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
 const TensorInfo* Checkpoint::Find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;
+}
+
+namespace {
+
+// MemAvailable of /proc/meminfo in bytes; 0 when unknown.
+int64_t AvailableMemoryBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool Checkpoint::PrefaultPages() const {
+  if (total_bytes() > AvailableMemoryBytes() / 2) return false;
+  bool all = true;
+  for (const auto& f : files_) all = f->PopulatePages() && all;
+  return all;
 }
 
 int64_t Checkpoint::total_bytes() const {

@@ -47,6 +47,9 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
   DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
   DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
   m->weight_bytes_ = m->checkpoint_->total_bytes();
+  // The CPU reads the weights in place: map their pages now rather than fault them in during
+  // the first forward passes (a hint; skipped when the checkpoint would not fit).
+  if (placement.device == Device::kCpu) m->checkpoint_->PrefaultPages();
   if (m->cuda_ != nullptr) {
     DSV2_ASSIGN_OR_RETURN(ModelWeights device_weights,
                           UploadModelWeights(m->config_, m->weights_, *m->cuda_));

@@ -171,7 +171,27 @@ namespace cpu {
 
 void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
   DSV2_CHECK(a.batch >= 1);
-  for (int64_t b = 0; b < a.batch; ++b) MatMulOne(ctx, Operand(a, b));
+  const Kernels k = KernelsFor(ctx.isa());
+  const bool dot_path = k.packed == nullptr || a.n < k.packed_min_n;
+  if (a.batch == 1 || !dot_path || a.n == 0 || a.w.rows == 0 || a.w.cols == 0) {
+    for (int64_t b = 0; b < a.batch; ++b) MatMulOne(ctx, Operand(a, b));
+    return;
+  }
+  // Small products of many operands (the absorbed attention's per-head W_UK and W_UV in decode:
+  // each alone too small to split, so it ran on one thread): one parallel region over every
+  // operand's groups of 4 rows. Each row is computed as MatMulOne computes it.
+  for (int64_t b = 0; b < a.batch; ++b) Validate(Operand(a, b));
+  const int64_t n = a.n, rows = a.w.rows;
+  const int64_t groups = CeilDiv(rows, 4);
+  const int64_t grain = std::max<int64_t>(4, (1 << 16) / (4 * a.w.cols * n));
+  ctx.ParallelFor(a.batch * groups, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t b = i / groups, g0 = i % groups;
+      const int64_t g1 = std::min(groups, g0 + (end - i));
+      k.dot(Operand(a, b), 0, n, g0 * 4, std::min(rows, g1 * 4));
+      i += g1 - g0;
+    }
+  });
 }
 
 }  // namespace cpu

@@ -149,6 +149,59 @@ TEST_P(OpsMatMul, MatchesReferenceOnManyRows) {
   }
 }
 
+// Batched products (the absorbed attention's per-head W_UK / W_UV): one call over `batch`
+// operands equals one call per operand bit for bit, and the reference.
+TEST_P(OpsMatMul, BatchedEqualsOneCallPerOperand) {
+  std::mt19937 rng(7);
+  for (int threads : {1, 3}) {
+    const CpuContext ctx(threads, isa());
+    for (int64_t n : {1, 3, 50}) {
+      for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{130, 33}, {21, 515}}) {
+        SCOPED_TRACE("threads=" + std::to_string(threads) + " n=" + std::to_string(n) +
+                     " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+        const int64_t batch = 5, w_gap = 7;  // operands w_batch_stride apart, with a gap
+        const int64_t w_batch_stride = rows * cols + w_gap;
+        const RandomWeight all(dtype(), batch * w_batch_stride / cols + 1, cols, cols, rng);
+        WeightView w = all.view;
+        w.rows = rows;
+        // x [n, batch, cols + 2] and y [n, batch, rows + 1]: operand b at column offset b·(...).
+        const int64_t xb = cols + 2, yb = rows + 1;
+        const std::vector<float> x = RandomFloats(n * batch * xb, rng);
+        const std::vector<float> y0 = RandomFloats(n * batch * yb, rng);
+        MatMulArgs args{.x = x.data(),
+                        .x_stride = batch * xb,
+                        .n = n,
+                        .w = w,
+                        .y = nullptr,
+                        .y_stride = batch * yb,
+                        .accumulate = n == 3,
+                        .batch = batch,
+                        .x_batch_stride = xb,
+                        .w_batch_stride = w_batch_stride,
+                        .y_batch_stride = yb};
+        std::vector<float> batched = y0, single = y0, ref = y0;
+        args.y = batched.data();
+        MatMul(ctx, args);
+        args.y = ref.data();
+        MatMulReference(args);
+        for (int64_t b = 0; b < batch; ++b) {
+          MatMulArgs one = args;
+          one.batch = 1;
+          one.x = x.data() + b * xb;
+          one.w.data =
+              static_cast<const uint8_t*>(w.data) + b * w_batch_stride * DTypeSize(dtype());
+          one.y = single.data() + b * yb;
+          MatMul(ctx, one);
+        }
+        ASSERT_EQ(batched, single);
+        for (size_t i = 0; i < ref.size(); ++i) {
+          ASSERT_NEAR(batched[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << "element " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(OpsMatMul, EmptyColsGiveZeroOrKeepY) {
   const CpuContext ctx(2, isa());
   const uint16_t dummy = 0;
