@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <iterator>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cast_rows.h"
@@ -122,31 +125,49 @@ TEST(OpsRouterSoftmax, MatchesFormulaAndIsStable) {
   }
 }
 
-TEST(OpsSiluMul, MatchesFormulaIncludingInPlace) {
+// Every ISA the processor runs (vectorised e^x on AVX2 / AVX-512), 1 and 3 threads, rows long
+// enough to be split, in place too; values near and past e^x's float32 range, zeros, infinities.
+TEST(OpsSiluMul, MatchesFormulaOnEveryIsaIncludingInPlace) {
   std::mt19937 rng(5);
-  const size_t n = 1001;
-  const std::vector<float> gate = RandomFloats(n, rng, -30.0f, 30.0f);
+  const int64_t rows = 7, width = 2100;  // 3 pieces of a row; a partial vector at the end
+  const size_t n = rows * width;
+  std::vector<float> gate = RandomFloats(n, rng, -30.0f, 30.0f);
   const std::vector<float> up = RandomFloats(n, rng, -2.0f, 2.0f);
-  std::vector<float> out(n), in_place = gate;
-  const CpuContext ctx(1);
-  const int64_t rows = 7, width = static_cast<int64_t>(n) / rows;  // 7 rows of 143
-  auto args = [&](const float* g, float* o) {
-    return SiluMulArgs{.gate = g,
-                       .up = up.data(),
-                       .out = o,
-                       .rows = rows,
-                       .width = width,
-                       .gate_stride = width,
-                       .up_stride = width,
-                       .out_stride = width};
-  };
-  SiluMul(ctx, args(gate.data(), out.data()));
-  SiluMul(ctx, args(in_place.data(), in_place.data()));
-  for (size_t i = 0; i < n; ++i) {
-    const double g = gate[i];
-    ExpectClose(out[i], g / (1.0 + std::exp(-g)) * up[i], 1e-6);
+  const float kEdges[] = {0.0f,   -0.0f,  1e-30f, -1e-30f,  87.0f,   -87.0f, 88.7f,
+                          -88.7f, 89.5f,  -89.5f, 103.0f,   -103.0f, 110.0f, -110.0f,
+                          1e30f,  -1e30f, 20.5f,  -0.6931f, 1e-5f,   -1e-5f};
+  for (size_t i = 0; i < std::size(kEdges); ++i) gate[37 * i] = kEdges[i];
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    if (!CpuSupports(isa)) {
+      std::printf("OpsSiluMul: %s not supported by this CPU, not tested\n", CpuIsaName(isa));
+      continue;
+    }
+    for (int threads : {1, 3}) {
+      SCOPED_TRACE(std::string(CpuIsaName(isa)) + " threads=" + std::to_string(threads));
+      const CpuContext ctx(threads, isa);
+      std::vector<float> out(n), in_place = gate;
+      auto args = [&](const float* g, float* o) {
+        return SiluMulArgs{.gate = g,
+                           .up = up.data(),
+                           .out = o,
+                           .rows = rows,
+                           .width = width,
+                           .gate_stride = width,
+                           .up_stride = width,
+                           .out_stride = width};
+      };
+      SiluMul(ctx, args(gate.data(), out.data()));
+      SiluMul(ctx, args(in_place.data(), in_place.data()));
+      for (size_t i = 0; i < n; ++i) {
+        const double g = gate[i];
+        const double want = g / (1.0 + std::exp(-g)) * up[i];
+        // 1e-6 relative: e^x to about 1 ulp, then a division and a product in float32.
+        ExpectClose(out[i], want, 1e-6);
+        if (HasFailure()) return;
+      }
+      EXPECT_EQ(in_place, out);
+    }
   }
-  EXPECT_EQ(in_place, out);
 }
 
 TEST(OpsRouterTopK, MatchesStableSortWithTies) {
