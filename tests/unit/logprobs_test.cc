@@ -1,10 +1,13 @@
 #include "coordinator/serving/logprobs.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu_context.h"
 #include "kernels/logits_summary.h"
 
 namespace dsv2 {
@@ -159,6 +162,43 @@ TEST(LogprobsTest, SummaryEqualsFullRow) {
       } else {
         EXPECT_EQ(got_top[i].logprob, want_top[i].logprob) << "row " << r;
       }
+    }
+  }
+}
+
+// The normaliser on every ISA this processor runs (vectorised double e^x on AVX2 / AVX-512)
+// equals a plain double sum of std::exp to 1e-14, on rows with NaN, -inf, terms that underflow
+// (l − max below -745) and lengths that end in a partial vector; argmax and top ids the same.
+TEST(LogprobsTest, SummaryNormaliserOnEveryIsa) {
+  std::vector<std::vector<float>> rows;
+  for (int64_t vocab : {1, 3, 8, 13, 129280}) rows.push_back(RandomLogits(vocab, 7, 30.0f));
+  std::vector<float> wide = RandomLogits(1001, 8, 500.0f);  // many terms below e^-745
+  wide[5] = NAN;
+  wide[6] = -INFINITY;
+  wide[999] = 2000.0f;
+  rows.push_back(wide);
+  for (const std::vector<float>& row : rows) {
+    const int64_t vocab = static_cast<int64_t>(row.size());
+    const float m = *std::max_element(row.begin(), row.end(), [](float a, float b) {
+      return std::isnan(a) || (!std::isnan(b) && a < b);
+    });
+    double want = 0.0;
+    for (float l : row) want += std::isnan(l) ? 0.0 : std::exp(static_cast<double>(l - m));
+    for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+      if (!CpuSupports(isa)) {
+        std::printf("SummaryNormaliserOnEveryIsa: %s not supported by this CPU, not tested\n",
+                    CpuIsaName(isa));
+        continue;
+      }
+      const CpuContext cpu(1, isa);
+      const int32_t id = 0;
+      LogitsSummaryRow got;
+      LogitsSummary(
+          cpu,
+          {.logits = row.data(), .vocab = vocab, .rows = &id, .n = 1, .top_n = 5, .out = &got});
+      EXPECT_EQ(got.max, m) << CpuIsaName(isa) << " vocab " << vocab;
+      EXPECT_NEAR(got.log_sum, std::log(want), 1e-14 * std::max(1.0, std::log(want)))
+          << CpuIsaName(isa) << " vocab " << vocab;
     }
   }
 }
