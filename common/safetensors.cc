@@ -91,11 +91,15 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return f;
 }
 
-bool SafetensorsFile::PopulatePages() const {
+bool SafetensorsFile::PopulatePages(int64_t offset, int64_t length) const {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14; older kernels answer EINVAL
 #endif
-  return map_ != nullptr && madvise(map_, static_cast<size_t>(size_), MADV_POPULATE_READ) == 0;
+  if (map_ == nullptr || offset < 0 || length <= 0 || offset + length > size_) return false;
+  const int64_t page = sysconf(_SC_PAGESIZE);
+  const int64_t begin = offset / page * page;  // madvise wants a page-aligned start
+  return madvise(static_cast<uint8_t*>(map_) + begin, static_cast<size_t>(offset + length - begin),
+                 MADV_POPULATE_READ) == 0;
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
@@ -276,11 +280,21 @@ int64_t AvailableMemoryBytes() {
 
 }  // namespace
 
-bool Checkpoint::PrefaultPages() const {
-  if (total_bytes() > AvailableMemoryBytes() / 2) return false;
-  bool all = true;
-  for (const auto& f : files_) all = f->PopulatePages() && all;
-  return all;
+bool Checkpoint::PrefaultPages(
+    const std::function<void(int64_t done, int64_t total)>& progress) const {
+  const int64_t total = total_bytes();
+  if (total > AvailableMemoryBytes() / 2) return false;
+  constexpr int64_t kChunk = int64_t{256} << 20;
+  int64_t done = 0;
+  for (const auto& f : files_) {
+    for (int64_t offset = 0; offset < f->file_size(); offset += kChunk) {
+      const int64_t length = std::min(kChunk, f->file_size() - offset);
+      if (!f->PopulatePages(offset, length)) return false;
+      done += length;
+      if (progress) progress(done, total);
+    }
+  }
+  return true;
 }
 
 int64_t Checkpoint::total_bytes() const {

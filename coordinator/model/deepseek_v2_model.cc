@@ -1,6 +1,8 @@
 #include "coordinator/model/deepseek_v2_model.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -49,7 +51,21 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
   m->weight_bytes_ = m->checkpoint_->total_bytes();
   // The CPU reads the weights in place: map their pages now rather than fault them in during
   // the first forward passes (a hint; skipped when the checkpoint would not fit).
-  if (placement.device == Device::kCpu) m->checkpoint_->PrefaultPages();
+  if (placement.device == Device::kCpu) {
+    // A progress line every 2 s, as the GPU upload prints (from a cold page cache this reads
+    // the checkpoint from disk).
+    const auto start = std::chrono::steady_clock::now();
+    auto last = start;
+    m->checkpoint_->PrefaultPages([&](int64_t done, int64_t total) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last < std::chrono::seconds(2)) return;
+      last = now;
+      std::fprintf(stderr,
+                   "dsv2: mapping the weights into memory: %.2f / %.2f GB (%.0f%%), %.1f s\n",
+                   done / 1e9, total / 1e9, 100.0 * done / total,
+                   std::chrono::duration<double>(now - start).count());
+    });
+  }
   if (m->cuda_ != nullptr) {
     DSV2_ASSIGN_OR_RETURN(ModelWeights device_weights,
                           UploadModelWeights(m->config_, m->weights_, *m->cuda_));

@@ -63,6 +63,27 @@ TEST_F(LoaderTest, IntactCopyLoads) {
   EXPECT_TRUE(Load().ok()) << Load();
 }
 
+// The CPU engine maps a checkpoint's pages at load: every byte, with progress up to the total;
+// a range outside a file is refused.
+TEST(CheckpointPages, PrefaultCoversEveryByteWithProgress) {
+  absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(kLite);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  int64_t last = 0, calls = 0;
+  const bool mapped = (*ckpt)->PrefaultPages([&](int64_t done, int64_t total) {
+    EXPECT_GT(done, last);
+    EXPECT_EQ(total, (*ckpt)->total_bytes());
+    last = done;
+    ++calls;
+  });
+  if (!mapped) GTEST_SKIP() << "MADV_POPULATE_READ refused (a kernel before Linux 5.14)";
+  EXPECT_EQ(last, (*ckpt)->total_bytes());
+  EXPECT_GE(calls, 1);
+  const SafetensorsFile& f = *(*ckpt)->files()[0];
+  EXPECT_FALSE(f.PopulatePages(f.file_size() - 10, 11));
+  EXPECT_FALSE(f.PopulatePages(-1, 5));
+  EXPECT_TRUE(f.PopulatePages(f.file_size() - 10, 10));
+}
+
 TEST_F(LoaderTest, MissingTensorIsNamed) {
   std::erase_if(tensors_, [](const TensorToWrite& t) {
     return t.name == "model.layers.1.mlp.experts.7.up_proj.weight";
