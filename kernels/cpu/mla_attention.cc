@@ -1,10 +1,19 @@
 #include "kernels/mla_attention.h"
 
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own "undefined" vectors (GCC PR105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/check.h"
+
+#define DSV2_AVX512 __attribute__((target("avx512f,fma")))
 
 namespace dsv2::cpu {
 namespace {
@@ -30,6 +39,79 @@ DSV2_ISA_CLONES void Axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+// The rows j = 0..len-1 of one query token's sequence.
+struct SequenceRows {
+  const float* base;
+  const int32_t* pages;
+  int64_t page_size, page_stride, row_dim;
+  const float* operator()(int64_t j) const {
+    return base + pages[j / page_size] * page_stride + (j % page_size) * row_dim;
+  }
+};
+
+// AVX-512, kv_lora_rank and rope_dim multiples of 16: the heads [h0, h0 + G) of one token
+// together, so that each cache row is read once for all of them (the rows are the keys and the
+// values of every head). Scores: per row, 16-lane partial sums for the latent and the rope part
+// of each head, reduced. Values: 32 output columns of every head at a time in registers over
+// all rows (each row's cache lines are read once per token and head group).
+template <int G>
+DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows& row, int64_t len,
+                              const float* q, float* o, std::vector<float>& scores) {
+  const int64_t rank = a.kv_lora_rank, rope = a.rope_dim, q_dim = rank + rope;
+  scores.resize(G * len);  // [G, len]
+  float max_score[G];
+  for (int h = 0; h < G; ++h) max_score[h] = -INFINITY;
+  for (int64_t j = 0; j < len; ++j) {
+    const float* r = row(j);
+    __m512 lat[G], pe[G];
+    for (int h = 0; h < G; ++h) lat[h] = pe[h] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < rank; k += 16) {
+      const __m512 rv = _mm512_loadu_ps(r + k);
+      for (int h = 0; h < G; ++h)
+        lat[h] = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * q_dim + k), rv, lat[h]);
+    }
+    for (int64_t k = rank; k < q_dim; k += 16) {
+      const __m512 rv = _mm512_loadu_ps(r + k);
+      for (int h = 0; h < G; ++h)
+        pe[h] = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * q_dim + k), rv, pe[h]);
+    }
+    for (int h = 0; h < G; ++h) {
+      const float sc =
+          (_mm512_reduce_add_ps(lat[h]) + _mm512_reduce_add_ps(pe[h])) * a.softmax_scale;
+      scores[h * len + j] = sc;
+      max_score[h] = std::max(max_score[h], sc);
+    }
+  }
+  for (int h = 0; h < G; ++h) {  // softmax weights, as the generic path forms them
+    float* p = scores.data() + h * len;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < len; ++j) {
+      p[j] = std::exp(p[j] - max_score[h]);
+      sum += p[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < len; ++j) p[j] *= inv;
+  }
+  for (int64_t k = 0; k < rank; k += 32) {
+    __m512 lo[G], hi[G];
+    for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < len; ++j) {
+      const float* r = row(j) + k;
+      const __m512 r0 = _mm512_loadu_ps(r);
+      const __m512 r1 = k + 16 < rank ? _mm512_loadu_ps(r + 16) : _mm512_setzero_ps();
+      for (int h = 0; h < G; ++h) {
+        const __m512 w = _mm512_set1_ps(scores[h * len + j]);
+        lo[h] = _mm512_fmadd_ps(w, r0, lo[h]);
+        hi[h] = _mm512_fmadd_ps(w, r1, hi[h]);
+      }
+    }
+    for (int h = 0; h < G; ++h) {
+      _mm512_storeu_ps(o + h * rank + k, lo[h]);
+      if (k + 16 < rank) _mm512_storeu_ps(o + h * rank + k + 16, hi[h]);
+    }
+  }
+}
+
 }  // namespace
 
 void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
@@ -41,6 +123,51 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
   DSV2_CHECK(a.q != nullptr && a.out != nullptr && a.positions != nullptr &&
              a.token_table != nullptr && a.block_tables != nullptr && c.base != nullptr);
   const float* base = static_cast<const float*>(c.base);
+  if (ctx.isa() == CpuIsa::kAvx512 && a.kv_lora_rank % 16 == 0 && a.rope_dim % 16 == 0) {
+    // Tasks: (token, group of up to 8 heads).
+    constexpr int kGroup = 8;
+    const int64_t groups = (a.n_heads + kGroup - 1) / kGroup;
+    ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t t = task / groups;
+        const int64_t h0 = task % groups * kGroup;
+        const SequenceRows row{
+            base, a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages,
+            c.page_size, c.page_stride, c.row_dim};
+        const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
+        const float* q = static_cast<const float*>(a.q) + (t * a.n_heads + h0) * q_dim;
+        float* o = static_cast<float*>(a.out) + (t * a.n_heads + h0) * a.kv_lora_rank;
+        switch (std::min<int64_t>(kGroup, a.n_heads - h0)) {
+          case 8:
+            HeadGroup512<8>(a, row, len, q, o, scores);
+            break;
+          case 7:
+            HeadGroup512<7>(a, row, len, q, o, scores);
+            break;
+          case 6:
+            HeadGroup512<6>(a, row, len, q, o, scores);
+            break;
+          case 5:
+            HeadGroup512<5>(a, row, len, q, o, scores);
+            break;
+          case 4:
+            HeadGroup512<4>(a, row, len, q, o, scores);
+            break;
+          case 3:
+            HeadGroup512<3>(a, row, len, q, o, scores);
+            break;
+          case 2:
+            HeadGroup512<2>(a, row, len, q, o, scores);
+            break;
+          default:
+            HeadGroup512<1>(a, row, len, q, o, scores);
+            break;
+        }
+      }
+    });
+    return;
+  }
   ctx.ParallelFor(a.n_tokens * a.n_heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
