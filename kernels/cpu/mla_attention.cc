@@ -14,6 +14,7 @@
 #include "kernels/check.h"
 
 #define DSV2_AVX512 __attribute__((target("avx512f,fma")))
+#define DSV2_AVX2 __attribute__((target("avx2,fma")))
 
 namespace dsv2::cpu {
 namespace {
@@ -49,6 +50,21 @@ struct SequenceRows {
   }
 };
 
+// Softmax over each head's scores [G, len] in place: the weights the values are summed with.
+template <int G>
+void SoftmaxRows(float* scores, int64_t len, const float* max_score) {
+  for (int h = 0; h < G; ++h) {
+    float* p = scores + h * len;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < len; ++j) {
+      p[j] = std::exp(p[j] - max_score[h]);
+      sum += p[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < len; ++j) p[j] *= inv;
+  }
+}
+
 // AVX-512, kv_lora_rank and rope_dim multiples of 16: the heads [h0, h0 + G) of one token
 // together, so that each cache row is read once for all of them (the rows are the keys and the
 // values of every head). Scores: per row, 16-lane partial sums for the latent and the rope part
@@ -82,16 +98,7 @@ DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows& row
       max_score[h] = std::max(max_score[h], sc);
     }
   }
-  for (int h = 0; h < G; ++h) {  // softmax weights, as the generic path forms them
-    float* p = scores.data() + h * len;
-    float sum = 0.0f;
-    for (int64_t j = 0; j < len; ++j) {
-      p[j] = std::exp(p[j] - max_score[h]);
-      sum += p[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < len; ++j) p[j] *= inv;
-  }
+  SoftmaxRows<G>(scores.data(), len, max_score);
   for (int64_t k = 0; k < rank; k += 32) {
     __m512 lo[G], hi[G];
     for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm512_setzero_ps();
@@ -112,6 +119,65 @@ DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows& row
   }
 }
 
+DSV2_AVX2 inline float Sum8(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+// HeadGroup512 in 8 lanes (kv_lora_rank and rope_dim multiples of 8), 16 output columns of
+// every head at a time.
+template <int G>
+DSV2_AVX2 void HeadGroup256(const MlaAttentionArgs& a, const SequenceRows& row, int64_t len,
+                            const float* q, float* o, std::vector<float>& scores) {
+  const int64_t rank = a.kv_lora_rank, rope = a.rope_dim, q_dim = rank + rope;
+  scores.resize(G * len);  // [G, len]
+  float max_score[G];
+  for (int h = 0; h < G; ++h) max_score[h] = -INFINITY;
+  for (int64_t j = 0; j < len; ++j) {
+    const float* r = row(j);
+    __m256 lat[G], pe[G];
+    for (int h = 0; h < G; ++h) lat[h] = pe[h] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < rank; k += 8) {
+      const __m256 rv = _mm256_loadu_ps(r + k);
+      for (int h = 0; h < G; ++h) {
+        lat[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * q_dim + k), rv, lat[h]);
+      }
+    }
+    for (int64_t k = rank; k < q_dim; k += 8) {
+      const __m256 rv = _mm256_loadu_ps(r + k);
+      for (int h = 0; h < G; ++h) {
+        pe[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * q_dim + k), rv, pe[h]);
+      }
+    }
+    for (int h = 0; h < G; ++h) {
+      const float sc = (Sum8(lat[h]) + Sum8(pe[h])) * a.softmax_scale;
+      scores[h * len + j] = sc;
+      max_score[h] = std::max(max_score[h], sc);
+    }
+  }
+  SoftmaxRows<G>(scores.data(), len, max_score);
+  for (int64_t k = 0; k < rank; k += 16) {
+    const bool two = k + 8 < rank;
+    __m256 lo[G], hi[G];
+    for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < len; ++j) {
+      const float* r = row(j) + k;
+      const __m256 r0 = _mm256_loadu_ps(r);
+      const __m256 r1 = two ? _mm256_loadu_ps(r + 8) : _mm256_setzero_ps();
+      for (int h = 0; h < G; ++h) {
+        const __m256 w = _mm256_set1_ps(scores[h * len + j]);
+        lo[h] = _mm256_fmadd_ps(w, r0, lo[h]);
+        hi[h] = _mm256_fmadd_ps(w, r1, hi[h]);
+      }
+    }
+    for (int h = 0; h < G; ++h) {
+      _mm256_storeu_ps(o + h * rank + k, lo[h]);
+      if (two) _mm256_storeu_ps(o + h * rank + k + 8, hi[h]);
+    }
+  }
+}
+
 }  // namespace
 
 void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
@@ -123,9 +189,12 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
   DSV2_CHECK(a.q != nullptr && a.out != nullptr && a.positions != nullptr &&
              a.token_table != nullptr && a.block_tables != nullptr && c.base != nullptr);
   const float* base = static_cast<const float*>(c.base);
-  if (ctx.isa() == CpuIsa::kAvx512 && a.kv_lora_rank % 16 == 0 && a.rope_dim % 16 == 0) {
-    // Tasks: (token, group of up to 8 heads).
-    constexpr int kGroup = 8;
+  const bool avx512 =
+      ctx.isa() == CpuIsa::kAvx512 && a.kv_lora_rank % 16 == 0 && a.rope_dim % 16 == 0;
+  const bool avx2 = ctx.isa() == CpuIsa::kAvx2 && a.kv_lora_rank % 8 == 0 && a.rope_dim % 8 == 0;
+  if (avx512 || avx2) {
+    // Tasks: (token, group of up to 8 heads with AVX-512, 4 with AVX2's 16 registers).
+    const int64_t kGroup = avx512 ? 8 : 4;
     const int64_t groups = (a.n_heads + kGroup - 1) / kGroup;
     ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> scores;
@@ -138,6 +207,23 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
         const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
         const float* q = static_cast<const float*>(a.q) + (t * a.n_heads + h0) * q_dim;
         float* o = static_cast<float*>(a.out) + (t * a.n_heads + h0) * a.kv_lora_rank;
+        if (avx2) {
+          switch (std::min<int64_t>(kGroup, a.n_heads - h0)) {
+            case 4:
+              HeadGroup256<4>(a, row, len, q, o, scores);
+              break;
+            case 3:
+              HeadGroup256<3>(a, row, len, q, o, scores);
+              break;
+            case 2:
+              HeadGroup256<2>(a, row, len, q, o, scores);
+              break;
+            default:
+              HeadGroup256<1>(a, row, len, q, o, scores);
+              break;
+          }
+          continue;
+        }
         switch (std::min<int64_t>(kGroup, a.n_heads - h0)) {
           case 8:
             HeadGroup512<8>(a, row, len, q, o, scores);
