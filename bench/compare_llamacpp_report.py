@@ -107,8 +107,8 @@ def main():
         f"alternating rounds. Greedy tokens from the same 16 prompt ids: "
         f"{'identical' if result['greedy_identical'] else 'DIFFERENT'}.",
         "",
-        "| measure | dsv2 | llama.cpp | dsv2 ÷ llama.cpp |",
-        "|---|---|---|---|",
+        "| measure | dsv2 | llama.cpp | dsv2 ÷ llama.cpp | median of the rounds' ratios |",
+        "|---|---|---|---|---|",
     ]
     for key, label, _, _ in rows:
         row = result["rows"][key]
@@ -118,8 +118,12 @@ def main():
         if "dsv2_bandwidth_fraction" in row:
             extra = (f" ({100 * row['dsv2_bandwidth_fraction']:.0f}% / "
                      f"{100 * row['llamacpp_bandwidth_fraction']:.0f}% of {bandwidth:.1f} GB/s)")
+        # On a machine whose bandwidth drifts, each round's own ratio is the steadier figure.
+        row["round_ratio_median"] = statistics.median(
+            a / b for a, b in zip(row["dsv2"], row["llamacpp"]) if b > 0)
         lines.append(f"| {label}{extra} | {row['dsv2_median']:.1f} | "
-                     f"{row['llamacpp_median']:.1f} | {ratio:.2f} |")
+                     f"{row['llamacpp_median']:.1f} | {ratio:.2f} | "
+                     f"{row['round_ratio_median']:.2f} |")
     lines.append("")
     lines.append("Per round (dsv2 / llama.cpp, tokens/s): " + "; ".join(
         f"{result['rows'][k]['label'].split(' (')[0]}: " + ", ".join(

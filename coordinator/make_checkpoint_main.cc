@@ -1,6 +1,6 @@
 // dsv2-make-checkpoint: writes a random bf16 checkpoint in the Hugging Face layout.
 //   --preset v2-lite: DeepSeek-V2-Lite's shapes (the benchmark uses --layers 4: 1 dense + 3 MoE
-//                     layers at real widths and vocab, ~7.9 GB);
+//                     layers at real widths and vocab, ~4.5 GB; 4.7 GB with --vocab-size 129280);
 //   --preset small:   a small model of the same family (~0.2 GB) for smoke tests.
 // The weights are random: the model computes real MLA/MoE math but says nothing meaningful (the
 // built-in demo model, assets/demo-model, is a trained one). config.json is spelled as
