@@ -1,6 +1,7 @@
 #include "common/json_document.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 
@@ -20,14 +21,24 @@ std::string Where(std::string_view text, size_t byte) {
 }
 
 // The offset of the first '[' or '{' (outside strings) nested deeper than `limit`, or npos. One
-// pass; a string is skipped with memchr to its next quote (the bulk of a tokenizer.json).
+// pass over a table of the bytes that matter; a string is skipped with memchr to its next quote
+// (the bulk of a tokenizer.json).
 size_t FirstTooDeep(std::string_view text, int limit) {
+  enum : uint8_t { kOther, kQuote, kOpen, kClose };
+  static constexpr std::array<uint8_t, 256> kKind = [] {
+    std::array<uint8_t, 256> k{};
+    k['"'] = kQuote;
+    k['['] = k['{'] = kOpen;
+    k[']'] = k['}'] = kClose;
+    return k;
+  }();
   const char* data = text.data();
   const size_t n = text.size();
   int depth = 0;
   for (size_t i = 0; i < n; ++i) {
-    const char c = data[i];
-    if (c == '"') {  // to the closing quote: one preceded by an even number of backslashes
+    const uint8_t kind = kKind[static_cast<uint8_t>(data[i])];
+    if (kind == kOther) continue;
+    if (kind == kQuote) {  // to the closing quote: one preceded by an even number of backslashes
       const size_t content = i + 1;
       size_t from = content;
       for (;;) {
@@ -40,9 +51,9 @@ size_t FirstTooDeep(std::string_view text, int limit) {
         if (escapes % 2 == 0) break;
       }
       i = from - 1;
-    } else if (c == '[' || c == '{') {
+    } else if (kind == kOpen) {
       if (++depth > limit) return i;
-    } else if ((c == ']' || c == '}') && depth > 0) {
+    } else if (depth > 0) {
       --depth;
     }
   }
