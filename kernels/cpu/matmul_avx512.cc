@@ -1,18 +1,12 @@
 // AVX-512 MatMul tiles (see matmul_internal.h). Compiled for any x86-64 with per-function
 // target attributes; only called when the context's ISA is kAvx512.
 
-// GCC 12's AVX-512 headers trip -Wuninitialized on their own "undefined" vectors (GCC PR105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <cstdint>
 
 #include "kernels/check.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/simd_intrinsics.h"
 
 #define DSV2_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 

@@ -1,17 +1,11 @@
 #include "kernels/mla_attention.h"
 
-// GCC 12's AVX-512 headers trip -Wuninitialized on their own "undefined" vectors (GCC PR105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/check.h"
+#include "kernels/cpu/simd_intrinsics.h"
 
 #define DSV2_AVX512 __attribute__((target("avx512f,fma")))
 #define DSV2_AVX2 __attribute__((target("avx2,fma")))
@@ -195,6 +189,14 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
   if (avx512 || avx2) {
     // Tasks: (token, group of up to 8 heads with AVX-512, 4 with AVX2's 16 registers).
     const int64_t kGroup = avx512 ? 8 : 4;
+    using GroupFn = void (*)(const MlaAttentionArgs&, const SequenceRows&, int64_t, const float*,
+                             float*, std::vector<float>&);
+    static constexpr GroupFn k512[] = {HeadGroup512<1>, HeadGroup512<2>, HeadGroup512<3>,
+                                       HeadGroup512<4>, HeadGroup512<5>, HeadGroup512<6>,
+                                       HeadGroup512<7>, HeadGroup512<8>};
+    static constexpr GroupFn k256[] = {HeadGroup256<1>, HeadGroup256<2>, HeadGroup256<3>,
+                                       HeadGroup256<4>};
+    const GroupFn* const head_group = avx512 ? k512 : k256;  // [g - 1]: g heads at once
     const int64_t groups = (a.n_heads + kGroup - 1) / kGroup;
     ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> scores;
@@ -207,49 +209,7 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
         const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
         const float* q = static_cast<const float*>(a.q) + (t * a.n_heads + h0) * q_dim;
         float* o = static_cast<float*>(a.out) + (t * a.n_heads + h0) * a.kv_lora_rank;
-        if (avx2) {
-          switch (std::min<int64_t>(kGroup, a.n_heads - h0)) {
-            case 4:
-              HeadGroup256<4>(a, row, len, q, o, scores);
-              break;
-            case 3:
-              HeadGroup256<3>(a, row, len, q, o, scores);
-              break;
-            case 2:
-              HeadGroup256<2>(a, row, len, q, o, scores);
-              break;
-            default:
-              HeadGroup256<1>(a, row, len, q, o, scores);
-              break;
-          }
-          continue;
-        }
-        switch (std::min<int64_t>(kGroup, a.n_heads - h0)) {
-          case 8:
-            HeadGroup512<8>(a, row, len, q, o, scores);
-            break;
-          case 7:
-            HeadGroup512<7>(a, row, len, q, o, scores);
-            break;
-          case 6:
-            HeadGroup512<6>(a, row, len, q, o, scores);
-            break;
-          case 5:
-            HeadGroup512<5>(a, row, len, q, o, scores);
-            break;
-          case 4:
-            HeadGroup512<4>(a, row, len, q, o, scores);
-            break;
-          case 3:
-            HeadGroup512<3>(a, row, len, q, o, scores);
-            break;
-          case 2:
-            HeadGroup512<2>(a, row, len, q, o, scores);
-            break;
-          default:
-            HeadGroup512<1>(a, row, len, q, o, scores);
-            break;
-        }
+        head_group[std::min(kGroup, a.n_heads - h0) - 1](a, row, len, q, o, scores);
       }
     });
     return;
@@ -261,11 +221,10 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
       const int64_t h = task % a.n_heads;
       const float* q = static_cast<const float*>(a.q) + (t * a.n_heads + h) * q_dim;  // [576]
       float* o = static_cast<float*>(a.out) + (t * a.n_heads + h) * a.kv_lora_rank;
-      const int32_t* pages = a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages;
+      const SequenceRows row{base,
+                             a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages,
+                             c.page_size, c.page_stride, c.row_dim};
       const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
-      auto row = [&](int64_t j) {
-        return base + pages[j / c.page_size] * c.page_stride + (j % c.page_size) * c.row_dim;
-      };
       scores.resize(len);
       float max_score = -INFINITY;
       for (int64_t j = 0; j < len; ++j) {
@@ -277,14 +236,9 @@ void MlaAttention(const CpuContext& ctx, const MlaAttentionArgs& a) {
         scores[j] = s;
         max_score = std::max(max_score, s);
       }
-      float sum = 0.0f;
-      for (int64_t j = 0; j < len; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
-        sum += scores[j];
-      }
-      const float inv = 1.0f / sum;
+      SoftmaxRows<1>(scores.data(), len, &max_score);
       std::fill(o, o + a.kv_lora_rank, 0.0f);
-      for (int64_t j = 0; j < len; ++j) Axpy(scores[j] * inv, row(j), o, a.kv_lora_rank);
+      for (int64_t j = 0; j < len; ++j) Axpy(scores[j], row(j), o, a.kv_lora_rank);
     }
   });
 }

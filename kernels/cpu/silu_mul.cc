@@ -1,15 +1,9 @@
 #include "kernels/silu_mul.h"
 
-// GCC 12's AVX-512 headers trip -Wuninitialized on their own "undefined" vectors (GCC PR105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 
 #include "kernels/check.h"
+#include "kernels/cpu/simd_intrinsics.h"
 
 #define DSV2_AVX512 __attribute__((target("avx512f,fma")))
 #define DSV2_AVX2 __attribute__((target("avx2,fma")))
