@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   must(model_or.status());
   const dsv2::DeepseekV2Model& model = **model_or;
   const dsv2::ModelConfig& c = model.config();
-  dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads));
+  dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads), dsv2::DetectCpuIsa(), model.dtype());
   std::unique_ptr<dsv2::ExecContext> ctx =
       model.cuda_context() ? std::make_unique<dsv2::ExecContext>(*model.cuda_context())
                            : std::make_unique<dsv2::ExecContext>(cpu);

@@ -1,8 +1,11 @@
 #include "common/expert_shard.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/weight_binder.h"
+#include "kernels/cast_rows.h"
 #include "kernels/routed_experts.h"
 
 namespace dsv2 {
@@ -34,17 +37,27 @@ absl::StatusOr<ExpertShard> BindExpertShard(const ModelConfig& c, const Checkpoi
 void RoutedExpertsForward(const CpuContext& ctx, const std::vector<MlpWeights>& experts,
                           int64_t expert_begin, const ExpertAssignments& a, const float* x,
                           int64_t hidden, float* out) {
-  cpu::RoutedExperts(ctx, {.experts = experts.data(),
-                           .n_local = static_cast<int64_t>(experts.size()),
-                           .expert_begin = expert_begin,
-                           .expert = a.expert,
-                           .weight = a.weight,
-                           .n_tokens = a.n_tokens,
-                           .top_k = a.top_k,
-                           .hidden = hidden,
-                           .x = x,
-                           .out = out,
-                           .accumulate = true});
+  RoutedExpertsArgs args{.experts = experts.data(),
+                         .n_local = static_cast<int64_t>(experts.size()),
+                         .expert_begin = expert_begin,
+                         .expert = a.expert,
+                         .weight = a.weight,
+                         .n_tokens = a.n_tokens,
+                         .top_k = a.top_k,
+                         .hidden = hidden,
+                         .x = x,
+                         .out = out,
+                         .accumulate = true};
+  if (ctx.act_dtype() == DType::kF32) return cpu::RoutedExperts(ctx, args);
+  const int64_t rows = a.n_tokens * hidden;
+  std::vector<uint16_t> x_act(rows), partial(rows);  // bfloat16 bits
+  cpu::CastRows(ctx, {.x = x, .y = x_act.data(), .y_dtype = DType::kBF16, .n = rows});
+  args.x = x_act.data();
+  args.out = partial.data();
+  args.accumulate = false;
+  cpu::RoutedExperts(ctx, args);
+  cpu::CastRows(ctx,
+                {.x = partial.data(), .x_dtype = DType::kBF16, .add = out, .y = out, .n = rows});
 }
 
 }  // namespace dsv2

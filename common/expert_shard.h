@@ -35,7 +35,10 @@ struct ExpertAssignments {
 };
 
 // out[t] += Σ_k weight[t,k] · expert_{id[t,k]}(x[t]) over the experts in `experts` (which hold
-// ids [expert_begin, expert_begin + size)), on the CPU in float32: kernels/routed_experts.h.
+// ids [expert_begin, expert_begin + size)), on the CPU: kernels/routed_experts.h. x and out are
+// the data plane's float32 rows whatever the context's activation dtype; in bfloat16 x is
+// rounded to bf16 (exact for rows the coordinator widened from bf16) and the shard's partial
+// sum is rounded to bf16 before it is added, as a GPU worker's is.
 void RoutedExpertsForward(const CpuContext& ctx, const std::vector<MlpWeights>& experts,
                           int64_t expert_begin, const ExpertAssignments& assignments,
                           const float* x, int64_t hidden, float* out);

@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
                                config.vocab_size, ") (the vocabulary of ", dir, ")"));
     }
   }
-  dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads));
+  dsv2::CpuContext cpu(absl::GetFlag(FLAGS_threads), dsv2::DetectCpuIsa(), (*model)->dtype());
   std::unique_ptr<dsv2::ExecContext> ctx =
       (*model)->cuda_context() != nullptr
           ? std::make_unique<dsv2::ExecContext>(*(*model)->cuda_context())

@@ -10,26 +10,33 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/dtype.h"
+
 namespace dsv2 {
 
-enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512 };
+// Each level includes the ones before it. kAvx512Bf16: AVX-512 with the bf16 dot product
+// (vdpbf16ps), used when activations are bfloat16.
+enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512, kAvx512Bf16 };
 
 const char* CpuIsaName(CpuIsa isa);
 
 // The best ISA this processor and OS support; DSV2_CPU_ISA=scalar|avx2|avx512 lowers it.
+// (avx512bf16 is the best level; there is no setting above it.)
 CpuIsa DetectCpuIsa();
 // True when the processor can run `isa` (so tests can exercise every available variant).
 bool CpuSupports(CpuIsa isa);
 
 class CpuContext {
  public:
-  // num_threads <= 0: one per available core (DSV2_NUM_THREADS overrides).
-  explicit CpuContext(int num_threads = 0, CpuIsa isa = DetectCpuIsa());
+  // num_threads <= 0: one per available core (DSV2_NUM_THREADS overrides). act: the activation
+  // dtype of the ops run on it, float32 or bfloat16 (as a CudaContext's).
+  explicit CpuContext(int num_threads = 0, CpuIsa isa = DetectCpuIsa(), DType act = DType::kF32);
   ~CpuContext();
   CpuContext(const CpuContext&) = delete;
   CpuContext& operator=(const CpuContext&) = delete;
 
   CpuIsa isa() const { return isa_; }
+  DType act_dtype() const { return act_dtype_; }
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Splits [0, n) into contiguous chunks of at least `grain` items and runs fn(begin, end) on
@@ -42,6 +49,7 @@ class CpuContext {
   void RunChunks(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int64_t chunk) const;
 
   CpuIsa isa_;
+  DType act_dtype_;
   std::vector<std::thread> workers_;
   // A job is published by bumping generation_ under mu_. Idle workers spin on published_ for a
   // short while before sleeping on work_cv_, and the caller spins on active_ before sleeping on

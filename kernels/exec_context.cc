@@ -5,7 +5,7 @@
 
 namespace dsv2 {
 
-ExecContext::ExecContext(const CpuContext& cpu) : cpu_(&cpu) {}
+ExecContext::ExecContext(const CpuContext& cpu) : cpu_(&cpu), act_dtype_(cpu.act_dtype()) {}
 
 ExecContext::ExecContext(CudaContext& cuda) : cuda_(&cuda), act_dtype_(cuda.act_dtype()) {}
 

@@ -18,7 +18,8 @@ class OpProfile;    // kernels/op_profile.h
 
 class ExecContext {
  public:
-  // The CPU: float32 activations. Implicit, so that CPU callers pass their CpuContext as is.
+  // The CPU, in the CpuContext's activation dtype. Implicit, so that CPU callers pass their
+  // CpuContext as is.
   ExecContext(const CpuContext& cpu);  // NOLINT(google-explicit-constructor)
   // A CUDA stream; activation dtype and workspace are the CudaContext's.
   explicit ExecContext(CudaContext& cuda);

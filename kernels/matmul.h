@@ -3,11 +3,14 @@
 // absorbed attention (W_UK, W_UV): operand b starts `*_batch_stride` elements after operand 0.
 //
 // x is in the context's activation dtype; y too unless y_float32 (router logits, lm_head).
-// CPU: activations float32; W is F32, F16 or BF16 and widened to float32 as it is used — in
+// CPU, float32 activations: W is F32, F16 or BF16 and widened to float32 as it is used — in
 // registers for small n, or one 32-row × 1024-column panel at a time for large n — never a
-// full-size float32 copy. Accumulation is float32 (fp32 FMA; the bf16 dot-product instructions
-// would round x to bf16 and break parity with the reference). n == 1 is the decode matvec,
+// full-size float32 copy. Accumulation is float32 (fp32 FMA). n == 1 is the decode matvec,
 // split across threads by rows of W; for larger n a panel of W is reused across all tokens.
+// CPU, bfloat16 activations: y = act(x·Wᵀ) (or act(y + x·Wᵀ)) from a float32 sum, as cuBLAS
+// rounds. With AVX512_BF16 and BF16 weights, small n runs vdpbf16ps on x and W as they are
+// (bf16 products are exact in float32); otherwise x is widened to float32 and the float32
+// kernels run.
 // CUDA: cuBLAS with W in the activation dtype (uploaded so), fp32 accumulation, and in float32
 // runs true fp32 (no TF32).
 #pragma once

@@ -47,7 +47,7 @@ die() { say "$*"; exit 1; }
 
 readonly LIMIT_MIB=56
 readonly ARCHIVE_NAME=dsv2-gpu-pack.tar.xz
-readonly PACK_BINS=(tests/ops_cuda_test tests/golden_cuda_test tests/golden_bf16_test
+readonly PACK_BINS=(tests/ops_cuda_test tests/golden_cuda_test tests/golden_bf16_cuda_test
   tests/engine_cuda_test tests/server_cuda_test tests/decode_graphs_cuda_test
   tests/expert_parallel_cuda_test bin/model_bench bin/dsv2-coordinator bin/dsv2-worker
   bin/dsv2-make-checkpoint bin/dsv2-cli bin/load_generator)

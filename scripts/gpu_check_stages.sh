@@ -129,7 +129,7 @@ stage_device() {
 stage_ops() { gtest ops_cuda_test; }
 stage_golden_f32() { gtest golden_cuda_test; }
 stage_golden_bf16() {
-  gtest golden_bf16_test
+  gtest golden_bf16_cuda_test
   gtest decode_graphs_cuda_test
 }
 stage_engine_server() {

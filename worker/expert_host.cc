@@ -13,7 +13,9 @@
 namespace dsv2 {
 
 ExpertHost::ExpertHost(const ExpertHostOptions& options)
-    : options_(options), ctx_(options.threads) {}
+    : options_(options),
+      ctx_(options.threads, DetectCpuIsa(),
+           options.device == Device::kCpu ? options.dtype : DType::kF32) {}
 
 absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostOptions& options) {
   std::unique_ptr<ExpertHost> h(new ExpertHost(options));

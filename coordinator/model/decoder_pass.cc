@@ -63,6 +63,7 @@ absl::Status DecoderPass::Mlp(int64_t l, const std::function<void()>& while_away
                      .n = n_,
                      .out = delta_,
                      .staging = env_.staging,
+                     .router_observer = env_.router_observer,
                      .while_away = while_away ? &while_away : nullptr},
                     env_.backend);
 }

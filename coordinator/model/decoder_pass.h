@@ -39,6 +39,7 @@ struct DecoderEnv {
   LatentKvCache& cache;
   RoutedExpertBackend* backend = nullptr;  // null: routed experts in process
   RemoteMoeStaging* staging = nullptr;     // with a backend on a GPU
+  RouterObserver* router_observer = nullptr;
 };
 
 class DecoderPass {

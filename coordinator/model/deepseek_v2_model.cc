@@ -25,8 +25,11 @@ absl::Status DeepseekV2Model::PlaceOnDevice(const ModelPlacement& placement) {
   rope_ = RopeTable::FromConfig(config_);
   inv_freq_ = rope_.inv_freq.data();
   if (placement.device == Device::kCpu) {
-    if (placement.dtype != DType::kF32) {
-      return absl::InvalidArgumentError("the CPU engine computes in float32 only");
+    if (placement.dtype != DType::kF32 && placement.dtype != DType::kBF16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the CPU engine computes in float32 or "
+                       "bfloat16, not ",
+                       PrecisionName(placement.dtype)));
     }
     return absl::OkStatus();
   }
@@ -81,7 +84,8 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
   std::unique_ptr<DeepseekV2Model> m(new DeepseekV2Model());
   m->config_ = config;
   DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
-  const CpuContext cpu(m->cuda_ ? 1 : 0);  // the fill runs on the GPU there: no thread pool
+  // The fill runs on the GPU there: no thread pool. The weights are in the activation dtype.
+  const CpuContext cpu(m->cuda_ ? 1 : 0, DetectCpuIsa(), placement.dtype);
   const ExecContext ctx = m->cuda_ ? ExecContext(*m->cuda_) : ExecContext(cpu);
   DSV2_ASSIGN_OR_RETURN(m->weights_, MakeSyntheticWeights(config, ctx, seed));
   if (m->cuda_) DSV2_RETURN_IF_ERROR(m->cuda_->Synchronize());
@@ -232,6 +236,11 @@ absl::Status DeepseekV2Model::Forward(const ExecContext& ctx, LatentKvCache& cac
         absl::StrCat("the model is on ", DeviceName(device()), " but the context is on ",
                      DeviceName(ctx.device()), " and the cache on ", DeviceName(cache.device())));
   }
+  if (ctx.act_dtype() != dtype() || cache.dtype() != dtype()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the model computes in ", PrecisionName(dtype()), " but the context is in ",
+        PrecisionName(ctx.act_dtype()), " and the cache in ", PrecisionName(cache.dtype())));
+  }
   DSV2_ASSIGN_OR_RETURN(TokenLayout layout, Prepare(cache, batch));  // validates, reserves
   ctx.workspace().Reset();
   if (const int64_t split = MicroBatchSplit(batch); split > 0) {
@@ -323,7 +332,8 @@ DecoderEnv DeepseekV2Model::MakeDecoderEnv(const ExecContext& ctx, LatentKvCache
                     .attn_factor = rope_.attn_factor,
                     .cache = cache,
                     .backend = expert_backend_,
-                    .staging = remote_staging_.get()};
+                    .staging = remote_staging_.get(),
+                    .router_observer = router_observer_};
 }
 
 absl::StatusOr<const float*> DeepseekV2Model::RunLayers(const ExecContext& ctx,

@@ -54,6 +54,9 @@ class DeepseekV2Model {
   // one's attention overlaps the other's expert exchange (two-batch overlap; decoder_pass.h).
   void SetExpertBackend(RoutedExpertBackend* backend, int micro_batches = 1);
   bool has_expert_backend() const { return expert_backend_ != nullptr; }
+  // Every later forward pass reports each MoE layer's routing to `observer` (null: none). A
+  // GPU model copies the decision to the host and waits for it: for tests only.
+  void SetRouterObserver(RouterObserver* observer) { router_observer_ = observer; }
 
   const ModelConfig& config() const { return config_; }
   // On the model's device (host views of the checkpoint on the CPU).
@@ -118,6 +121,7 @@ class DeepseekV2Model {
   DeviceBuffer inv_freq_device_;
   RoutedExpertBackend* expert_backend_ = nullptr;
   int micro_batches_ = 1;
+  RouterObserver* router_observer_ = nullptr;
   std::unique_ptr<RemoteMoeStaging> remote_staging_;  // with a backend on a GPU
 };
 

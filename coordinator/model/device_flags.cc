@@ -8,9 +8,10 @@ ABSL_FLAG(std::string, device, "auto",
           "Where the model runs: auto (a CUDA GPU when one is usable, else the CPU), cuda, or "
           "cpu.");
 ABSL_FLAG(std::string, dtype, "auto",
-          "Activation and weight precision: auto (bfloat16 on a GPU, float32 on the CPU), "
-          "bfloat16 (GPU only), or float32 (on a GPU: weights widened once, true fp32 GEMMs; "
-          "the verification mode).");
+          "Activation precision: auto (bfloat16 on a GPU, float32 on the CPU), bfloat16 (on the "
+          "CPU: activations and the KV cache rounded to bf16 where the GPU rounds them, weights "
+          "read as stored), or float32 (on a GPU: weights widened once, true fp32 GEMMs; the "
+          "verification mode).");
 ABSL_FLAG(int, gpu, 0, "CUDA device index for --device cuda/auto.");
 
 namespace dsv2 {
@@ -37,10 +38,6 @@ absl::StatusOr<ModelPlacement> PlacementFromFlags() {
   } else if (dtype == "float32" || dtype == "fp32") {
     p.dtype = DType::kF32;
   } else if (dtype == "bfloat16" || dtype == "bf16") {
-    if (p.device != Device::kCuda) {
-      return absl::InvalidArgumentError(
-          "--dtype bfloat16 needs a GPU: the CPU engine computes in float32");
-    }
     p.dtype = DType::kBF16;
   } else {
     return absl::InvalidArgumentError(

@@ -1,9 +1,13 @@
 #include "coordinator/model/moe_block.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/gated_mlp.h"
+#include "common/status_macros.h"
 #include "coordinator/model/remote_moe.h"
+#include "kernels/check.h"
+#include "kernels/cuda/cuda_context.h"
 #include "kernels/matmul.h"
 #include "kernels/op_profile.h"
 #include "kernels/routed_experts.h"
@@ -25,6 +29,27 @@ int64_t RoutedWeightBytes(const MoeWeights& w, const int32_t* expert, int64_t co
     bytes += m.gate.bytes() + m.up.bytes() + m.down.bytes();
   }
   return bytes;
+}
+
+// The layer's routing decision to the observer, in host memory.
+void ObserveRouting(const ExecContext& ctx, const MoeArgs& a, int64_t k, const int32_t* expert,
+                    const float* weight) {
+  RouterSelection sel{.n_tokens = a.n,
+                      .top_k = k,
+                      .expert = std::vector<int32_t>(a.n * k),
+                      .weight = std::vector<float>(a.n * k)};
+  if (ctx.on_cuda()) {
+    const absl::Status copied = [&]() -> absl::Status {
+      DSV2_RETURN_IF_ERROR(ctx.cuda().CopyToHost(sel.expert.data(), expert, a.n * k * 4));
+      DSV2_RETURN_IF_ERROR(ctx.cuda().CopyToHost(sel.weight.data(), weight, a.n * k * 4));
+      return ctx.cuda().Synchronize();
+    }();
+    DSV2_CHECK_MSG(copied.ok(), "MoeForward: copying the routing to the observer failed");
+  } else {
+    std::copy_n(expert, a.n * k, sel.expert.begin());
+    std::copy_n(weight, a.n * k, sel.weight.begin());
+  }
+  a.router_observer->Observe(a.layer, sel);
 }
 
 }  // namespace
@@ -53,6 +78,7 @@ absl::Status MoeForward(const ExecContext& ctx, const ModelConfig& c, const MoeW
                      .weight = weight});
   }
 
+  if (a.router_observer != nullptr) ObserveRouting(ctx, a, k, expert, weight);
   if (backend != nullptr) {
     return RemoteMoe(ctx, c, w,
                      {.layer = a.layer,

@@ -20,8 +20,9 @@ struct MoeArgs {
   int64_t layer = 0;
   const void* x = nullptr;  // [n, hidden] normalized input
   int64_t n = 0;
-  void* out = nullptr;                  // [n, hidden]: moe(x), written
-  RemoteMoeStaging* staging = nullptr;  // with a backend on a GPU (remote_moe.h)
+  void* out = nullptr;                        // [n, hidden]: moe(x), written
+  RemoteMoeStaging* staging = nullptr;        // with a backend on a GPU (remote_moe.h)
+  RouterObserver* router_observer = nullptr;  // sees the routing decision (tests)
   // Work of the caller's that does not depend on this layer's result (another micro-batch's
   // attention): with a backend it runs while the routed tokens are away; else after.
   const std::function<void()>* while_away = nullptr;

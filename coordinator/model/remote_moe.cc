@@ -20,25 +20,36 @@ void RunCallersWork(const RemoteMoeArgs& a) {
 
 absl::Status RemoteMoeCpu(const ExecContext& ctx, const ModelConfig& c, const MoeWeights& w,
                           const RemoteMoeArgs& a, RoutedExpertBackend& backend) {
-  const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok;
+  const int64_t hidden = c.hidden_size, k = c.num_experts_per_tok, rows = a.n * hidden;
+  const DType act = ctx.act_dtype();
+  const bool f32 = act == DType::kF32;
   Workspace& ws = ctx.workspace();
   WorkspaceScope scope(ws);
   const RouterSelection sel{.n_tokens = a.n,
                             .top_k = k,
                             .expert = std::vector<int32_t>(a.expert, a.expert + a.n * k),
                             .weight = std::vector<float>(a.weight, a.weight + a.n * k)};
-  float* out = static_cast<float*>(a.out);
-  std::fill_n(out, a.n * hidden, 0.0f);
+  // The data plane's float32 rows: the activations themselves, or widened from bfloat16.
+  const float* x32 = static_cast<const float*>(a.x);
+  if (!f32) {
+    float* widened = ws.Alloc<float>(rows);
+    CastRows(ctx, {.x = a.x, .x_dtype = act, .y = widened, .n = rows});
+    x32 = widened;
+  }
+  float* out32 = f32 ? static_cast<float*>(a.out) : ws.Alloc<float>(rows);
+  std::fill_n(out32, rows, 0.0f);
   // The shared experts need nothing from the workers: they run while the routed tokens are
   // away, into their own buffer, and join the routed sum once it is back.
-  float* shared = w.has_shared ? ws.Alloc<float>(a.n * hidden) : nullptr;  // [n, hidden]
+  void* shared = w.has_shared ? ws.Alloc(act, rows) : nullptr;  // [n, hidden]
   const std::function<void()> while_away = [&] {
     if (shared != nullptr) GatedMlp(ctx, w.shared, {.x = a.x, .n = a.n, .out = shared});
     RunCallersWork(a);
   };
-  DSV2_RETURN_IF_ERROR(backend.Run(ctx.cpu(), a.layer, sel, static_cast<const float*>(a.x), hidden,
-                                   out, while_away));
-  for (int64_t i = 0; shared != nullptr && i < a.n * hidden; ++i) out[i] += shared[i];
+  DSV2_RETURN_IF_ERROR(backend.Run(ctx.cpu(), a.layer, sel, x32, hidden, out32, while_away));
+  // out = the routed sum + the shared experts, rounded once (as RemoteMoeCuda).
+  if (f32 && shared == nullptr) return absl::OkStatus();
+  CastRows(ctx,
+           {.x = out32, .add = shared, .add_dtype = act, .y = a.out, .y_dtype = act, .n = rows});
   return absl::OkStatus();
 }
 

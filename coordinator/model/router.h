@@ -19,6 +19,14 @@ struct RouterSelection {
   std::vector<float> weight;    // [n_tokens, top_k]
 };
 
+// Sees every MoE layer's routing decision as the model makes it (tests compare the decisions of
+// two runs; RouterSelection is in host memory). Called on the thread running the forward pass.
+class RouterObserver {
+ public:
+  virtual ~RouterObserver() = default;
+  virtual void Observe(int64_t layer, const RouterSelection& selection) = 0;
+};
+
 // logits: [n_tokens, n_routed_experts] float32 (x · gateᵀ), host memory.
 RouterSelection RouteTokens(const ModelConfig& config, const float* logits, int64_t n_tokens);
 

@@ -45,7 +45,7 @@ InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* 
     : model_(model),
       tokenizer_(tokenizer),
       options_(WithDefaults(options, model)),
-      ctx_(options.threads) {
+      ctx_(options.threads, DetectCpuIsa(), model.dtype()) {
   if (model.cuda_context() != nullptr) {
     exec_ = std::make_unique<ExecContext>(*model.cuda_context());
   } else {

@@ -18,6 +18,8 @@ const char* CpuIsaName(CpuIsa isa) {
       return "avx2";
     case CpuIsa::kAvx512:
       return "avx512";
+    case CpuIsa::kAvx512Bf16:
+      return "avx512bf16";
   }
   return "?";
 }
@@ -34,6 +36,8 @@ bool CpuSupports(CpuIsa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case CpuIsa::kAvx512Bf16:
+      return CpuSupports(CpuIsa::kAvx512) && __builtin_cpu_supports("avx512bf16");
   }
   return false;
 }
@@ -42,10 +46,12 @@ CpuIsa DetectCpuIsa() {
   CpuIsa best = CpuIsa::kScalar;
   if (CpuSupports(CpuIsa::kAvx2)) best = CpuIsa::kAvx2;
   if (CpuSupports(CpuIsa::kAvx512)) best = CpuIsa::kAvx512;
+  if (CpuSupports(CpuIsa::kAvx512Bf16)) best = CpuIsa::kAvx512Bf16;
   if (const char* env = std::getenv("DSV2_CPU_ISA")) {
     const std::string want(env);
     if (want == "scalar") best = CpuIsa::kScalar;
-    if (want == "avx2" && best == CpuIsa::kAvx512) best = CpuIsa::kAvx2;
+    if (want == "avx2" && best > CpuIsa::kAvx2) best = CpuIsa::kAvx2;
+    if (want == "avx512" && best > CpuIsa::kAvx512) best = CpuIsa::kAvx512;
   }
   return best;
 }
@@ -75,8 +81,10 @@ bool SpinUntil(Pred done) {
 
 }  // namespace
 
-CpuContext::CpuContext(int num_threads, CpuIsa isa) : isa_(isa) {
+CpuContext::CpuContext(int num_threads, CpuIsa isa, DType act) : isa_(isa), act_dtype_(act) {
   DSV2_CHECK_MSG(CpuSupports(isa), "CpuContext: this processor cannot run the requested ISA");
+  DSV2_CHECK_MSG(act == DType::kF32 || act == DType::kBF16,
+                 "CpuContext: activations are float32 or bfloat16");
   if (num_threads <= 0) {
     if (const char* env = std::getenv("DSV2_NUM_THREADS")) num_threads = std::atoi(env);
   }

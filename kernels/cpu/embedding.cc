@@ -1,36 +1,47 @@
 #include "kernels/embedding.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/check.h"
+#include "kernels/cpu/act_types.h"
 
 namespace dsv2::cpu {
+namespace {
 
-void EmbeddingLookup(const CpuContext& /*ctx*/, const EmbeddingArgs& a) {
+// One row of the table (F32, F16 or BF16) as TOut.
+template <typename TOut>
+void CopyRow(const uint8_t* row, DType dtype, int64_t dim, TOut* dst) {
+  if constexpr (std::is_same_v<TOut, Bf16>) {
+    if (dtype == DType::kBF16) {  // bf16 to bf16: the bits as they are
+      std::memcpy(dst, row, dim * sizeof(Bf16));
+      return;
+    }
+  } else {
+    if (dtype == DType::kF32) {
+      std::memcpy(dst, row, dim * sizeof(float));
+      return;
+    }
+  }
+  DSV2_CHECK_MSG(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16,
+                 "EmbeddingLookup: table dtype must be F32, F16 or BF16");
+  for (int64_t i = 0; i < dim; ++i) dst[i] = FromFloat<TOut>(LoadAsFloat(row, dtype, i));
+}
+
+}  // namespace
+
+void EmbeddingLookup(const CpuContext& ctx, const EmbeddingArgs& a) {
   DSV2_CHECK(a.n >= 0);
   if (a.n == 0) return;
   DSV2_CHECK(a.ids != nullptr && a.out != nullptr && a.table.data != nullptr);
   const int64_t dim = a.table.cols;
-  for (int64_t t = 0; t < a.n; ++t) {
-    DSV2_CHECK_MSG(a.ids[t] >= 0 && a.ids[t] < a.table.rows, "EmbeddingLookup: id out of range");
-    const uint8_t* row = a.table.RowPtr(a.ids[t]);
-    float* dst = static_cast<float*>(a.out) + t * dim;  // [dim]
-    switch (a.table.dtype) {
-      case DType::kF32:
-        std::memcpy(dst, row, dim * sizeof(float));
-        break;
-      case DType::kBF16:
-        for (int64_t i = 0; i < dim; ++i)
-          dst[i] = Bf16ToFloat(reinterpret_cast<const uint16_t*>(row)[i]);
-        break;
-      case DType::kF16:
-        for (int64_t i = 0; i < dim; ++i)
-          dst[i] = F16ToFloat(reinterpret_cast<const uint16_t*>(row)[i]);
-        break;
-      default:
-        DSV2_CHECK_MSG(false, "EmbeddingLookup: table dtype must be F32, F16 or BF16");
+  DispatchAct(ctx.act_dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t t = 0; t < a.n; ++t) {
+      DSV2_CHECK_MSG(a.ids[t] >= 0 && a.ids[t] < a.table.rows, "EmbeddingLookup: id out of range");
+      CopyRow(a.table.RowPtr(a.ids[t]), a.table.dtype, dim, static_cast<T*>(a.out) + t * dim);
     }
-  }
+  });
 }
 
 }  // namespace dsv2::cpu

@@ -144,7 +144,7 @@ void LogitsSummary(const CpuContext& ctx, const LogitsSummaryArgs& a) {
         // exp in double, as the CUDA twin: each term is then within 1 ulp of double on both
         // devices, so the twins' log_sum agree to ~1e-15 whatever the order of the sum (a
         // float expf would not: CUDA's is within 2 ulp of float, glibc's correctly rounded).
-        sum = ctx.isa() == CpuIsa::kAvx512 ? SumExp512(l, a.vocab, best_logit)
+        sum = ctx.isa() >= CpuIsa::kAvx512 ? SumExp512(l, a.vocab, best_logit)
               : ctx.isa() == CpuIsa::kAvx2 ? SumExp256(l, a.vocab, best_logit)
                                            : SumExpScalar(l, a.vocab, best_logit);
       } else {

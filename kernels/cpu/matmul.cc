@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/check.h"
+#include "kernels/cpu/act_types.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace dsv2 {
@@ -68,7 +70,7 @@ struct Kernels {
 
 Kernels KernelsFor(CpuIsa isa) {
   Kernels k;
-  if (isa == CpuIsa::kAvx512) {
+  if (isa >= CpuIsa::kAvx512) {
     k.dot = matmul_internal::DotAvx512;
     k.packed = matmul_internal::PackedAvx512;
     k.slab_rows = matmul_internal::kAvx512SlabRows;
@@ -165,12 +167,8 @@ F32MatMul Operand(const MatMulArgs& a, int64_t b) {
   return o;
 }
 
-}  // namespace
-
-namespace cpu {
-
-void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
-  DSV2_CHECK(a.batch >= 1);
+// MatMul with float32 activations (x, and y unless the caller's y is float32 anyway).
+void MatMulF32(const CpuContext& ctx, const MatMulArgs& a) {
   const Kernels k = KernelsFor(ctx.isa());
   const bool dot_path = k.packed == nullptr || a.n < k.packed_min_n;
   if (a.batch == 1 || !dot_path || a.n == 0 || a.w.rows == 0 || a.w.cols == 0) {
@@ -192,6 +190,85 @@ void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
       i += g1 - g0;
     }
   });
+}
+
+// Elements from an operand's first to one past its last: n rows `stride` apart, `batch`
+// operands `batch_stride` apart, `width` values each.
+int64_t Span(int64_t n, int64_t stride, int64_t batch, int64_t batch_stride, int64_t width) {
+  return (n - 1) * stride + (batch - 1) * batch_stride + width;
+}
+
+// bfloat16 activations on any ISA: x widened to float32 (exact) with its layout kept, the
+// float32 product, y rounded once (y = act(x·Wᵀ), or act(y + x·Wᵀ) when accumulating: the
+// CUDA twin's cuBLAS epilogue). The buffers are the calling thread's and kept for the next call.
+void MatMulWidened(const CpuContext& ctx, const MatMulArgs& a) {
+  thread_local std::vector<float> x32, y32;
+  const int64_t x_span = Span(a.n, a.x_stride, a.batch, a.x_batch_stride, a.w.cols);
+  const int64_t y_span = Span(a.n, a.y_stride, a.batch, a.y_batch_stride, a.w.rows);
+  x32.resize(x_span);
+  cpu::WidenBf16(static_cast<const cpu::Bf16*>(a.x), x32.data(), x_span);
+  MatMulArgs f = a;
+  f.x = x32.data();
+  if (a.y_float32) return MatMulF32(ctx, f);
+  auto* y = static_cast<cpu::Bf16*>(a.y);
+  y32.resize(y_span);
+  if (a.accumulate) cpu::WidenBf16(y, y32.data(), y_span);
+  f.y = y32.data();
+  MatMulF32(ctx, f);
+  for (int64_t b = 0; b < a.batch; ++b) {
+    for (int64_t t = 0; t < a.n; ++t) {
+      const int64_t at = b * a.y_batch_stride + t * a.y_stride;
+      cpu::RoundToBf16(y32.data() + at, y + at, a.w.rows);
+    }
+  }
+}
+
+// Operand b of a MatMulArgs with bfloat16 activations and weights.
+matmul_internal::Bf16MatMul Bf16Operand(const MatMulArgs& a, int64_t b) {
+  matmul_internal::Bf16MatMul o;
+  o.x = static_cast<const uint16_t*>(a.x) + b * a.x_batch_stride;
+  o.x_stride = a.x_stride;
+  o.n = a.n;
+  o.w = a.w;
+  o.w.data = static_cast<const uint8_t*>(a.w.data) + b * a.w_batch_stride * 2;
+  o.y = static_cast<uint8_t*>(a.y) + b * a.y_batch_stride * (a.y_float32 ? 4 : 2);
+  o.y_stride = a.y_stride;
+  o.y_float32 = a.y_float32;
+  o.accumulate = a.accumulate;
+  return o;
+}
+
+// The vdpbf16ps dot path: every operand's groups of 4 rows in one parallel region, each row a
+// few tokens at a time (n below the packed kernel's threshold).
+void MatMulBf16Dot(const CpuContext& ctx, const MatMulArgs& a) {
+  for (int64_t b = 0; b < a.batch; ++b) Validate(Operand(a, b));
+  const int64_t n = a.n, rows = a.w.rows;
+  const int64_t groups = CeilDiv(rows, 4);
+  const int64_t grain = std::max<int64_t>(4, (1 << 16) / (4 * a.w.cols * n));
+  ctx.ParallelFor(a.batch * groups, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t b = i / groups, g0 = i % groups;
+      const int64_t g1 = std::min(groups, g0 + (end - i));
+      matmul_internal::DotAvx512Bf16(Bf16Operand(a, b), 0, n, g0 * 4, std::min(rows, g1 * 4));
+      i += g1 - g0;
+    }
+  });
+}
+
+}  // namespace
+
+namespace cpu {
+
+void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
+  DSV2_CHECK(a.batch >= 1);
+  if (ctx.act_dtype() == DType::kF32) return MatMulF32(ctx, a);
+  DSV2_CHECK_MSG(ctx.act_dtype() == DType::kBF16, "MatMul: activations are float32 or bfloat16");
+  if (a.n == 0 || a.w.rows == 0) return;
+  if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.w.dtype == DType::kBF16 && a.w.cols > 0 &&
+      a.n < KernelsFor(ctx.isa()).packed_min_n) {
+    return MatMulBf16Dot(ctx, a);
+  }
+  MatMulWidened(ctx, a);
 }
 
 }  // namespace cpu

@@ -19,6 +19,34 @@ struct F32MatMul {
   bool accumulate = false;
 };
 
+// One operand with bfloat16 activations and bfloat16 weights (the vdpbf16ps path). y is
+// float32 (y_float32) or bfloat16, rounded once: y = act(x·Wᵀ) or act(y + x·Wᵀ).
+struct Bf16MatMul {
+  const uint16_t* x = nullptr;  // [n, w.cols], bf16 bits
+  int64_t x_stride = 0;
+  int64_t n = 0;
+  WeightView w;       // BF16
+  void* y = nullptr;  // [n, w.rows]
+  int64_t y_stride = 0;
+  bool y_float32 = false;
+  bool accumulate = false;
+
+  void Store(int64_t t, int64_t r, float v) const {
+    if (y_float32) {
+      float* p = static_cast<float*>(y) + t * y_stride + r;
+      *p = accumulate ? *p + v : v;
+    } else {
+      uint16_t* p = static_cast<uint16_t*>(y) + t * y_stride + r;
+      *p = FloatToBf16(accumulate ? Bf16ToFloat(*p) + v : v);
+    }
+  }
+};
+
+// y[t0:t1, r0:r1] of a Bf16MatMul, with vdpbf16ps: products of bf16 pairs are exact in float32,
+// summed in float32 (the order differs from the float32 kernels; both are within the rounding
+// of one bf16 output).
+void DotAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+
 // y[t0:t1, r0:r1] (+)= x[t0:t1, :] · W[r0:r1, :]ᵀ
 using TileFn = void (*)(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 

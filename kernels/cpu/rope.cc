@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/check.h"
+#include "kernels/cpu/act_types.h"
 
 namespace dsv2::cpu {
 namespace {
@@ -12,10 +13,11 @@ constexpr int64_t kPairsPerBlock = 64;  // cos/sin computed once per token for t
 
 // Rotates every vector of token t. Angles as torch float32: float(pos) · inv_freq[i], then
 // cos/sin in float.
+template <typename T>
 void RopeToken(const RopeArgs& a, int64_t t) {
-  const float* in = static_cast<const float*>(a.x) + t * a.token_stride;
-  float* out = a.out == nullptr ? static_cast<float*>(a.x) + t * a.token_stride
-                                : static_cast<float*>(a.out) + t * a.out_token_stride;
+  const T* in = static_cast<const T*>(a.x) + t * a.token_stride;
+  T* out = a.out == nullptr ? static_cast<T*>(a.x) + t * a.token_stride
+                            : static_cast<T*>(a.out) + t * a.out_token_stride;
   const int64_t out_vec_stride = a.out == nullptr ? a.vec_stride : a.out_vec_stride;
   const int32_t pos = a.positions[t];
   float cos_a[kPairsPerBlock], sin_a[kPairsPerBlock];
@@ -28,12 +30,13 @@ void RopeToken(const RopeArgs& a, int64_t t) {
       sin_a[i] = std::sin(angle);
     }
     for (int64_t v = 0; v < a.n_vecs; ++v) {
-      const float* x = in + v * a.vec_stride + 2 * p0;  // [np, 2]
-      float* y = out + v * out_vec_stride + 2 * p0;     // [np, 2]
+      const T* x = in + v * a.vec_stride + 2 * p0;  // [np, 2]
+      T* y = out + v * out_vec_stride + 2 * p0;     // [np, 2]
       for (int64_t i = 0; i < np; ++i) {
-        const RotatedPair r = RotatePair(x[2 * i], x[2 * i + 1], cos_a[i], sin_a[i], a.attn_factor);
-        y[2 * i] = r.first;
-        y[2 * i + 1] = r.second;
+        const RotatedPair r =
+            RotatePair(ToFloat(x[2 * i]), ToFloat(x[2 * i + 1]), cos_a[i], sin_a[i], a.attn_factor);
+        y[2 * i] = FromFloat<T>(r.first);
+        y[2 * i + 1] = FromFloat<T>(r.second);
       }
     }
   }
@@ -47,8 +50,10 @@ void ApplyRope(const CpuContext& ctx, const RopeArgs& a) {
   if (a.n_tokens == 0 || a.n_vecs == 0 || a.dim == 0) return;
   DSV2_CHECK(a.x != nullptr && a.positions != nullptr && a.inv_freq != nullptr);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / (a.n_vecs * a.dim));
-  ctx.ParallelFor(a.n_tokens, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) RopeToken(a, t);
+  DispatchAct(ctx.act_dtype(), [&](auto tag) {
+    ctx.ParallelFor(a.n_tokens, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) RopeToken<decltype(tag)>(a, t);
+    });
   });
 }
 

@@ -1,21 +1,22 @@
 #include "kernels/routed_experts.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/check.h"
+#include "kernels/cpu/act_types.h"
 #include "kernels/matmul.h"
 #include "kernels/silu_mul.h"
 
 namespace dsv2::cpu {
+namespace {
 
-void RoutedExperts(const CpuContext& ctx, const RoutedExpertsArgs& a) {
-  DSV2_CHECK(a.n_tokens >= 0 && a.top_k >= 0 && a.n_local >= 0 && a.hidden >= 0);
-  float* out = static_cast<float*>(a.out);
-  if (!a.accumulate) std::fill_n(out, a.n_tokens * a.hidden, 0.0f);
-  if (a.n_tokens == 0 || a.n_local == 0) return;
-  DSV2_CHECK(a.experts != nullptr && a.expert != nullptr && a.weight != nullptr && a.x != nullptr);
-  const float* x = static_cast<const float*>(a.x);
+// The routed experts in the activation type T: each expert's gate, up and down outputs are
+// rounded to T (MatMul's contract), the weighted sum over experts is float32 in `acc`.
+template <typename T>
+void RunExperts(const CpuContext& ctx, const RoutedExpertsArgs& a, float* acc) {
+  const T* x = static_cast<const T*>(a.x);
   // Tokens (and their weights) per local expert, in token order.
   std::vector<std::vector<int64_t>> tokens(a.n_local);
   std::vector<std::vector<float>> weights(a.n_local);
@@ -29,7 +30,7 @@ void RoutedExperts(const CpuContext& ctx, const RoutedExpertsArgs& a) {
     }
   }
   // Experts in ascending id: each token's sum runs in that fixed order.
-  std::vector<float> xs, ys, gate_up;
+  std::vector<T> xs, ys, gate_up;
   for (int64_t e = 0; e < a.n_local; ++e) {
     const int64_t m = static_cast<int64_t>(tokens[e].size());
     if (m == 0) continue;
@@ -42,8 +43,8 @@ void RoutedExperts(const CpuContext& ctx, const RoutedExpertsArgs& a) {
       std::copy(x + tokens[e][i] * a.hidden, x + (tokens[e][i] + 1) * a.hidden,
                 xs.data() + i * a.hidden);
     }
-    float* gate = gate_up.data();
-    float* up = gate + m * width;
+    T* gate = gate_up.data();
+    T* up = gate + m * width;
     MatMul(
         ctx,
         {.x = xs.data(), .x_stride = a.hidden, .n = m, .w = w.gate, .y = gate, .y_stride = width});
@@ -61,12 +62,37 @@ void RoutedExperts(const CpuContext& ctx, const RoutedExpertsArgs& a) {
         ctx,
         {.x = gate, .x_stride = width, .n = m, .w = w.down, .y = ys.data(), .y_stride = a.hidden});
     for (int64_t i = 0; i < m; ++i) {
-      float* dst = out + tokens[e][i] * a.hidden;
-      const float* src = ys.data() + i * a.hidden;
+      float* dst = acc + tokens[e][i] * a.hidden;
+      const T* src = ys.data() + i * a.hidden;
       const float wt = weights[e][i];
-      for (int64_t j = 0; j < a.hidden; ++j) dst[j] += wt * src[j];
+      for (int64_t j = 0; j < a.hidden; ++j) dst[j] += wt * ToFloat(src[j]);
     }
   }
+}
+
+}  // namespace
+
+void RoutedExperts(const CpuContext& ctx, const RoutedExpertsArgs& a) {
+  DSV2_CHECK(a.n_tokens >= 0 && a.top_k >= 0 && a.n_local >= 0 && a.hidden >= 0);
+  const int64_t count = a.n_tokens * a.hidden;
+  DispatchAct(ctx.act_dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* out = static_cast<T*>(a.out);
+    const bool work = a.n_tokens > 0 && a.n_local > 0;
+    if (work) {
+      DSV2_CHECK(a.experts != nullptr && a.expert != nullptr && a.weight != nullptr &&
+                 a.x != nullptr);
+    }
+    if constexpr (std::is_same_v<T, float>) {  // the sum runs in out itself
+      if (!a.accumulate) std::fill_n(out, count, 0.0f);
+      if (work) RunExperts<T>(ctx, a, out);
+    } else {  // in float32, rounded into out once
+      std::vector<float> acc(count, 0.0f);
+      if (a.accumulate) WidenBf16(out, acc.data(), count);
+      if (work) RunExperts<T>(ctx, a, acc.data());
+      if (work || !a.accumulate) RoundToBf16(acc.data(), out, count);
+    }
+  });
 }
 
 }  // namespace dsv2::cpu

@@ -1,8 +1,10 @@
 #include "kernels/silu_mul.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/check.h"
+#include "kernels/cpu/act_types.h"
 #include "kernels/cpu/simd_intrinsics.h"
 
 #define DSV2_AVX512 __attribute__((target("avx512f,fma")))
@@ -94,21 +96,34 @@ void SiluMul(const CpuContext& ctx, const SiluMulArgs& a) {
   DSV2_CHECK(a.rows >= 0 && a.width >= 0);
   if (a.rows == 0 || a.width == 0) return;
   DSV2_CHECK(a.gate != nullptr && a.up != nullptr && a.out != nullptr);
-  auto* span = ctx.isa() == CpuIsa::kAvx512 ? SiluMulSpan512
+  auto* span = ctx.isa() >= CpuIsa::kAvx512 ? SiluMulSpan512
                : ctx.isa() == CpuIsa::kAvx2 ? SiluMulSpan256
                                             : SiluMulSpanScalar;
   // Work items are pieces of up to kPiece elements of one row; out may alias gate or up
-  // element for element, so any split is safe.
+  // element for element, so any split is safe. In bfloat16 a piece is widened to float32, run
+  // through the same span and rounded once (the CUDA twin's silu(g)·u in float, then act()).
   constexpr int64_t kPiece = 1024;
   const int64_t pieces = (a.width + kPiece - 1) / kPiece;
-  ctx.ParallelFor(a.rows * pieces, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t r = item / pieces, p = item % pieces;
-      span(static_cast<const float*>(a.gate) + r * a.gate_stride,  // [width]
-           static_cast<const float*>(a.up) + r * a.up_stride,      // [width]
-           static_cast<float*>(a.out) + r * a.out_stride,          // [width]
-           p * kPiece, std::min(a.width, (p + 1) * kPiece));
-    }
+  DispatchAct(ctx.act_dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    ctx.ParallelFor(a.rows * pieces, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t r = item / pieces, p = item % pieces;
+        const T* g = static_cast<const T*>(a.gate) + r * a.gate_stride;  // [width]
+        const T* u = static_cast<const T*>(a.up) + r * a.up_stride;      // [width]
+        T* o = static_cast<T*>(a.out) + r * a.out_stride;                // [width]
+        const int64_t i0 = p * kPiece, i1 = std::min(a.width, (p + 1) * kPiece);
+        if constexpr (std::is_same_v<T, float>) {
+          span(g, u, o, i0, i1);
+        } else {
+          float gf[kPiece], uf[kPiece];
+          WidenBf16(g + i0, gf, i1 - i0);
+          WidenBf16(u + i0, uf, i1 - i0);
+          span(gf, uf, gf, 0, i1 - i0);
+          RoundToBf16(gf, o + i0, i1 - i0);
+        }
+      }
+    });
   });
 }
 

@@ -8,3 +8,13 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>  // IWYU pragma: export
 #pragma GCC diagnostic pop
+
+// A function compiled for several ISAs; the loader picks the best the processor has (whatever
+// DSV2_CPU_ISA says: only for code whose result does not depend on the ISA). Under TSan, one
+// version only: the loader calls the ifunc resolver during relocation, before TSan's runtime is
+// initialised, and an instrumented resolver crashes there (GCC 12 instruments it).
+#if defined(__SANITIZE_THREAD__)
+#define DSV2_ISA_CLONES
+#else
+#define DSV2_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif

@@ -26,7 +26,8 @@ struct Case {
 void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
   SCOPED_TRACE("rank=" + std::to_string(c.rank) + " rope=" + std::to_string(c.rope) +
                " heads=" + std::to_string(c.heads) + " page_size=" + std::to_string(c.page_size) +
-               " isa=" + CpuIsaName(ctx.isa()) + " threads=" + std::to_string(ctx.num_threads()));
+               " isa=" + CpuIsaName(ctx.isa()) + " threads=" + std::to_string(ctx.num_threads()) +
+               " act=" + PrecisionName(ctx.act_dtype()));
   const int64_t row_dim = c.rank + c.rope;
   // Two sequences: 37 rows (one decode token at position 36) and 70 rows (a prefill chunk of
   // the last 5 tokens, positions 65..69).
@@ -51,10 +52,22 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
   std::vector<float> q(n * c.heads * row_dim);
   for (float& v : q) v = 2 * uni(rng);
   std::vector<float> out(n * c.heads * c.rank, NAN);
+  // bfloat16: the same values rounded to bf16 feed both sides; the output is rounded once.
+  const bool bf16 = ctx.act_dtype() == DType::kBF16;
+  auto to_bf16 = [](std::vector<float>& v) {
+    std::vector<uint16_t> bits(v.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = Bf16ToFloat(bits[i] = FloatToBf16(v[i]));
+    return bits;
+  };
+  std::vector<uint16_t> cache16, q16, out16(out.size(), 0xffff);
+  if (bf16) {
+    cache16 = to_bf16(cache);
+    q16 = to_bf16(q);
+  }
 
   MlaAttentionArgs a;
-  a.q = q.data();
-  a.out = out.data();
+  a.q = bf16 ? static_cast<const void*>(q16.data()) : q.data();
+  a.out = bf16 ? static_cast<void*>(out16.data()) : out.data();
   a.n_tokens = n;
   a.n_heads = c.heads;
   a.kv_lora_rank = c.rank;
@@ -64,9 +77,15 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
   a.block_tables = block_tables.data();
   a.max_pages = max_pages;
   a.max_position = 69;
-  a.cache = {cache.data(), DType::kF32, c.page_size * row_dim, c.page_size, row_dim};
+  a.cache = {bf16 ? static_cast<void*>(cache16.data()) : cache.data(), ctx.act_dtype(),
+             c.page_size * row_dim, c.page_size, row_dim};
   a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(row_dim));
   MlaAttention(ctx, a);
+  if (bf16) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = Bf16ToFloat(out16[i]);
+  }
+  // One rounding of the output to bf16: 2^-8 of the largest value (a wrong row is O(1) off).
+  const double tol = bf16 ? 1.0 / 256 : 1e-5;
 
   for (int64_t t = 0; t < n; ++t) {
     const int32_t* pages = block_tables.data() + token_table[t] * max_pages;
@@ -94,7 +113,7 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
         err = std::max(err, std::abs(got - want));
         norm = std::max(norm, std::abs(want));
       }
-      ASSERT_LE(err, 1e-5 * std::max(1.0, norm)) << "token " << t << " head " << h;
+      ASSERT_LE(err, tol * std::max(1.0, norm)) << "token " << t << " head " << h;
     }
   }
 }
@@ -103,16 +122,18 @@ TEST(OpsMlaAttention, MatchesReferenceOnEveryIsa) {
   std::mt19937 rng(11);
   const Case cases[] = {
       {512, 64, 16, 64}, {512, 64, 3, 16}, {48, 16, 11, 7}, {16, 16, 9, 5}, {20, 6, 5, 3}};
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
     if (!CpuSupports(isa)) {
       std::printf("OpsMlaAttention: %s not supported by this CPU, not tested\n", CpuIsaName(isa));
       continue;
     }
     for (int threads : {1, 3}) {
-      const CpuContext ctx(threads, isa);
-      for (const Case& c : cases) {
-        CheckCase(ctx, c, rng);
-        if (HasFatalFailure()) return;
+      for (DType act : {DType::kF32, DType::kBF16}) {
+        const CpuContext ctx(threads, isa, act);
+        for (const Case& c : cases) {
+          CheckCase(ctx, c, rng);
+          if (HasFatalFailure()) return;
+        }
       }
     }
   }

@@ -216,16 +216,86 @@ TEST_P(OpsMatMul, EmptyColsGiveZeroOrKeepY) {
   }
 }
 
+// bfloat16 activations (the CPU's --dtype bfloat16): x and y in bf16, y rounded once from the
+// float32 sum (or y_float32), against the double reference on the same bf16 inputs rounded to
+// bf16. Summation order may move a result across a rounding boundary: one bf16 step (2^-7
+// relative at most) apart, plus 1e-5 of the summed magnitude; a wrong row or stride is O(1) off.
+TEST_P(OpsMatMul, Bf16ActivationsMatchReferenceRounded) {
+  std::mt19937 rng(77);
+  auto bf16 = [](float f) { return FloatToBf16(f); };
+  for (int threads : {1, 3}) {
+    const CpuContext ctx(threads, isa(), DType::kBF16);
+    for (int64_t n : {1, 3, 5, 50}) {
+      for (int64_t cols : {1, 31, 33, 130, 1100}) {
+        for (int64_t rows : {1, 13, 67}) {
+          for (int mode = 0; mode < 3; ++mode) {  // 0: y = x·Wᵀ, 1: y += x·Wᵀ, 2: y float32
+            const bool accumulate = mode == 1, y_f32 = mode == 2;
+            const int64_t pad = (n + cols + rows) % 2 == 0 ? 0 : 3;
+            SCOPED_TRACE(Describe({n, rows, cols, pad, accumulate}, threads) +
+                         " y_float32=" + std::to_string(y_f32));
+            const RandomWeight w(dtype(), rows, cols, cols + pad, rng);
+            const int64_t xs = cols + pad, ys = rows + pad;
+            std::vector<uint16_t> x(n * xs), y(n * ys);
+            std::vector<float> x32(n * xs), y32(n * ys);
+            for (int64_t i = 0; i < n * xs; ++i) {
+              x[i] = bf16(RandomFloats(1, rng)[0]);
+              x32[i] = Bf16ToFloat(x[i]);
+            }
+            for (int64_t t = 0; t < n; ++t) {
+              for (int64_t r = 0; r < ys; ++r) {
+                const float v = r < rows ? RandomFloats(1, rng)[0] : kSentinel;
+                y[t * ys + r] = bf16(v);
+                y32[t * ys + r] = y_f32 ? v : Bf16ToFloat(y[t * ys + r]);
+              }
+            }
+            std::vector<float> ref = y32, got32 = y32;
+            MatMulArgs args{x.data(),
+                            xs,
+                            n,
+                            w.view,
+                            y_f32 ? static_cast<void*>(got32.data()) : static_cast<void*>(y.data()),
+                            ys,
+                            accumulate,
+                            y_f32};
+            MatMul(ctx, args);
+            args.x = x32.data();
+            args.y = ref.data();
+            MatMulReference(args);
+            for (int64_t t = 0; t < n; ++t) {
+              for (int64_t r = 0; r < ys; ++r) {
+                const int64_t i = t * ys + r;
+                const float got = y_f32 ? got32[i] : Bf16ToFloat(y[i]);
+                if (r >= rows) {
+                  ASSERT_EQ(got, y32[i]) << "padding written, token " << t << " row " << r;
+                  continue;
+                }
+                double mag = accumulate ? std::abs(y32[i]) : 0.0;
+                for (int64_t k = 0; k < cols; ++k) {
+                  mag += std::abs(x32[t * xs + k] * LoadAsFloat(w.view.RowPtr(r), dtype(), k));
+                }
+                const float want = y_f32 ? ref[i] : Bf16ToFloat(bf16(ref[i]));
+                ASSERT_NEAR(got, want, std::ldexp(std::abs(want), -7) + 1e-5 * mag)
+                    << "token " << t << " row " << r;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 std::string ParamName(const ::testing::TestParamInfo<std::tuple<CpuIsa, DType>>& info) {
   return std::string(CpuIsaName(std::get<0>(info.param))) + "_" +
          std::string(DTypeName(std::get<1>(info.param)));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllIsasAndDtypes, OpsMatMul,
-    ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
-                       ::testing::Values(DType::kBF16, DType::kF16, DType::kF32)),
-    ParamName);
+INSTANTIATE_TEST_SUITE_P(AllIsasAndDtypes, OpsMatMul,
+                         ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
+                                                              CpuIsa::kAvx512, CpuIsa::kAvx512Bf16),
+                                            ::testing::Values(DType::kBF16, DType::kF16,
+                                                              DType::kF32)),
+                         ParamName);
 
 TEST(OpsMatMulReference, SmallExample) {
   // W = [[1, 2], [3, 4], [5, 6]] (BF16, exact), x = [[1, -1], [0.5, 2]].
