@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Our CPU engine beside llama.cpp on the same bf16 weights, alternating in one invocation.
 #   bench/compare_llamacpp.sh [--rounds 5] [--threads 2] [--layers 4] [--out bench/out/compare]
-#                             [--no-docs]
+#                             [--dtype float32|bfloat16] [--no-docs]
 # 1. builds llama.cpp from the llama-cpp-python source distribution on PyPI (its vendored tree,
 #    CPU only, GGML_NATIVE), cached in bench/out/llamacpp/;
 # 2. writes a random V2-Lite-shaped checkpoint (real widths, 64 experts top-6, 2 shared, the
@@ -10,24 +10,27 @@
 #    (q_lora_rank written as 0: llama.cpp reads a deepseek2 file without it as "lite" only at
 #    26/27 layers);
 # 3. checks that both engines continue the same token ids with the same greedy tokens;
-# 4. alternates, --rounds times: our model_bench (decode batch 1, 8, 32; prefill 512) and
+# 4. alternates, --rounds times: our model_bench (decode batch 1, 8, 32; prefill 512; in
+#    --dtype: float32, the verification mode, or bfloat16 activations and cache) and
 #    llama-bench (tg32 at depth 16, pp512) + llama-batched-bench (16-token prompts, 32 tokens
 #    each at 8 and 32 sequences);
 # 5. prints the medians side by side and writes OUT/compare.{md,json,png}; docs/BENCHMARKS.md's
-#    section between the compare_llamacpp markers is regenerated from it (unless --no-docs).
+#    section between the compare_llamacpp markers (compare_llamacpp_bfloat16 for --dtype
+#    bfloat16) is regenerated from it (unless --no-docs).
 # Needs ~20 GB of disk (checkpoint + GGUF, reused by later runs) and ~16 GB of memory.
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-rounds=5 threads=2 layers=4 out=bench/out/compare docs=1
+rounds=5 threads=2 layers=4 out=bench/out/compare docs=1 dtype=float32
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --layers) layers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --dtype) dtype="$2"; shift 2 ;;
     --no-docs) docs=0; shift ;;
     *) echo "compare_llamacpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -35,6 +38,8 @@ done
 for v in rounds threads layers; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "compare_llamacpp: --$v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
+[[ "$dtype" == float32 || "$dtype" == bfloat16 ]] ||
+  { echo "compare_llamacpp: --dtype must be float32 or bfloat16, got '$dtype'" >&2; exit 2; }
 say() { echo "compare: $*" >&2; }
 
 llamacpp_py_version=0.3.36  # the llama-cpp-python release whose vendored llama.cpp we build
@@ -137,7 +142,7 @@ fi
 # --- alternating rounds --------------------------------------------------------------------
 for r in $(seq 1 "$rounds"); do
   say "round $r/$rounds: dsv2 model_bench"
-  build/bin/model_bench --model "$ckpt" --threads "$threads" --runs 1 --batch-sizes 1,8,32 \
+  build/bin/model_bench --model "$ckpt" --dtype "$dtype" --threads "$threads" --runs 1 --batch-sizes 1,8,32 \
     --decode-tokens 32 --prefill-tokens 512 --json "$out/ours-$r.json" >/dev/null 2>"$out/ours-$r.log"
   say "round $r/$rounds: llama-bench (tg32 at depth 16, pp512) and llama-batched-bench (8, 32)"
   "$lbuild/bin/llama-bench" -m "$gguf" -t "$threads" -p 0 -n 32 -d 16 -r 1 -o json \
@@ -152,6 +157,6 @@ done
 docs_arg=()
 [ "$docs" = 1 ] && docs_arg=(--docs docs/BENCHMARKS.md)
 "$venv_python" bench/compare_llamacpp_report.py --out "$out" --rounds "$rounds" \
-  --threads "$threads" --cpu "$cpu_model" --isa "$isa" --layers "$layers" \
+  --threads "$threads" --cpu "$cpu_model" --isa "$isa" --layers "$layers" --dtype "$dtype" \
   --llamacpp "llama.cpp of llama-cpp-python $llamacpp_py_version (ggml ${ggml_version:-?})" \
   --greedy-same "$greedy_same" --greedy-ids "$ours_ids" "${docs_arg[@]}"

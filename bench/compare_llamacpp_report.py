@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--llamacpp", required=True)
     ap.add_argument("--greedy-same", choices=["true", "false"], required=True)
     ap.add_argument("--greedy-ids", default="")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--docs", help="markdown file whose compare_llamacpp section to regenerate")
     args = ap.parse_args()
     out = pathlib.Path(args.out)
@@ -98,9 +99,11 @@ def main():
             row[f"{side}_bandwidth_fraction"] = (
                 row[f"{side}_median"] * bytes_per_token / 1e9 / bandwidth if bandwidth else 0)
 
+    dtype_arg = "" if args.dtype == "float32" else f" --dtype {args.dtype}"
     lines = [
         f"`bench/compare_llamacpp.sh --rounds {args.rounds} --threads {args.threads} --layers "
-        f"{args.layers}`, {datetime.date.today().isoformat()}. "
+        f"{args.layers}{dtype_arg}`, {datetime.date.today().isoformat()}. "
+        f"dsv2 in {args.dtype} activations. "
         f"CPU: {args.cpu} ({args.isa.strip() or 'no AVX2/AVX-512/AMX'}), {args.threads} threads; "
         f"{args.layers}-layer V2-Lite-shaped random checkpoint, bf16 weights, vocab 129,280; "
         f"{args.llamacpp} on the bf16 GGUF its converter wrote; medians of {args.rounds} "
@@ -160,14 +163,20 @@ def main():
         text = path.read_text()
         png = out / "compare.png"
         picture = ""
+        # float32 keeps the section and picture names it always had; another dtype gets its own.
+        name = "compare_llamacpp" if args.dtype == "float32" else f"compare_llamacpp_{args.dtype}"
         if png.exists():  # beside the markdown, so the page shows it
-            (path.parent / "compare_llamacpp.png").write_bytes(png.read_bytes())
-            picture = "\n![dsv2 beside llama.cpp](compare_llamacpp.png)\n"
-        section = f"{BEGIN}\n{table}{picture}{END}"
-        if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+            (path.parent / f"{name}.png").write_bytes(png.read_bytes())
+            picture = f"\n![dsv2 beside llama.cpp]({name}.png)\n"
+        begin = BEGIN.replace("compare_llamacpp:", f"{name}:")
+        end = END.replace("compare_llamacpp:", f"{name}:")
+        section = f"{begin}\n{table}{picture}{end}"
+        if begin in text and end in text:
+            text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
         else:
-            text = text.rstrip("\n") + "\n\n## CPU engine beside llama.cpp\n\n" + section + "\n"
+            heading = "CPU engine beside llama.cpp" + (
+                "" if args.dtype == "float32" else f", {args.dtype} activations")
+            text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + section + "\n"
         path.write_text(text)
         print(f"compare_llamacpp_report: regenerated the section of {path}", file=sys.stderr)
 
