@@ -8,9 +8,9 @@
 // full-size float32 copy. Accumulation is float32 (fp32 FMA). n == 1 is the decode matvec,
 // split across threads by rows of W; for larger n a panel of W is reused across all tokens.
 // CPU, bfloat16 activations: y = act(x·Wᵀ) (or act(y + x·Wᵀ)) from a float32 sum, as cuBLAS
-// rounds. With AVX512_BF16 and BF16 weights, small n runs vdpbf16ps on x and W as they are
-// (bf16 products are exact in float32); otherwise x is widened to float32 and the float32
-// kernels run.
+// rounds. With AVX512_BF16 and BF16 weights, vdpbf16ps runs on x and W as they are (bf16
+// products are exact in float32): a dot kernel for small n, for larger n a GEMM over slabs of W
+// repacked as bf16 pairs; otherwise x is widened to float32 and the float32 kernels run.
 // CUDA: cuBLAS with W in the activation dtype (uploaded so), fp32 accumulation, and in float32
 // runs true fp32 (no TF32).
 #pragma once

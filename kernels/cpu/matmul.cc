@@ -255,6 +255,32 @@ void MatMulBf16Dot(const CpuContext& ctx, const MatMulArgs& a) {
   });
 }
 
+// The vdpbf16ps packed path for larger n, one operand at a time: work items are slabs of 32
+// rows × token chunks, split as MatMulOne splits the float32 packed path.
+void MatMulBf16Packed(const CpuContext& ctx, const MatMulArgs& a) {
+  constexpr int64_t kSlab = 32, kTile = 12;
+  const int64_t n = a.n, rows = a.w.rows;
+  const int64_t slabs = CeilDiv(rows, kSlab);
+  const int64_t want_items = 4 * ctx.num_threads();
+  int64_t token_chunk = n;
+  if (slabs < want_items) {
+    const int64_t splits = std::min(CeilDiv(want_items, slabs), CeilDiv(n, kTile));
+    token_chunk = CeilDiv(CeilDiv(n, splits), kTile) * kTile;
+  }
+  const int64_t token_chunks = CeilDiv(n, token_chunk);
+  for (int64_t b = 0; b < a.batch; ++b) {
+    Validate(Operand(a, b));
+    const matmul_internal::Bf16MatMul op = Bf16Operand(a, b);
+    ctx.ParallelFor(slabs * token_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t s = i / token_chunks, c = i % token_chunks;
+        matmul_internal::PackedAvx512Bf16(op, c * token_chunk, std::min(n, (c + 1) * token_chunk),
+                                          s * kSlab, std::min(rows, (s + 1) * kSlab));
+      }
+    });
+  }
+}
+
 }  // namespace
 
 namespace cpu {
@@ -264,9 +290,9 @@ void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
   if (ctx.act_dtype() == DType::kF32) return MatMulF32(ctx, a);
   DSV2_CHECK_MSG(ctx.act_dtype() == DType::kBF16, "MatMul: activations are float32 or bfloat16");
   if (a.n == 0 || a.w.rows == 0) return;
-  if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.w.dtype == DType::kBF16 && a.w.cols > 0 &&
-      a.n < KernelsFor(ctx.isa()).packed_min_n) {
-    return MatMulBf16Dot(ctx, a);
+  if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.w.dtype == DType::kBF16 && a.w.cols > 0) {
+    if (a.n < KernelsFor(ctx.isa()).packed_min_n) return MatMulBf16Dot(ctx, a);
+    return MatMulBf16Packed(ctx, a);
   }
   MatMulWidened(ctx, a);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/simd_intrinsics.h"
@@ -79,7 +80,168 @@ DSV2_AVX512BF16 void DotTokens(const Bf16MatMul& a, int64_t t0, int64_t t1, int6
   }
 }
 
+// ---- Packed path: a slab of 32 rows, K in blocks of kPackedCols, tokens in micro-tiles ----
+
+constexpr int kNr = 32;  // rows per slab: 2 zmm of float32 accumulators
+constexpr int kMr = 12;  // tokens per micro-tile (24 accumulators)
+constexpr int64_t kKc = kPackedCols;
+
+// In place: v[i][j] ← v[j][i] for a 16×16 block of 32-bit words in 16 registers.
+DSV2_AVX512BF16 inline void Transpose16(__m512i v[16]) {
+  __m512i t[16], s[16];
+  for (int p = 0; p < 8; ++p) {
+    t[2 * p] = _mm512_unpacklo_epi32(v[2 * p], v[2 * p + 1]);
+    t[2 * p + 1] = _mm512_unpackhi_epi32(v[2 * p], v[2 * p + 1]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    s[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+    s[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+    s[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+    s[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i ab02 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88);
+    const __m512i ab13 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xdd);
+    const __m512i cd02 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x88);
+    const __m512i cd13 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xdd);
+    v[0 + c] = _mm512_shuffle_i32x4(ab02, cd02, 0x88);
+    v[4 + c] = _mm512_shuffle_i32x4(ab13, cd13, 0x88);
+    v[8 + c] = _mm512_shuffle_i32x4(ab02, cd02, 0xdd);
+    v[12 + c] = _mm512_shuffle_i32x4(ab13, cd13, 0xdd);
+  }
+}
+
+// slab[p][j] = the bf16 pair (W[r0 + j, k0 + 2p], W[r0 + j, k0 + 2p + 1]) as one 32-bit word,
+// for p < ceil(kc / 2), j < kNr; rows j >= nr and columns past kc are zero.
+DSV2_AVX512BF16 void PackSlab(const WeightView& w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
+                              uint32_t* slab) {
+  const int64_t pairs = (kc + 1) / 2;
+  for (int g = 0; g < kNr / 16; ++g) {
+    for (int64_t pp = 0; pp < pairs; pp += 16) {  // 16 pairs = 32 columns per load
+      const int64_t cols_left = kc - 2 * pp;
+      const __mmask32 mask = cols_left >= 32 ? ~__mmask32{0} : (__mmask32{1} << cols_left) - 1;
+      __m512i v[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t j = g * 16 + i;
+        const auto* row = reinterpret_cast<const uint16_t*>(w.RowPtr(r0 + j)) + k0 + 2 * pp;
+        v[i] = j < nr ? _mm512_maskz_loadu_epi16(mask, row) : _mm512_setzero_si512();
+      }
+      Transpose16(v);
+      const int64_t n_p = std::min<int64_t>(16, pairs - pp);
+      for (int i = 0; i < n_p; ++i) _mm512_store_si512(slab + (pp + i) * kNr + g * 16, v[i]);
+    }
+  }
+}
+
+// acc[m][j] (+)= Σ_k x[m, k] · slab over the block's pairs, for m < M tokens; y32: [M, kNr]
+// float32 partial sums, read back unless `first`. The last pair of an odd kc has no second
+// column: x's high half is masked off there (whatever lies past the row, even a NaN).
+template <int M>
+DSV2_AVX512BF16 void PackedTile(const uint16_t* x, int64_t xs, const uint32_t* slab, int64_t kc,
+                                float* y32, bool first) {
+  __m512 acc0[M], acc1[M];
+  for (int m = 0; m < M; ++m) {
+    acc0[m] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y32 + m * kNr);
+    acc1[m] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y32 + m * kNr + 16);
+  }
+  const int64_t full_pairs = kc / 2;
+  for (int64_t p = 0; p < full_pairs; ++p) {
+    const __m512bh w0 = reinterpret_cast<__m512bh>(_mm512_load_si512(slab + p * kNr));
+    const __m512bh w1 = reinterpret_cast<__m512bh>(_mm512_load_si512(slab + p * kNr + 16));
+    for (int m = 0; m < M; ++m) {
+      uint32_t pair;
+      std::memcpy(&pair, x + m * xs + 2 * p, sizeof(pair));
+      const __m512bh xb = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pair)));
+      acc0[m] = _mm512_dpbf16_ps(acc0[m], xb, w0);
+      acc1[m] = _mm512_dpbf16_ps(acc1[m], xb, w1);
+    }
+  }
+  if (kc % 2 != 0) {
+    const int64_t p = full_pairs;
+    const __m512bh w0 = reinterpret_cast<__m512bh>(_mm512_load_si512(slab + p * kNr));
+    const __m512bh w1 = reinterpret_cast<__m512bh>(_mm512_load_si512(slab + p * kNr + 16));
+    for (int m = 0; m < M; ++m) {
+      const uint32_t low = x[m * xs + 2 * p];
+      const __m512bh xb = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(low)));
+      acc0[m] = _mm512_dpbf16_ps(acc0[m], xb, w0);
+      acc1[m] = _mm512_dpbf16_ps(acc1[m], xb, w1);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    _mm512_storeu_ps(y32 + m * kNr, acc0[m]);
+    _mm512_storeu_ps(y32 + m * kNr + 16, acc1[m]);
+  }
+}
+
+template <int M>
+DSV2_AVX512BF16 void PackedTileAt(const Bf16MatMul& a, int64_t t, int64_t k0, int64_t kc,
+                                  const uint32_t* slab, float* y32, bool first) {
+  PackedTile<M>(a.x + t * a.x_stride + k0, a.x_stride, slab, kc, y32, first);
+}
+
+// Tokens [t, t + m) for m < kMr.
+DSV2_AVX512BF16 void PackedTail(const Bf16MatMul& a, int64_t t, int64_t m, int64_t k0, int64_t kc,
+                                const uint32_t* slab, float* y32, bool first) {
+  using Fn = void (*)(const Bf16MatMul&, int64_t, int64_t, int64_t, const uint32_t*, float*, bool);
+  static constexpr Fn kTiles[] = {nullptr,         PackedTileAt<1>,  PackedTileAt<2>,
+                                  PackedTileAt<3>, PackedTileAt<4>,  PackedTileAt<5>,
+                                  PackedTileAt<6>, PackedTileAt<7>,  PackedTileAt<8>,
+                                  PackedTileAt<9>, PackedTileAt<10>, PackedTileAt<11>};
+  if (m > 0) kTiles[m](a, t, k0, kc, slab, y32, first);
+}
+
+DSV2_AVX512BF16 inline __mmask16 FirstLanes(int64_t count) {
+  return count >= 16 ? static_cast<__mmask16>(0xffff)
+                     : static_cast<__mmask16>((1u << std::max<int64_t>(count, 0)) - 1);
+}
+
+// y[t, r : r + nr] = act(v) or act(y + v), 16 lanes at a time (Bf16MatMul::Store's rounding,
+// except that vcvtneps2bf16 flushes results below 2^-126 to zero).
+DSV2_AVX512BF16 void StoreRow(const Bf16MatMul& a, int64_t t, int64_t r, int64_t nr,
+                              const float* v) {
+  for (int64_t j = 0; j < nr; j += 16) {
+    const __mmask16 m = FirstLanes(nr - j);
+    __m512 sum = _mm512_maskz_loadu_ps(m, v + j);
+    if (a.y_float32) {
+      float* y = static_cast<float*>(a.y) + t * a.y_stride + r + j;
+      if (a.accumulate) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, y));
+      _mm512_mask_storeu_ps(y, m, sum);
+    } else {
+      uint16_t* y = static_cast<uint16_t*>(a.y) + t * a.y_stride + r + j;
+      if (a.accumulate) {
+        const __m512i old = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, y));
+        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(old, 16)));
+      }
+      _mm256_mask_storeu_epi16(y, m, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(sum)));
+    }
+  }
+}
+
 }  // namespace
+
+DSV2_AVX512BF16 void PackedAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r0,
+                                      int64_t r1) {
+  alignas(64) uint32_t slab[kKc / 2 * kNr];  // [kc / 2][kNr] bf16 pairs, 64 KiB
+  // The float32 sums of the tokens × one slab's rows across the K blocks: [t1 - t0, kNr].
+  thread_local std::vector<float> y32;
+  y32.resize((t1 - t0) * kNr);
+  const int64_t full_end = t0 + (t1 - t0) / kMr * kMr;
+  for (int64_t r = r0; r < r1; r += kNr) {
+    const int64_t nr = std::min<int64_t>(kNr, r1 - r);
+    for (int64_t k0 = 0; k0 < a.w.cols; k0 += kKc) {
+      const int64_t kc = std::min<int64_t>(kKc, a.w.cols - k0);
+      const bool first = k0 == 0;
+      PackSlab(a.w, r, nr, k0, kc, slab);
+      for (int64_t t = t0; t < full_end; t += kMr) {
+        PackedTile<kMr>(a.x + t * a.x_stride + k0, a.x_stride, slab, kc,
+                        y32.data() + (t - t0) * kNr, first);
+      }
+      PackedTail(a, full_end, t1 - full_end, k0, kc, slab, y32.data() + (full_end - t0) * kNr,
+                 first);
+    }
+    for (int64_t t = t0; t < t1; ++t) StoreRow(a, t, r, nr, y32.data() + (t - t0) * kNr);
+  }
+}
 
 DSV2_AVX512BF16 void DotAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r0,
                                    int64_t r1) {

@@ -46,6 +46,10 @@ struct Bf16MatMul {
 // summed in float32 (the order differs from the float32 kernels; both are within the rounding
 // of one bf16 output).
 void DotAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+// The same for larger n: a slab of 32 rows × kPackedCols columns repacked as bf16 pairs (64 KiB,
+// in L2), swept by 12-token micro-tiles, the float32 sums kept across column blocks and rounded
+// once at the end.
+void PackedAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
 // y[t0:t1, r0:r1] (+)= x[t0:t1, :] · W[r0:r1, :]ᵀ
 using TileFn = void (*)(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
