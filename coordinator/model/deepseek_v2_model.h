@@ -29,7 +29,7 @@ struct DecoderEnv;        // decoder_pass.h
 // Where the model runs and in which precision.
 struct ModelPlacement {
   Device device = Device::kCpu;
-  DType dtype = DType::kF32;  // CPU: float32; CUDA: bfloat16 or float32 (verification)
+  DType dtype = DType::kF32;  // bfloat16, or float32 (the verification mode)
   int cuda_device = 0;
 };
 

@@ -99,7 +99,8 @@ class WorkerProcess {
                                      absl::StrCat("--port=", port_),
                                      absl::StrCat("--data-port=", data_port_),
                                      "--threads=1",
-                                     "--device=cpu"};  // `extra` may say otherwise
+                                     "--device=cpu",
+                                     "--dtype=float32"};  // `extra` may say otherwise
     args.insert(args.end(), extra_.begin(), extra_.end());
     process_.Spawn(args, absl::StrCat("worker", rank_));
   }
