@@ -1,11 +1,11 @@
 // MatMul benchmark: the machine's read bandwidth, batch-1 decode matvec GB/s over a ~1.5 GB
 // bf16 weight set (percent of the best read bandwidth measured), batched-decode and prefill
-// GFLOP/s, for every ISA the processor runs and 1 / all threads. Prints a table; --json PATH
-// also writes the rows as JSON; --quick uses smaller buffers.
+// GFLOP/s with float32 and with bfloat16 activations, beside the compute peak measured for the
+// instruction each uses (fp32 FMA, vdpbf16ps), for every ISA the processor runs and 1 / all
+// threads. Prints a table; --json PATH also writes the rows as JSON; --quick uses smaller
+// buffers.
 //
-// Build (one command, from the repository root):
-//   g++ -O3 -std=c++20 -I. -o matmul_bench bench/matmul_bench.cc kernels/cpu/cpu_context.cc
-//       kernels/cpu/matmul.cc kernels/cpu/matmul_avx2.cc kernels/cpu/matmul_avx512.cc -lpthread
+// Build: cmake --build build --target matmul_bench (build/bin/matmul_bench).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/simd_intrinsics.h"
 #include "kernels/cpu_context.h"
 #include "kernels/dtype.h"
 #include "kernels/matmul.h"
@@ -68,6 +69,60 @@ double ReadBandwidth(const CpuContext& ctx, const std::vector<uint64_t>& buf, in
   return static_cast<double>(buf.size() * sizeof(uint64_t)) / t / 1e9;
 }
 
+// The compute peak of one instruction: 12 independent accumulator chains (enough to cover the
+// latency), `iters` rounds, on every thread of the context. FLOPs per instruction: 2 per fp32
+// lane for an FMA, 4 per fp32 lane for vdpbf16ps (two products and two adds).
+__attribute__((target("avx512f,fma"))) double PeakFma512(int64_t iters) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.0001f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  float sink = 0;
+  for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  return sink;
+}
+__attribute__((target("avx2,fma"))) double PeakFma256(int64_t iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.0001f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  alignas(32) float lanes[8];
+  float sink = 0;
+  for (int i = 0; i < 12; ++i) {
+    _mm256_store_ps(lanes, acc[i]);
+    sink += lanes[0];
+  }
+  return sink;
+}
+__attribute__((target("avx512f,avx512bf16"))) double PeakDpbf16(int64_t iters) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512bh a = reinterpret_cast<__m512bh>(_mm512_set1_epi16(0x3c00));
+  const __m512bh b = reinterpret_cast<__m512bh>(_mm512_set1_epi16(0x3800));
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  float sink = 0;
+  for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  return sink;
+}
+
+// GFLOP/s of `kernel` on every thread of `ctx` (flops_per_iter per thread per round).
+double PeakGflops(const CpuContext& ctx, double (*kernel)(int64_t), double flops_per_iter) {
+  constexpr int64_t kIters = 20'000'000;
+  std::vector<double> sinks(ctx.num_threads() * 8, 0.0);
+  const double t = BestOf(3, [&] {
+    ctx.ParallelFor(ctx.num_threads(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) sinks[i * 8] += kernel(kIters);
+    });
+  });
+  double sum = 0;
+  for (double v : sinks) sum += v;
+  if (sum == 42) std::printf(" ");  // keep the sums alive
+  return flops_per_iter * kIters * ctx.num_threads() / t / 1e9;
+}
+
 struct Row {
   std::string what, isa;
   int threads;
@@ -77,7 +132,7 @@ struct Row {
 };
 
 void Print(const Row& r) {
-  std::printf("%-34s %-7s %2d thr %9.2f %-8s", r.what.c_str(), r.isa.c_str(), r.threads, r.value,
+  std::printf("%-44s %-10s %2d thr %9.2f %-8s", r.what.c_str(), r.isa.c_str(), r.threads, r.value,
               r.unit.c_str());
   if (r.pct_of_bw >= 0) std::printf(" %5.1f%% of read bw", r.pct_of_bw);
   std::printf("\n");
@@ -105,8 +160,9 @@ int main(int argc, char** argv) {
       }
       std::fprintf(stdout,
                    "matmul_bench: the machine's read bandwidth, batch-1 decode matvec GB/s over a "
-                   "~1.5 GB bf16\nweight set, batched-decode and prefill GFLOP/s, for every ISA "
-                   "the processor runs and\n1 / all threads.\n\n"
+                   "~1.5 GB bf16\nweight set, batched-decode and prefill GFLOP/s with float32 and "
+                   "bfloat16 activations beside\nthe measured peak of fp32 FMA and vdpbf16ps, for "
+                   "every ISA the processor runs and\n1 / all threads.\n\n"
                    "  matmul_bench [--quick] [--json PATH]\n\n"
                    "  --quick      smaller buffers (0.5 GB bandwidth buffer), a faster run\n"
                    "  --json PATH  also write the rows as JSON\n");
@@ -186,22 +242,46 @@ int main(int argc, char** argv) {
     add(r);
   }
 
-  // 3. Batched decode and prefill on [2048, 2048] bf16.
+  // 3. The compute peaks of the instructions the kernels use.
+  for (int th : thread_counts) {
+    const CpuContext ctx(th, CpuIsa::kScalar);
+    if (CpuSupports(CpuIsa::kAvx2)) {
+      add({"peak: fp32 FMA, 8 lanes", "avx2", th, PeakGflops(ctx, PeakFma256, 12 * 16), "GFLOP/s",
+           -1});
+    }
+    if (CpuSupports(CpuIsa::kAvx512)) {
+      add({"peak: fp32 FMA, 16 lanes", "avx512", th, PeakGflops(ctx, PeakFma512, 12 * 32),
+           "GFLOP/s", -1});
+    }
+    if (CpuSupports(CpuIsa::kAvx512Bf16)) {
+      add({"peak: vdpbf16ps, 16 lanes", "avx512bf16", th, PeakGflops(ctx, PeakDpbf16, 12 * 64),
+           "GFLOP/s", -1});
+    }
+  }
+
+  // 4. Batched decode and prefill on [2048, 2048] bf16 weights, with float32 activations and
+  //    with bfloat16 activations (the CPU's --dtype bfloat16).
   const int64_t dim = 2048;
   std::vector<uint16_t> wsq(dim * dim);
   FillBf16(wsq, 77);
   const WeightView w{wsq.data(), DType::kBF16, dim, dim, dim};
-  for (int64_t n : {int64_t{4}, int64_t{16}, int64_t{512}}) {
-    std::vector<float> xs(n * dim, 0.01f), ys(n * dim, 0.0f);
-    for (CpuIsa isa : isas) {
-      if (isa == CpuIsa::kScalar && n == 512) continue;  // minutes; adds nothing
-      for (int th : thread_counts) {
-        const CpuContext ctx(th, isa);
-        auto run = [&] { MatMul(ctx, MatMulArgs{xs.data(), dim, n, w, ys.data(), dim, false}); };
-        run();
-        const double t = BestOf(n == 512 ? 3 : 20, run);
-        add({"matmul n=" + std::to_string(n) + " [2048,2048] bf16", CpuIsaName(isa), th,
-             2.0 * n * dim * dim / t / 1e9, "GFLOP/s", -1});
+  for (DType act : {DType::kF32, DType::kBF16}) {
+    for (int64_t n : {int64_t{1}, int64_t{4}, int64_t{16}, int64_t{512}}) {
+      std::vector<float> xs(n * dim, 0.01f), ys(n * dim, 0.0f);
+      std::vector<uint16_t> xs16(n * dim, FloatToBf16(0.01f)), ys16(n * dim, 0);
+      void* x_act = act == DType::kF32 ? static_cast<void*>(xs.data()) : xs16.data();
+      void* y_act = act == DType::kF32 ? static_cast<void*>(ys.data()) : ys16.data();
+      for (CpuIsa isa : isas) {
+        if (isa == CpuIsa::kScalar && n == 512) continue;  // minutes; adds nothing
+        for (int th : thread_counts) {
+          const CpuContext ctx(th, isa, act);
+          auto run = [&] { MatMul(ctx, MatMulArgs{x_act, dim, n, w, y_act, dim, false}); };
+          run();
+          const double t = BestOf(n == 512 ? 3 : 20, run);
+          add({"matmul n=" + std::to_string(n) + " [2048,2048] bf16 W, " + PrecisionName(act) +
+                   " x",
+               CpuIsaName(isa), th, 2.0 * n * dim * dim / t / 1e9, "GFLOP/s", -1});
+        }
       }
     }
   }
