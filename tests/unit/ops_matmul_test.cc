@@ -225,7 +225,7 @@ TEST_P(OpsMatMul, Bf16ActivationsMatchReferenceRounded) {
   auto bf16 = [](float f) { return FloatToBf16(f); };
   for (int threads : {1, 3}) {
     const CpuContext ctx(threads, isa(), DType::kBF16);
-    for (int64_t n : {1, 3, 5, 23, 24, 50, 77}) {
+    for (int64_t n : {1, 3, 5, 8, 10, 23, 24, 50, 77}) {
       for (int64_t cols : {1, 31, 33, 130, 1100}) {
         for (int64_t rows : {1, 13, 67}) {
           for (int mode = 0; mode < 3; ++mode) {  // 0: y = x·Wᵀ, 1: y += x·Wᵀ, 2: y float32
