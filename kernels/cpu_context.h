@@ -43,6 +43,11 @@ class CpuContext {
   // the calling thread and the workers; returns when all chunks are done. Not re-entrant.
   void ParallelFor(int64_t n, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end)>& fn) const;
+  // The same with chunks of exactly `chunk` items, claimed one at a time: for items of uneven
+  // cost (the tiles of several products in one region), where ParallelFor's few large chunks
+  // per thread would leave one thread finishing alone.
+  void ParallelForChunks(int64_t n, int64_t chunk,
+                         const std::function<void(int64_t begin, int64_t end)>& fn) const;
 
  private:
   void WorkerLoop();

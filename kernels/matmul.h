@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/exec_context.h"
 #include "kernels/weight_view.h"
@@ -39,7 +40,11 @@ struct MatMulArgs {
 
 namespace cpu {
 void MatMul(const CpuContext& ctx, const MatMulArgs& args);
-}
+// Several independent products (none reads another's output) in one parallel region: their
+// tiles are shared by the threads, so small products (an MoE layer's experts) need not each
+// pay a fork and join. Results are those of MatMul on each.
+void MatMulGroup(const CpuContext& ctx, const std::vector<MatMulArgs>& products);
+}  // namespace cpu
 namespace cuda {
 void MatMul(CudaContext& ctx, const MatMulArgs& args);
 }

@@ -154,7 +154,17 @@ void CpuContext::ParallelFor(int64_t n, int64_t grain,
     return;
   }
   // A few chunks per thread balance uneven work; claiming one is a single atomic add.
-  const int64_t chunk = std::max(grain, (n + threads * 4 - 1) / (threads * 4));
+  ParallelForChunks(n, std::max(grain, (n + threads * 4 - 1) / (threads * 4)), fn);
+}
+
+void CpuContext::ParallelForChunks(int64_t n, int64_t chunk,
+                                   const std::function<void(int64_t, int64_t)>& fn) const {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(1, chunk);
+  if (num_threads() == 1 || n <= chunk) {
+    fn(0, n);
+    return;
+  }
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);

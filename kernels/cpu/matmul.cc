@@ -1,5 +1,7 @@
-// MatMul on the CPU: argument checks, the split of work over threads, the scalar kernel and the
-// double-precision reference. The SIMD tiles live in matmul_avx512.cc and matmul_avx2.cc.
+// MatMul on the CPU: argument checks, the scalar kernel, bfloat16 activations widened where no
+// bf16 kernel applies, and the double-precision reference. The split into tiles is
+// matmul_tiles.cc; the SIMD tiles live in matmul_avx512.cc, matmul_avx2.cc and
+// matmul_avx512bf16.cc.
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -46,6 +48,10 @@ void ScalarRange(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t
   }
 }
 
+}  // namespace
+
+namespace matmul_internal {
+
 void DotScalar(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   switch (a.w.dtype) {
     case DType::kBF16:
@@ -57,35 +63,6 @@ void DotScalar(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r
   }
 }
 
-// ---- Dispatch -----------------------------------------------------------------------------
-
-struct Kernels {
-  TileFn dot = DotScalar;
-  TileFn packed = nullptr;  // nullptr: the dot kernel serves every n
-  int64_t slab_rows = 1;    // rows of W per packed work item
-  // The packed kernel takes over from this many tokens. Measured on Zen 5 with weights streaming
-  // from DRAM: below it the dot kernel keeps memory busier than pack-then-compute does.
-  int64_t packed_min_n = 0;
-};
-
-Kernels KernelsFor(CpuIsa isa) {
-  Kernels k;
-  if (isa >= CpuIsa::kAvx512) {
-    k.dot = matmul_internal::DotAvx512;
-    k.packed = matmul_internal::PackedAvx512;
-    k.slab_rows = matmul_internal::kAvx512SlabRows;
-    k.packed_min_n = 48;
-  } else if (isa == CpuIsa::kAvx2) {
-    k.dot = matmul_internal::DotAvx2;
-    k.packed = matmul_internal::PackedAvx2;
-    k.slab_rows = matmul_internal::kAvx2SlabRows;
-    k.packed_min_n = 32;
-  }
-  return k;
-}
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 void Validate(const F32MatMul& a) {
   DSV2_CHECK(a.n >= 0 && a.w.rows >= 0 && a.w.cols >= 0);
   DSV2_CHECK_MSG(a.w.dtype == DType::kF32 || a.w.dtype == DType::kF16 || a.w.dtype == DType::kBF16,
@@ -95,61 +72,6 @@ void Validate(const F32MatMul& a) {
   DSV2_CHECK(a.w.data != nullptr || a.w.cols == 0);
   DSV2_CHECK(a.w.row_stride >= a.w.cols || a.w.rows == 1);
   DSV2_CHECK(a.n == 1 || (a.x_stride >= a.w.cols && a.y_stride >= a.w.rows));
-}
-
-void MatMulOne(const CpuContext& ctx, const F32MatMul& a) {
-  Validate(a);
-  const int64_t n = a.n, rows = a.w.rows, cols = a.w.cols;
-  if (n == 0 || rows == 0) return;
-  if (cols == 0) {  // an empty sum
-    for (int64_t t = 0; t < n && !a.accumulate; ++t) std::fill_n(a.y + t * a.y_stride, rows, 0.f);
-    return;
-  }
-  const Kernels k = KernelsFor(ctx.isa());
-
-  if (k.packed == nullptr || n < k.packed_min_n) {
-    // Work items are groups of 4 rows; a chunk covers at least ~64K weight elements per token.
-    const int64_t groups = CeilDiv(rows, 4);
-    const int64_t grain = std::max<int64_t>(4, (1 << 16) / (4 * cols * n));
-    ctx.ParallelFor(groups, grain, [&](int64_t begin, int64_t end) {
-      k.dot(a, 0, n, begin * 4, std::min(rows, end * 4));
-    });
-    return;
-  }
-
-  // Work items are slab × token-chunk. Tokens are split only when there are too few slabs to
-  // keep every thread busy; each split re-reads (and re-converts) the slab.
-  const int64_t slabs = CeilDiv(rows, k.slab_rows);
-  const int64_t want_items = 4 * ctx.num_threads();
-  int64_t token_chunk = n;
-  if (slabs < want_items) {
-    const int64_t splits = std::min(CeilDiv(want_items, slabs), CeilDiv(n, 12));
-    token_chunk = CeilDiv(CeilDiv(n, splits), 12) * 12;  // a multiple of every micro-tile
-  }
-  const int64_t token_chunks = CeilDiv(n, token_chunk);
-  ctx.ParallelFor(slabs * token_chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t s = i / token_chunks, c = i % token_chunks;
-      k.packed(a, c * token_chunk, std::min(n, (c + 1) * token_chunk), s * k.slab_rows,
-               std::min(rows, (s + 1) * k.slab_rows));
-    }
-  });
-}
-
-void ReferenceOne(const F32MatMul& a) {
-  Validate(a);
-  for (int64_t t = 0; t < a.n; ++t) {
-    for (int64_t r = 0; r < a.w.rows; ++r) {
-      const uint8_t* w = a.w.RowPtr(r);
-      double sum = 0.0;
-      for (int64_t k = 0; k < a.w.cols; ++k) {
-        sum += static_cast<double>(a.x[t * a.x_stride + k]) *
-               static_cast<double>(LoadAsFloat(w, a.w.dtype, k));
-      }
-      float* y = a.y + t * a.y_stride + r;
-      *y = static_cast<float>(a.accumulate ? static_cast<double>(*y) + sum : sum);
-    }
-  }
 }
 
 // Operand b of a (possibly batched) MatMulArgs, float32 on the CPU.
@@ -167,29 +89,36 @@ F32MatMul Operand(const MatMulArgs& a, int64_t b) {
   return o;
 }
 
-// MatMul with float32 activations (x, and y unless the caller's y is float32 anyway).
-void MatMulF32(const CpuContext& ctx, const MatMulArgs& a) {
-  const Kernels k = KernelsFor(ctx.isa());
-  const bool dot_path = k.packed == nullptr || a.n < k.packed_min_n;
-  if (a.batch == 1 || !dot_path || a.n == 0 || a.w.rows == 0 || a.w.cols == 0) {
-    for (int64_t b = 0; b < a.batch; ++b) MatMulOne(ctx, Operand(a, b));
-    return;
-  }
-  // Small products of many operands (the absorbed attention's per-head W_UK and W_UV in decode:
-  // each alone too small to split, so it ran on one thread): one parallel region over every
-  // operand's groups of 4 rows. Each row is computed as MatMulOne computes it.
-  for (int64_t b = 0; b < a.batch; ++b) Validate(Operand(a, b));
-  const int64_t n = a.n, rows = a.w.rows;
-  const int64_t groups = CeilDiv(rows, 4);
-  const int64_t grain = std::max<int64_t>(4, (1 << 16) / (4 * a.w.cols * n));
-  ctx.ParallelFor(a.batch * groups, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const int64_t b = i / groups, g0 = i % groups;
-      const int64_t g1 = std::min(groups, g0 + (end - i));
-      k.dot(Operand(a, b), 0, n, g0 * 4, std::min(rows, g1 * 4));
-      i += g1 - g0;
+}  // namespace matmul_internal
+
+namespace {
+
+using matmul_internal::Operand;
+using matmul_internal::Validate;
+
+void ReferenceOne(const F32MatMul& a) {
+  Validate(a);
+  for (int64_t t = 0; t < a.n; ++t) {
+    for (int64_t r = 0; r < a.w.rows; ++r) {
+      const uint8_t* w = a.w.RowPtr(r);
+      double sum = 0.0;
+      for (int64_t k = 0; k < a.w.cols; ++k) {
+        sum += static_cast<double>(a.x[t * a.x_stride + k]) *
+               static_cast<double>(LoadAsFloat(w, a.w.dtype, k));
+      }
+      float* y = a.y + t * a.y_stride + r;
+      *y = static_cast<float>(a.accumulate ? static_cast<double>(*y) + sum : sum);
     }
-  });
+  }
+}
+
+// A product on a direct path (TiledProduct): every operand's tiles in one parallel region.
+// `act`: the dtype of x and y (the context's, or float32 for the widened copies).
+void Direct(const CpuContext& ctx, const MatMulArgs& a, DType act) {
+  std::vector<matmul_internal::TiledProduct> operands;
+  operands.reserve(a.batch);
+  for (int64_t b = 0; b < a.batch; ++b) operands.emplace_back(ctx, a, b, act);
+  matmul_internal::RunTiled(ctx, operands, 4);
 }
 
 // Elements from an operand's first to one past its last: n rows `stride` apart, `batch`
@@ -209,75 +138,17 @@ void MatMulWidened(const CpuContext& ctx, const MatMulArgs& a) {
   cpu::WidenBf16(static_cast<const cpu::Bf16*>(a.x), x32.data(), x_span);
   MatMulArgs f = a;
   f.x = x32.data();
-  if (a.y_float32) return MatMulF32(ctx, f);
+  if (a.y_float32) return Direct(ctx, f, DType::kF32);
   auto* y = static_cast<cpu::Bf16*>(a.y);
   y32.resize(y_span);
   if (a.accumulate) cpu::WidenBf16(y, y32.data(), y_span);
   f.y = y32.data();
-  MatMulF32(ctx, f);
+  Direct(ctx, f, DType::kF32);
   for (int64_t b = 0; b < a.batch; ++b) {
     for (int64_t t = 0; t < a.n; ++t) {
       const int64_t at = b * a.y_batch_stride + t * a.y_stride;
       cpu::RoundToBf16(y32.data() + at, y + at, a.w.rows);
     }
-  }
-}
-
-// Operand b of a MatMulArgs with bfloat16 activations and weights.
-matmul_internal::Bf16MatMul Bf16Operand(const MatMulArgs& a, int64_t b) {
-  matmul_internal::Bf16MatMul o;
-  o.x = static_cast<const uint16_t*>(a.x) + b * a.x_batch_stride;
-  o.x_stride = a.x_stride;
-  o.n = a.n;
-  o.w = a.w;
-  o.w.data = static_cast<const uint8_t*>(a.w.data) + b * a.w_batch_stride * 2;
-  o.y = static_cast<uint8_t*>(a.y) + b * a.y_batch_stride * (a.y_float32 ? 4 : 2);
-  o.y_stride = a.y_stride;
-  o.y_float32 = a.y_float32;
-  o.accumulate = a.accumulate;
-  return o;
-}
-
-// The vdpbf16ps dot path: every operand's groups of 4 rows in one parallel region, each row a
-// few tokens at a time (n below the packed kernel's threshold).
-void MatMulBf16Dot(const CpuContext& ctx, const MatMulArgs& a) {
-  for (int64_t b = 0; b < a.batch; ++b) Validate(Operand(a, b));
-  const int64_t n = a.n, rows = a.w.rows;
-  const int64_t groups = CeilDiv(rows, 4);
-  const int64_t grain = std::max<int64_t>(4, (1 << 16) / (4 * a.w.cols * n));
-  ctx.ParallelFor(a.batch * groups, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const int64_t b = i / groups, g0 = i % groups;
-      const int64_t g1 = std::min(groups, g0 + (end - i));
-      matmul_internal::DotAvx512Bf16(Bf16Operand(a, b), 0, n, g0 * 4, std::min(rows, g1 * 4));
-      i += g1 - g0;
-    }
-  });
-}
-
-// The vdpbf16ps packed path for larger n, one operand at a time: work items are slabs of 32
-// rows × token chunks, split as MatMulOne splits the float32 packed path.
-void MatMulBf16Packed(const CpuContext& ctx, const MatMulArgs& a) {
-  constexpr int64_t kSlab = 32, kTile = 12;
-  const int64_t n = a.n, rows = a.w.rows;
-  const int64_t slabs = CeilDiv(rows, kSlab);
-  const int64_t want_items = 4 * ctx.num_threads();
-  int64_t token_chunk = n;
-  if (slabs < want_items) {
-    const int64_t splits = std::min(CeilDiv(want_items, slabs), CeilDiv(n, kTile));
-    token_chunk = CeilDiv(CeilDiv(n, splits), kTile) * kTile;
-  }
-  const int64_t token_chunks = CeilDiv(n, token_chunk);
-  for (int64_t b = 0; b < a.batch; ++b) {
-    Validate(Operand(a, b));
-    const matmul_internal::Bf16MatMul op = Bf16Operand(a, b);
-    ctx.ParallelFor(slabs * token_chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t s = i / token_chunks, c = i % token_chunks;
-        matmul_internal::PackedAvx512Bf16(op, c * token_chunk, std::min(n, (c + 1) * token_chunk),
-                                          s * kSlab, std::min(rows, (s + 1) * kSlab));
-      }
-    });
   }
 }
 
@@ -287,19 +158,27 @@ namespace cpu {
 
 void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
   DSV2_CHECK(a.batch >= 1);
-  if (ctx.act_dtype() == DType::kF32) return MatMulF32(ctx, a);
-  DSV2_CHECK_MSG(ctx.act_dtype() == DType::kBF16, "MatMul: activations are float32 or bfloat16");
-  if (a.n == 0 || a.w.rows == 0) return;
-  if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.w.dtype == DType::kBF16 && a.w.cols > 0) {
-    // The GEMM takes over from 24 tokens. Measured on Zen 4, 2 threads: an expert's [1408, 2048]
-    // and [2048, 1408] in cache, dot 550-590 GFLOP/s from 4 to 47 tokens, GEMM 480-540 at 16,
-    // 600-660 at 24, 730-780 at 48; from DRAM ([102400, 2048] and [10944, 2048]), dot 361/401
-    // at 16, 428/456 at 24, 468/493 at 32, GEMM 335/490, 449/576, 514/610.
-    constexpr int64_t kBf16PackedMinN = 24;
-    if (a.n < kBf16PackedMinN) return MatMulBf16Dot(ctx, a);
-    return MatMulBf16Packed(ctx, a);
+  DSV2_CHECK_MSG(ctx.act_dtype() == DType::kF32 || ctx.act_dtype() == DType::kBF16,
+                 "MatMul: activations are float32 or bfloat16");
+  if (a.n == 0 || a.w.rows == 0) {
+    for (int64_t b = 0; b < a.batch; ++b) Validate(Operand(a, b));
+    return;
   }
+  if (matmul_internal::TiledProduct::Direct(ctx, a)) return Direct(ctx, a, ctx.act_dtype());
   MatMulWidened(ctx, a);
+}
+
+void MatMulGroup(const CpuContext& ctx, const std::vector<MatMulArgs>& products) {
+  std::vector<matmul_internal::TiledProduct> direct;
+  for (const MatMulArgs& a : products) {
+    DSV2_CHECK(a.batch >= 1);
+    if (!matmul_internal::TiledProduct::Direct(ctx, a)) {
+      MatMul(ctx, a);  // widened: a region of its own
+      continue;
+    }
+    for (int64_t b = 0; b < a.batch; ++b) direct.emplace_back(ctx, a, b, ctx.act_dtype());
+  }
+  matmul_internal::RunTiled(ctx, direct, 16);
 }
 
 }  // namespace cpu

@@ -122,12 +122,27 @@ DSV2_AVX512BF16 void PackSlab(const WeightView& w, int64_t r0, int64_t nr, int64
   }
 }
 
+// The cache lines of the weight block the slab will pack next, prefetched a few at a time while
+// the current block computes (packing from DRAM otherwise stalls on every row).
+struct NextBlock {
+  const uint8_t* row[kNr] = {};
+  int nrows = 0;
+  int64_t lines_per_row = 0;
+  int64_t next = 0;  // lines issued so far
+
+  void PrefetchOne() {
+    if (next >= nrows * lines_per_row) return;
+    __builtin_prefetch(row[next % nrows] + next / nrows * 64, 0, 3);
+    ++next;
+  }
+};
+
 // acc[m][j] (+)= Σ_k x[m, k] · slab over the block's pairs, for m < M tokens; y32: [M, kNr]
 // float32 partial sums, read back unless `first`. The last pair of an odd kc has no second
 // column: x's high half is masked off there (whatever lies past the row, even a NaN).
 template <int M>
 DSV2_AVX512BF16 void PackedTile(const uint16_t* x, int64_t xs, const uint32_t* slab, int64_t kc,
-                                float* y32, bool first) {
+                                float* y32, bool first, NextBlock& next) {
   __m512 acc0[M], acc1[M];
   for (int m = 0; m < M; ++m) {
     acc0[m] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y32 + m * kNr);
@@ -135,6 +150,7 @@ DSV2_AVX512BF16 void PackedTile(const uint16_t* x, int64_t xs, const uint32_t* s
   }
   const int64_t full_pairs = kc / 2;
   for (int64_t p = 0; p < full_pairs; ++p) {
+    if (p % 2 == 0) next.PrefetchOne();
     const __m512bh w0 = reinterpret_cast<__m512bh>(_mm512_load_si512(slab + p * kNr));
     const __m512bh w1 = reinterpret_cast<__m512bh>(_mm512_load_si512(slab + p * kNr + 16));
     for (int m = 0; m < M; ++m) {
@@ -164,19 +180,20 @@ DSV2_AVX512BF16 void PackedTile(const uint16_t* x, int64_t xs, const uint32_t* s
 
 template <int M>
 DSV2_AVX512BF16 void PackedTileAt(const Bf16MatMul& a, int64_t t, int64_t k0, int64_t kc,
-                                  const uint32_t* slab, float* y32, bool first) {
-  PackedTile<M>(a.x + t * a.x_stride + k0, a.x_stride, slab, kc, y32, first);
+                                  const uint32_t* slab, float* y32, bool first, NextBlock& next) {
+  PackedTile<M>(a.x + t * a.x_stride + k0, a.x_stride, slab, kc, y32, first, next);
 }
 
 // Tokens [t, t + m) for m < kMr.
 DSV2_AVX512BF16 void PackedTail(const Bf16MatMul& a, int64_t t, int64_t m, int64_t k0, int64_t kc,
-                                const uint32_t* slab, float* y32, bool first) {
-  using Fn = void (*)(const Bf16MatMul&, int64_t, int64_t, int64_t, const uint32_t*, float*, bool);
+                                const uint32_t* slab, float* y32, bool first, NextBlock& next) {
+  using Fn = void (*)(const Bf16MatMul&, int64_t, int64_t, int64_t, const uint32_t*, float*, bool,
+                      NextBlock&);
   static constexpr Fn kTiles[] = {nullptr,         PackedTileAt<1>,  PackedTileAt<2>,
                                   PackedTileAt<3>, PackedTileAt<4>,  PackedTileAt<5>,
                                   PackedTileAt<6>, PackedTileAt<7>,  PackedTileAt<8>,
                                   PackedTileAt<9>, PackedTileAt<10>, PackedTileAt<11>};
-  if (m > 0) kTiles[m](a, t, k0, kc, slab, y32, first);
+  if (m > 0) kTiles[m](a, t, k0, kc, slab, y32, first, next);
 }
 
 DSV2_AVX512BF16 inline __mmask16 FirstLanes(int64_t count) {
@@ -221,12 +238,22 @@ DSV2_AVX512BF16 void PackedAvx512Bf16(const Bf16MatMul& a, int64_t t0, int64_t t
       const int64_t kc = std::min<int64_t>(kKc, a.w.cols - k0);
       const bool first = k0 == 0;
       PackSlab(a.w, r, nr, k0, kc, slab);
+      // What comes next: this slab's next block, else the next slab's first (likely the next
+      // tile this thread runs).
+      NextBlock next;
+      const int64_t next_r = k0 + kc < a.w.cols ? r : r + kNr;
+      const int64_t next_k = k0 + kc < a.w.cols ? k0 + kc : 0;
+      if (next_r < a.w.rows) {
+        next.nrows = static_cast<int>(std::min<int64_t>(kNr, a.w.rows - next_r));
+        for (int j = 0; j < next.nrows; ++j) next.row[j] = a.w.RowPtr(next_r + j) + 2 * next_k;
+        next.lines_per_row = (std::min(kKc, a.w.cols - next_k) * 2 + 63) / 64;
+      }
       for (int64_t t = t0; t < full_end; t += kMr) {
         PackedTile<kMr>(a.x + t * a.x_stride + k0, a.x_stride, slab, kc,
-                        y32.data() + (t - t0) * kNr, first);
+                        y32.data() + (t - t0) * kNr, first, next);
       }
       PackedTail(a, full_end, t1 - full_end, k0, kc, slab, y32.data() + (full_end - t0) * kNr,
-                 first);
+                 first, next);
     }
     for (int64_t t = t0; t < t1; ++t) StoreRow(a, t, r, nr, y32.data() + (t - t0) * kNr);
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/matmul.h"
 
@@ -70,6 +71,44 @@ void PackedAvx2(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t 
 inline constexpr int64_t kAvx512SlabRows = 32;  // rows of W per packed slab (2 zmm)
 inline constexpr int64_t kAvx2SlabRows = 16;    // rows of W per packed slab (2 ymm)
 inline constexpr int64_t kPackedCols = 1024;    // cols of W per packed block
+
+// The scalar dot kernel (any ISA), operand b of a MatMulArgs with float32 activations, and the
+// argument checks: cpu/matmul.cc.
+void DotScalar(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
+F32MatMul Operand(const MatMulArgs& a, int64_t b);
+void Validate(const F32MatMul& a);
+
+// One operand of a MatMul cut into tiles that any thread may run in any order: groups of rows
+// for the dot kernels, slab × token chunk for the packed ones. Every output element is computed
+// by the same kernel call whatever the tiling, so results do not depend on it. Only for the
+// direct paths: float32 activations, or bfloat16 activations and BF16 weights with
+// AVX512_BF16 (others widen x first: cpu/matmul.cc).
+class TiledProduct {
+ public:
+  static bool Direct(const CpuContext& ctx, const MatMulArgs& a);
+  // Operand b of `a` with x and y in `act` (the context's dtype, or float32 for copies the
+  // caller widened), checked. An empty sum (no columns) is written here and has no tiles.
+  TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b, DType act);
+  int64_t tiles() const { return tiles_; }
+  void Run(int64_t tile) const;
+
+ private:
+  enum class Kind : uint8_t { kF32Dot, kF32Packed, kBf16Dot, kBf16Packed };
+  Kind kind_ = Kind::kF32Dot;
+  F32MatMul f32_;
+  Bf16MatMul bf16_;
+  TileFn f32_tile_ = nullptr;  // the float32 dot or packed kernel
+  int64_t n_ = 0, rows_ = 0;
+  int64_t tile_rows_ = 0;     // dot: rows per tile; packed: rows per slab
+  int64_t token_chunk_ = 0;   // packed: tokens per tile
+  int64_t token_chunks_ = 1;  // packed: tiles per slab
+  int64_t tiles_ = 0;
+};
+
+// The tiles of all `products` in one parallel region, `chunks_per_thread` contiguous runs of
+// tiles per thread on average (more: better balance across uneven products).
+void RunTiled(const CpuContext& ctx, const std::vector<TiledProduct>& products,
+              int64_t chunks_per_thread);
 
 // y = (add ? y : 0) + v, the epilogue every kernel ends with.
 inline void StoreOut(float* y, float v, bool add) { *y = add ? *y + v : v; }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <tuple>
@@ -282,6 +283,59 @@ TEST_P(OpsMatMul, Bf16ActivationsMatchReferenceRounded) {
         }
       }
     }
+  }
+}
+
+// MatMulGroup: products of different shapes and token counts (dot and packed paths, an empty
+// one, accumulate) in one region give exactly what MatMul gives on each, in both activation
+// dtypes.
+TEST_P(OpsMatMul, GroupEqualsOneCallPerProduct) {
+  std::mt19937 rng(99);
+  for (DType act : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(PrecisionName(act));
+    const CpuContext ctx(3, isa(), act);
+    const int64_t es = DTypeSize(act);
+    struct Case {
+      int64_t n, rows, cols;  // odd products accumulate
+    };
+    const Case cases[] = {{1, 67, 130}, {5, 33, 64},  {0, 8, 8},  {30, 45, 100},
+                          {50, 70, 33}, {7, 1, 1100}, {2, 13, 17}};
+    std::vector<RandomWeight> weights;
+    std::vector<std::vector<uint8_t>> xs, ys;
+    for (const Case& c : cases) {
+      weights.emplace_back(dtype(), c.rows, c.cols, c.cols, rng);
+      std::vector<uint8_t> x(c.n * c.cols * es), y(c.n * c.rows * es);
+      for (int64_t i = 0; i < c.n * c.cols; ++i) {
+        const float v = RandomFloats(1, rng)[0];
+        if (act == DType::kF32) {
+          std::memcpy(x.data() + 4 * i, &v, 4);
+        } else {
+          const uint16_t b = FloatToBf16(v);
+          std::memcpy(x.data() + 2 * i, &b, 2);
+        }
+      }
+      for (uint8_t& b : y) b = static_cast<uint8_t>(rng());
+      if (act == DType::kBF16) {  // finite bf16 values in y (accumulate reads them)
+        for (size_t i = 0; i + 1 < y.size(); i += 2) y[i + 1] &= 0x3f;
+      } else {
+        for (size_t i = 0; i + 3 < y.size(); i += 4) y[i + 3] &= 0x3f;
+      }
+      xs.push_back(std::move(x));
+      ys.push_back(std::move(y));
+    }
+    std::vector<std::vector<uint8_t>> single = ys, grouped = ys;
+    std::vector<MatMulArgs> products;
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      const Case& c = cases[i];
+      MatMulArgs a{xs[i].data(),     c.cols, c.n,       weights[i].view,
+                   single[i].data(), c.rows, i % 2 == 1};
+      MatMul(ctx, a);
+      a.y = grouped[i].data();
+      products.push_back(a);
+    }
+    cpu::MatMulGroup(ctx, products);
+    for (size_t i = 0; i < std::size(cases); ++i)
+      ASSERT_EQ(grouped[i], single[i]) << "product " << i;
   }
 }
 
