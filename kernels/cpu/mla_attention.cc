@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/check.h"
@@ -10,6 +11,7 @@
 
 #define DSV2_AVX512 __attribute__((target("avx512f,fma")))
 #define DSV2_AVX2 __attribute__((target("avx2,fma")))
+#define DSV2_AVX512BF16 __attribute__((target("avx512f,avx512bf16,fma")))
 
 namespace dsv2::cpu {
 namespace {
@@ -69,6 +71,32 @@ void SoftmaxRows(float* scores, int64_t len, const float* max_score) {
 // values of every head). Scores: per row, 16-lane partial sums for the latent and the rope part
 // of each head, reduced. Values: 32 output columns of every head at a time in registers over
 // all rows (each row's cache lines are read once per token and head group).
+// The values of G heads: 32 output columns of every head at a time in registers over all rows
+// (each row's cache lines are read once per token and head group). scores: [G, len] weights.
+template <int G, typename T>
+DSV2_AVX512 void Values512(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t len,
+                           const std::vector<float>& scores, float* o) {
+  const int64_t rank = a.kv_lora_rank;
+  for (int64_t k = 0; k < rank; k += 32) {
+    __m512 lo[G], hi[G];
+    for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < len; ++j) {
+      const T* r = row(j) + k;
+      const __m512 r0 = Load16(r);
+      const __m512 r1 = k + 16 < rank ? Load16(r + 16) : _mm512_setzero_ps();
+      for (int h = 0; h < G; ++h) {
+        const __m512 w = _mm512_set1_ps(scores[h * len + j]);
+        lo[h] = _mm512_fmadd_ps(w, r0, lo[h]);
+        hi[h] = _mm512_fmadd_ps(w, r1, hi[h]);
+      }
+    }
+    for (int h = 0; h < G; ++h) {
+      _mm512_storeu_ps(o + h * rank + k, lo[h]);
+      if (k + 16 < rank) _mm512_storeu_ps(o + h * rank + k + 16, hi[h]);
+    }
+  }
+}
+
 template <int G, typename T>
 DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t len,
                               const float* q, float* o, std::vector<float>& scores) {
@@ -98,24 +126,49 @@ DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows<T>& 
     }
   }
   SoftmaxRows<G>(scores.data(), len, max_score);
-  for (int64_t k = 0; k < rank; k += 32) {
-    __m512 lo[G], hi[G];
-    for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < len; ++j) {
-      const T* r = row(j) + k;
-      const __m512 r0 = Load16(r);
-      const __m512 r1 = k + 16 < rank ? Load16(r + 16) : _mm512_setzero_ps();
+  Values512<G, T>(a, row, len, scores, o);
+}
+
+// HeadGroup512 with bf16 query and rows (kv_lora_rank and rope_dim multiples of 32): the scores
+// by vdpbf16ps, the products of bf16 pairs exact in float32 as the FMAs on widened values are;
+// 32 values per instruction and no widening. The values stay float32 FMAs (the weights are
+// float32, as the GPU keeps them).
+template <int G>
+DSV2_AVX512BF16 void HeadGroupDot(const MlaAttentionArgs& a, const SequenceRows<Bf16>& row,
+                                  int64_t len, const Bf16* q, float* o,
+                                  std::vector<float>& scores) {
+  const int64_t rank = a.kv_lora_rank, rope = a.rope_dim, q_dim = rank + rope;
+  const uint16_t* qb = &q->bits;
+  scores.resize(G * len);  // [G, len]
+  float max_score[G];
+  for (int h = 0; h < G; ++h) max_score[h] = -INFINITY;
+  for (int64_t j = 0; j < len; ++j) {
+    const uint16_t* r = &row(j)->bits;
+    __m512 lat[G], pe[G];
+    for (int h = 0; h < G; ++h) lat[h] = pe[h] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < rank; k += 32) {
+      const __m512bh rv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(r + k));
       for (int h = 0; h < G; ++h) {
-        const __m512 w = _mm512_set1_ps(scores[h * len + j]);
-        lo[h] = _mm512_fmadd_ps(w, r0, lo[h]);
-        hi[h] = _mm512_fmadd_ps(w, r1, hi[h]);
+        const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(qb + h * q_dim + k));
+        lat[h] = _mm512_dpbf16_ps(lat[h], qv, rv);
+      }
+    }
+    for (int64_t k = rank; k < q_dim; k += 32) {
+      const __m512bh rv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(r + k));
+      for (int h = 0; h < G; ++h) {
+        const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(qb + h * q_dim + k));
+        pe[h] = _mm512_dpbf16_ps(pe[h], qv, rv);
       }
     }
     for (int h = 0; h < G; ++h) {
-      _mm512_storeu_ps(o + h * rank + k, lo[h]);
-      if (k + 16 < rank) _mm512_storeu_ps(o + h * rank + k + 16, hi[h]);
+      const float sc =
+          (_mm512_reduce_add_ps(lat[h]) + _mm512_reduce_add_ps(pe[h])) * a.softmax_scale;
+      scores[h * len + j] = sc;
+      max_score[h] = std::max(max_score[h], sc);
     }
   }
+  SoftmaxRows<G>(scores.data(), len, max_score);
+  Values512<G, Bf16>(a, row, len, scores, o);
 }
 
 DSV2_AVX2 inline float Sum8(__m256 v) {
@@ -215,6 +268,31 @@ void Attend(const CpuContext& ctx, const MlaAttentionArgs& a) {
                            a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages,
                            c.page_size, c.page_stride, c.row_dim};
   };
+  // bf16 query and rows with the bf16 dot product: the scores by vdpbf16ps (HeadGroupDot).
+  if constexpr (std::is_same_v<T, Bf16>) {
+    if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.kv_lora_rank % 32 == 0 && a.rope_dim % 32 == 0) {
+      using DotFn = void (*)(const MlaAttentionArgs&, const SequenceRows<Bf16>&, int64_t,
+                             const Bf16*, float*, std::vector<float>&);
+      static constexpr DotFn kDot[] = {HeadGroupDot<1>, HeadGroupDot<2>, HeadGroupDot<3>,
+                                       HeadGroupDot<4>, HeadGroupDot<5>, HeadGroupDot<6>,
+                                       HeadGroupDot<7>, HeadGroupDot<8>};
+      constexpr int64_t kGroup = 8;
+      const int64_t groups = (a.n_heads + kGroup - 1) / kGroup;
+      ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> scores, o_buf;
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t t = task / groups, h0 = task % groups * kGroup;
+          const int64_t g = std::min(kGroup, a.n_heads - h0);
+          const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
+          T* out = out_all + (t * a.n_heads + h0) * rank;
+          float* o = OutAsFloat(out, g * rank, o_buf);
+          kDot[g - 1](a, rows_of(t), len, q_all + (t * a.n_heads + h0) * q_dim, o, scores);
+          Finish(o, out, g * rank);
+        }
+      });
+      return;
+    }
+  }
   if (avx512 || avx2) {
     // Tasks: (token, group of up to 8 heads with AVX-512, 4 with AVX2's 16 registers).
     const int64_t kGroup = avx512 ? 8 : 4;
