@@ -20,8 +20,9 @@ enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512, kAvx512Bf16 };
 
 const char* CpuIsaName(CpuIsa isa);
 
-// The best ISA this processor and OS support; DSV2_CPU_ISA=scalar|avx2|avx512 lowers it.
-// (avx512bf16 is the best level; there is no setting above it.)
+// The best ISA this processor and OS support; DSV2_CPU_ISA=scalar|avx2|avx512|avx512bf16 lowers
+// it (never raises it: a level the CPU lacks is not used); another value is named in one line on
+// stderr and ignored.
 CpuIsa DetectCpuIsa();
 // True when the processor can run `isa` (so tests can exercise every available variant).
 bool CpuSupports(CpuIsa isa);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -49,9 +50,22 @@ CpuIsa DetectCpuIsa() {
   if (CpuSupports(CpuIsa::kAvx512Bf16)) best = CpuIsa::kAvx512Bf16;
   if (const char* env = std::getenv("DSV2_CPU_ISA")) {
     const std::string want(env);
-    if (want == "scalar") best = CpuIsa::kScalar;
-    if (want == "avx2" && best > CpuIsa::kAvx2) best = CpuIsa::kAvx2;
-    if (want == "avx512" && best > CpuIsa::kAvx512) best = CpuIsa::kAvx512;
+    bool known = false;
+    for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+      if (want != CpuIsaName(isa)) continue;
+      known = true;
+      best = std::min(best, isa);  // lowers only: a level the CPU lacks is not granted
+    }
+    static const bool warned = [&] {
+      if (!known) {
+        std::fprintf(stderr,
+                     "dsv2: DSV2_CPU_ISA='%s' is not one of scalar, avx2, avx512, avx512bf16; "
+                     "using %s\n",
+                     env, CpuIsaName(best));
+      }
+      return true;
+    }();
+    (void)warned;
   }
   return best;
 }
