@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/simd_intrinsics.h"
+#include "kernels/cpu/transpose16.h"
 
 #define DSV2_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 
@@ -75,31 +76,6 @@ constexpr int kNr = 32;  // rows per slab: 2 zmm of float32 accumulators
 constexpr int kMr = 12;  // tokens per micro-tile (24 accumulators)
 constexpr int64_t kKc = kPackedCols;
 
-// In place: v[i][j] ← v[j][i] for a 16×16 block of 32-bit words in 16 registers.
-DSV2_AVX512BF16 inline void Transpose16(__m512i v[16]) {
-  __m512i t[16], s[16];
-  for (int p = 0; p < 8; ++p) {
-    t[2 * p] = _mm512_unpacklo_epi32(v[2 * p], v[2 * p + 1]);
-    t[2 * p + 1] = _mm512_unpackhi_epi32(v[2 * p], v[2 * p + 1]);
-  }
-  for (int q = 0; q < 4; ++q) {
-    s[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-    s[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-    s[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    s[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512i ab02 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88);
-    const __m512i ab13 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xdd);
-    const __m512i cd02 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x88);
-    const __m512i cd13 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xdd);
-    v[0 + c] = _mm512_shuffle_i32x4(ab02, cd02, 0x88);
-    v[4 + c] = _mm512_shuffle_i32x4(ab13, cd13, 0x88);
-    v[8 + c] = _mm512_shuffle_i32x4(ab02, cd02, 0xdd);
-    v[12 + c] = _mm512_shuffle_i32x4(ab13, cd13, 0xdd);
-  }
-}
-
 // slab[p][j] = the bf16 pair (W[r0 + j, k0 + 2p], W[r0 + j, k0 + 2p + 1]) as one 32-bit word,
 // for p < ceil(kc / 2), j < kNr; rows j >= nr and columns past kc are zero.
 DSV2_AVX512BF16 void PackSlab(const WeightView& w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
@@ -109,15 +85,18 @@ DSV2_AVX512BF16 void PackSlab(const WeightView& w, int64_t r0, int64_t nr, int64
     for (int64_t pp = 0; pp < pairs; pp += 16) {  // 16 pairs = 32 columns per load
       const int64_t cols_left = kc - 2 * pp;
       const __mmask32 mask = cols_left >= 32 ? ~__mmask32{0} : (__mmask32{1} << cols_left) - 1;
-      __m512i v[16];
+      __m512 v[16];  // the pairs as 32-bit lanes
       for (int i = 0; i < 16; ++i) {
         const int64_t j = g * 16 + i;
         const auto* row = reinterpret_cast<const uint16_t*>(w.RowPtr(r0 + j)) + k0 + 2 * pp;
-        v[i] = j < nr ? _mm512_maskz_loadu_epi16(mask, row) : _mm512_setzero_si512();
+        v[i] = _mm512_castsi512_ps(j < nr ? _mm512_maskz_loadu_epi16(mask, row)
+                                          : _mm512_setzero_si512());
       }
       Transpose16(v);
       const int64_t n_p = std::min<int64_t>(16, pairs - pp);
-      for (int i = 0; i < n_p; ++i) _mm512_store_si512(slab + (pp + i) * kNr + g * 16, v[i]);
+      for (int i = 0; i < n_p; ++i) {
+        _mm512_store_si512(slab + (pp + i) * kNr + g * 16, _mm512_castps_si512(v[i]));
+      }
     }
   }
 }
