@@ -268,6 +268,23 @@ void Attend(const CpuContext& ctx, const MlaAttentionArgs& a) {
                            a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages,
                            c.page_size, c.page_stride, c.row_dim};
   };
+  // Runs group_fn(t, h0, g, len, o, scores, q_buf) for every task (token t, heads h0 .. h0+g-1,
+  // g <= group): o is the group's float32 output [g, rank], rounded into out afterwards.
+  auto per_head_group = [&](int64_t group, auto&& group_fn) {
+    const int64_t groups = (a.n_heads + group - 1) / group;
+    ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores, q_buf, o_buf;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t t = task / groups, h0 = task % groups * group;
+        const int64_t g = std::min(group, a.n_heads - h0);
+        const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
+        T* out = out_all + (t * a.n_heads + h0) * rank;
+        float* o = OutAsFloat(out, g * rank, o_buf);
+        group_fn(t, h0, g, len, o, scores, q_buf);
+        Finish(o, out, g * rank);
+      }
+    });
+  };
   // bf16 query and rows with the bf16 dot product: the scores by vdpbf16ps (HeadGroupDot).
   if constexpr (std::is_same_v<T, Bf16>) {
     if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.kv_lora_rank % 32 == 0 && a.rope_dim % 32 == 0) {
@@ -276,19 +293,9 @@ void Attend(const CpuContext& ctx, const MlaAttentionArgs& a) {
       static constexpr DotFn kDot[] = {HeadGroupDot<1>, HeadGroupDot<2>, HeadGroupDot<3>,
                                        HeadGroupDot<4>, HeadGroupDot<5>, HeadGroupDot<6>,
                                        HeadGroupDot<7>, HeadGroupDot<8>};
-      constexpr int64_t kGroup = 8;
-      const int64_t groups = (a.n_heads + kGroup - 1) / kGroup;
-      ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> scores, o_buf;
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t t = task / groups, h0 = task % groups * kGroup;
-          const int64_t g = std::min(kGroup, a.n_heads - h0);
-          const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
-          T* out = out_all + (t * a.n_heads + h0) * rank;
-          float* o = OutAsFloat(out, g * rank, o_buf);
-          kDot[g - 1](a, rows_of(t), len, q_all + (t * a.n_heads + h0) * q_dim, o, scores);
-          Finish(o, out, g * rank);
-        }
+      per_head_group(8, [&](int64_t t, int64_t h0, int64_t g, int64_t len, float* o,
+                            std::vector<float>& scores, std::vector<float>& /*q_buf*/) {
+        kDot[g - 1](a, rows_of(t), len, q_all + (t * a.n_heads + h0) * q_dim, o, scores);
       });
       return;
     }
@@ -304,20 +311,10 @@ void Attend(const CpuContext& ctx, const MlaAttentionArgs& a) {
     static constexpr GroupFn k256[] = {HeadGroup256<1, T>, HeadGroup256<2, T>, HeadGroup256<3, T>,
                                        HeadGroup256<4, T>};
     const GroupFn* const head_group = avx512 ? k512 : k256;  // [g - 1]: g heads at once
-    const int64_t groups = (a.n_heads + kGroup - 1) / kGroup;
-    ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores, q_buf, o_buf;
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t t = task / groups;
-        const int64_t h0 = task % groups * kGroup;
-        const int64_t g = std::min(kGroup, a.n_heads - h0);
-        const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
-        const float* q = QueryAsFloat(q_all + (t * a.n_heads + h0) * q_dim, g * q_dim, q_buf);
-        T* out = out_all + (t * a.n_heads + h0) * rank;
-        float* o = OutAsFloat(out, g * rank, o_buf);
-        head_group[g - 1](a, rows_of(t), len, q, o, scores);
-        Finish(o, out, g * rank);
-      }
+    per_head_group(kGroup, [&](int64_t t, int64_t h0, int64_t g, int64_t len, float* o,
+                               std::vector<float>& scores, std::vector<float>& q_buf) {
+      const float* q = QueryAsFloat(q_all + (t * a.n_heads + h0) * q_dim, g * q_dim, q_buf);
+      head_group[g - 1](a, rows_of(t), len, q, o, scores);
     });
     return;
   }
