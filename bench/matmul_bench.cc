@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
   std::vector<int> thread_counts = {1};
   if (hw > 1) thread_counts.push_back(hw);
   std::vector<CpuIsa> isas;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16})
+  for (CpuIsa isa : kAllCpuIsas)
     if (CpuSupports(isa)) isas.push_back(isa);
   std::vector<Row> rows;
   auto add = [&](Row r) {

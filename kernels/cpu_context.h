@@ -14,15 +14,18 @@
 
 namespace dsv2 {
 
-// Each level includes the ones before it. kAvx512Bf16: AVX-512 with the bf16 dot product
-// (vdpbf16ps), used when activations are bfloat16.
-enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512, kAvx512Bf16 };
+// Each level includes the ones before it. kAvx512Vnni: AVX-512 with the int8 dot product
+// (vpdpbusd), used by the block-quantized weights. kAvx512Bf16: AVX-512 with the bf16 dot
+// product (vdpbf16ps), used when activations are bfloat16 (every CPU that has it has VNNI).
+enum class CpuIsa : uint8_t { kScalar, kAvx2, kAvx512, kAvx512Vnni, kAvx512Bf16 };
+inline constexpr CpuIsa kAllCpuIsas[] = {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                                         CpuIsa::kAvx512Vnni, CpuIsa::kAvx512Bf16};
 
 const char* CpuIsaName(CpuIsa isa);
 
-// The best ISA this processor and OS support; DSV2_CPU_ISA=scalar|avx2|avx512|avx512bf16 lowers
-// it (never raises it: a level the CPU lacks is not used); another value is named in one line on
-// stderr and ignored.
+// The best ISA this processor and OS support; DSV2_CPU_ISA=scalar|avx2|avx512|avx512vnni|avx512bf16
+// lowers it (never raises it: a level the CPU lacks is not used); another value is named in one
+// line on stderr and ignored.
 CpuIsa DetectCpuIsa();
 // True when the processor can run `isa` (so tests can exercise every available variant).
 bool CpuSupports(CpuIsa isa);

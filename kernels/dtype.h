@@ -1,4 +1,6 @@
-// Element types of checkpoint tensors and the scalar conversions between them.
+// Element types of checkpoint tensors and the scalar conversions between them. Besides plain
+// element types, a weight may be block-quantized (GGUF's formats, kernels/quant_blocks.h): a
+// row of `cols` elements is cols / BlockElements blocks of BlockBytes bytes each.
 #pragma once
 
 #include <cstdint>
@@ -7,8 +9,44 @@
 
 namespace dsv2 {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kI64, kI32, kU8 };
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kI64,
+  kI32,
+  kU8,
+  // Block-quantized weights (layouts and math: kernels/quant_blocks.h).
+  kQ4_0,
+  kQ5_0,
+  kQ8_0,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
+  kIQ4_NL,
+};
 
+inline bool IsBlockQuantized(DType t) { return t >= DType::kQ4_0; }
+
+// Elements per block and bytes per block of a block-quantized type; 1 and DTypeSize otherwise.
+inline int64_t BlockElements(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kQ8_0:
+    case DType::kIQ4_NL:
+      return 32;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return 256;
+    default:
+      return 1;
+  }
+}
+
+// Bytes of one element; 0 for a block-quantized type, whose elements have no size of their own
+// (use RowBytes).
 inline int64_t DTypeSize(DType t) {
   switch (t) {
     case DType::kF32:
@@ -21,8 +59,35 @@ inline int64_t DTypeSize(DType t) {
       return 8;
     case DType::kU8:
       return 1;
+    default:
+      return 0;
   }
-  return 0;
+}
+
+inline int64_t BlockBytes(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+      return 18;
+    case DType::kQ5_0:
+      return 22;
+    case DType::kQ8_0:
+      return 34;
+    case DType::kIQ4_NL:
+      return 18;
+    case DType::kQ4_K:
+      return 144;
+    case DType::kQ5_K:
+      return 176;
+    case DType::kQ6_K:
+      return 210;
+    default:
+      return DTypeSize(t);
+  }
+}
+
+// Bytes of `elements` consecutive elements (a multiple of BlockElements for a quantized type).
+inline int64_t RowBytes(DType t, int64_t elements) {
+  return elements / BlockElements(t) * BlockBytes(t);
 }
 
 // The spelling safetensors uses ("F32", "BF16", ...).
@@ -40,6 +105,20 @@ inline std::string_view DTypeName(DType t) {
       return "I32";
     case DType::kU8:
       return "U8";
+    case DType::kQ4_0:
+      return "Q4_0";
+    case DType::kQ5_0:
+      return "Q5_0";
+    case DType::kQ8_0:
+      return "Q8_0";
+    case DType::kQ4_K:
+      return "Q4_K";
+    case DType::kQ5_K:
+      return "Q5_K";
+    case DType::kQ6_K:
+      return "Q6_K";
+    case DType::kIQ4_NL:
+      return "IQ4_NL";
   }
   return "?";
 }

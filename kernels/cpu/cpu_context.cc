@@ -19,6 +19,8 @@ const char* CpuIsaName(CpuIsa isa) {
       return "avx2";
     case CpuIsa::kAvx512:
       return "avx512";
+    case CpuIsa::kAvx512Vnni:
+      return "avx512vnni";
     case CpuIsa::kAvx512Bf16:
       return "avx512bf16";
   }
@@ -37,21 +39,23 @@ bool CpuSupports(CpuIsa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case CpuIsa::kAvx512Vnni:
+      return CpuSupports(CpuIsa::kAvx512) && __builtin_cpu_supports("avx512vnni");
     case CpuIsa::kAvx512Bf16:
-      return CpuSupports(CpuIsa::kAvx512) && __builtin_cpu_supports("avx512bf16");
+      return CpuSupports(CpuIsa::kAvx512Vnni) && __builtin_cpu_supports("avx512bf16");
   }
   return false;
 }
 
 CpuIsa DetectCpuIsa() {
   CpuIsa best = CpuIsa::kScalar;
-  if (CpuSupports(CpuIsa::kAvx2)) best = CpuIsa::kAvx2;
-  if (CpuSupports(CpuIsa::kAvx512)) best = CpuIsa::kAvx512;
-  if (CpuSupports(CpuIsa::kAvx512Bf16)) best = CpuIsa::kAvx512Bf16;
+  for (CpuIsa isa : kAllCpuIsas) {
+    if (CpuSupports(isa)) best = isa;
+  }
   if (const char* env = std::getenv("DSV2_CPU_ISA")) {
     const std::string want(env);
     bool known = false;
-    for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    for (CpuIsa isa : kAllCpuIsas) {
       if (want != CpuIsaName(isa)) continue;
       known = true;
       best = std::min(best, isa);  // lowers only: a level the CPU lacks is not granted
@@ -59,7 +63,8 @@ CpuIsa DetectCpuIsa() {
     static const bool warned = [&] {
       if (!known) {
         std::fprintf(stderr,
-                     "dsv2: DSV2_CPU_ISA='%s' is not one of scalar, avx2, avx512, avx512bf16; "
+                     "dsv2: DSV2_CPU_ISA='%s' is not one of scalar, avx2, avx512, avx512vnni, "
+                     "avx512bf16; "
                      "using %s\n",
                      env, CpuIsaName(best));
       }

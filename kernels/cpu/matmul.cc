@@ -11,6 +11,7 @@
 #include "kernels/check.h"
 #include "kernels/cpu/act_types.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/quant_blocks.h"
 
 namespace dsv2 {
 namespace {
@@ -65,8 +66,14 @@ void DotScalar(const F32MatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r
 
 void Validate(const F32MatMul& a) {
   DSV2_CHECK(a.n >= 0 && a.w.rows >= 0 && a.w.cols >= 0);
-  DSV2_CHECK_MSG(a.w.dtype == DType::kF32 || a.w.dtype == DType::kF16 || a.w.dtype == DType::kBF16,
-                 "MatMul: weight dtype must be F32, F16 or BF16");
+  DSV2_CHECK_MSG(a.w.dtype == DType::kF32 || a.w.dtype == DType::kF16 ||
+                     a.w.dtype == DType::kBF16 || a.w.quantized(),
+                 "MatMul: weight dtype must be F32, F16, BF16 or block-quantized");
+  if (a.w.quantized()) {
+    const int64_t block = BlockElements(a.w.dtype);
+    DSV2_CHECK_MSG(a.w.cols % block == 0 && a.w.row_stride % block == 0,
+                   "MatMul: a quantized weight's rows are whole blocks");
+  }
   if (a.n == 0 || a.w.rows == 0) return;
   DSV2_CHECK(a.x != nullptr && a.y != nullptr);
   DSV2_CHECK(a.w.data != nullptr || a.w.cols == 0);
@@ -82,7 +89,7 @@ F32MatMul Operand(const MatMulArgs& a, int64_t b) {
   o.n = a.n;
   o.w = a.w;
   if (b > 0)
-    o.w.data = static_cast<const uint8_t*>(a.w.data) + b * a.w_batch_stride * DTypeSize(a.w.dtype);
+    o.w.data = static_cast<const uint8_t*>(a.w.data) + RowBytes(a.w.dtype, b * a.w_batch_stride);
   o.y = static_cast<float*>(a.y) + b * a.y_batch_stride;
   o.y_stride = a.y_stride;
   o.accumulate = a.accumulate;
@@ -98,13 +105,13 @@ using matmul_internal::Validate;
 
 void ReferenceOne(const F32MatMul& a) {
   Validate(a);
+  std::vector<float> w(a.w.cols);
   for (int64_t t = 0; t < a.n; ++t) {
     for (int64_t r = 0; r < a.w.rows; ++r) {
-      const uint8_t* w = a.w.RowPtr(r);
+      DequantizeRow(a.w.dtype, a.w.RowPtr(r), w.data(), a.w.cols);
       double sum = 0.0;
       for (int64_t k = 0; k < a.w.cols; ++k) {
-        sum += static_cast<double>(a.x[t * a.x_stride + k]) *
-               static_cast<double>(LoadAsFloat(w, a.w.dtype, k));
+        sum += static_cast<double>(a.x[t * a.x_stride + k]) * static_cast<double>(w[k]);
       }
       float* y = a.y + t * a.y_stride + r;
       *y = static_cast<float>(a.accumulate ? static_cast<double>(*y) + sum : sum);
@@ -117,7 +124,15 @@ void ReferenceOne(const F32MatMul& a) {
 void Direct(const CpuContext& ctx, const MatMulArgs& a, DType act) {
   std::vector<matmul_internal::TiledProduct> operands;
   operands.reserve(a.batch);
-  for (int64_t b = 0; b < a.batch; ++b) operands.emplace_back(ctx, a, b, act);
+  thread_local std::vector<quant::ActQuantizer> quantizers;
+  if (a.w.quantized() && static_cast<int64_t>(quantizers.size()) < a.batch) {
+    quantizers = std::vector<quant::ActQuantizer>(a.batch);
+  }
+  std::vector<quant::QuantizedActs> acts(a.w.quantized() ? a.batch : 0);
+  for (int64_t b = 0; b < a.batch; ++b) {
+    if (a.w.quantized()) acts[b] = matmul_internal::QuantizeActs(ctx, a, b, quantizers[b]);
+    operands.emplace_back(ctx, a, b, act, a.w.quantized() ? &acts[b] : nullptr);
+  }
   matmul_internal::RunTiled(ctx, operands, 4);
 }
 
@@ -170,13 +185,39 @@ void MatMul(const CpuContext& ctx, const MatMulArgs& a) {
 
 void MatMulGroup(const CpuContext& ctx, const std::vector<MatMulArgs>& products) {
   std::vector<matmul_internal::TiledProduct> direct;
+  // Quantized x, one per distinct activation operand (an expert's gate and up share theirs).
+  thread_local std::vector<quant::ActQuantizer> quantizers;
+  struct Quantized {
+    const void* x;
+    int64_t n, stride, cols;
+    quant::QuantizedActs acts;
+  };
+  std::vector<Quantized> quantized;
+  size_t used = 0;
   for (const MatMulArgs& a : products) {
     DSV2_CHECK(a.batch >= 1);
     if (!matmul_internal::TiledProduct::Direct(ctx, a)) {
       MatMul(ctx, a);  // widened: a region of its own
       continue;
     }
-    for (int64_t b = 0; b < a.batch; ++b) direct.emplace_back(ctx, a, b, ctx.act_dtype());
+    if (!a.w.quantized() || a.batch > 1) {
+      if (a.w.quantized()) {
+        MatMul(ctx, a);  // batched quantized operands: a region of their own
+        continue;
+      }
+      for (int64_t b = 0; b < a.batch; ++b) direct.emplace_back(ctx, a, b, ctx.act_dtype());
+      continue;
+    }
+    auto same = std::find_if(quantized.begin(), quantized.end(), [&](const Quantized& q) {
+      return q.x == a.x && q.n == a.n && q.stride == a.x_stride && q.cols == a.w.cols;
+    });
+    if (same == quantized.end()) {
+      if (quantizers.size() <= used) quantizers.resize(used + 1);
+      quantized.push_back({a.x, a.n, a.x_stride, a.w.cols,
+                           matmul_internal::QuantizeActs(ctx, a, 0, quantizers[used++])});
+      same = quantized.end() - 1;
+    }
+    direct.emplace_back(ctx, a, 0, ctx.act_dtype(), &same->acts);
   }
   matmul_internal::RunTiled(ctx, direct, 16);
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/quant_dot.h"
 #include "kernels/matmul.h"
 
 namespace dsv2::matmul_internal {
@@ -88,15 +89,20 @@ class TiledProduct {
   static bool Direct(const CpuContext& ctx, const MatMulArgs& a);
   // Operand b of `a` with x and y in `act` (the context's dtype, or float32 for copies the
   // caller widened), checked. An empty sum (no columns) is written here and has no tiles.
-  TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b, DType act);
+  // Block-quantized weights take x quantized per 32 elements: `acts`, made by the caller
+  // (QuantizeActs) and kept alive while the tiles run.
+  TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b, DType act,
+               const quant::QuantizedActs* acts = nullptr);
   int64_t tiles() const { return tiles_; }
   void Run(int64_t tile) const;
 
  private:
-  enum class Kind : uint8_t { kF32Dot, kF32Packed, kBf16Dot, kBf16Packed };
+  enum class Kind : uint8_t { kF32Dot, kF32Packed, kBf16Dot, kBf16Packed, kQuantDot };
   Kind kind_ = Kind::kF32Dot;
   F32MatMul f32_;
   Bf16MatMul bf16_;
+  quant::QuantMatMul quant_;
+  void (*quant_tile_)(const quant::QuantMatMul&, int64_t, int64_t, int64_t, int64_t) = nullptr;
   TileFn f32_tile_ = nullptr;  // the float32 dot or packed kernel
   int64_t n_ = 0, rows_ = 0;
   int64_t tile_rows_ = 0;     // dot: rows per tile; packed: rows per slab
@@ -104,6 +110,10 @@ class TiledProduct {
   int64_t token_chunks_ = 1;  // packed: tiles per slab
   int64_t tiles_ = 0;
 };
+
+// x of operand b of `a` (block-quantized weights) quantized by `q`, in the context's dtype.
+quant::QuantizedActs QuantizeActs(const CpuContext& ctx, const MatMulArgs& a, int64_t b,
+                                  quant::ActQuantizer& q);
 
 // The tiles of all `products` in one parallel region, `chunks_per_thread` contiguous runs of
 // tiles per thread on average (more: better balance across uneven products).

@@ -63,20 +63,29 @@ Bf16MatMul Bf16Operand(const MatMulArgs& a, int64_t b) {
 }  // namespace
 
 bool TiledProduct::Direct(const CpuContext& ctx, const MatMulArgs& a) {
-  if (ctx.act_dtype() == DType::kF32) return true;
+  if (ctx.act_dtype() == DType::kF32 || a.w.quantized()) return true;
   return ctx.act_dtype() == DType::kBF16 && ctx.isa() >= CpuIsa::kAvx512Bf16 &&
          a.w.dtype == DType::kBF16;
 }
 
-TiledProduct::TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b, DType act)
+quant::QuantizedActs QuantizeActs(const CpuContext& ctx, const MatMulArgs& a, int64_t b,
+                                  quant::ActQuantizer& q) {
+  const int64_t elem = ctx.act_dtype() == DType::kBF16 ? 2 : 4;
+  const void* x = static_cast<const uint8_t*>(a.x) + b * a.x_batch_stride * elem;
+  return q.Quantize(x, ctx.act_dtype(), a.n, a.x_stride, a.w.cols);
+}
+
+TiledProduct::TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b, DType act,
+                           const quant::QuantizedActs* acts)
     : n_(a.n), rows_(a.w.rows) {
   const F32MatMul shape = Operand(a, b);  // the pointers are only typed for float32
   Validate(shape);
   const int64_t n = a.n, rows = a.w.rows, cols = a.w.cols;
   if (n == 0 || rows == 0) return;
   const bool bf16 = act == DType::kBF16;
-  DSV2_CHECK_MSG(!bf16 || (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.w.dtype == DType::kBF16),
-                 "MatMul: no direct bf16 path here");
+  DSV2_CHECK_MSG(
+      !bf16 || a.w.quantized() || (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.w.dtype == DType::kBF16),
+      "MatMul: no direct bf16 path here");
   if (cols == 0) {  // an empty sum: y = 0, or y unchanged
     for (int64_t t = 0; t < n && !a.accumulate; ++t) {
       if (bf16 && !a.y_float32) {
@@ -88,7 +97,22 @@ TiledProduct::TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b
     return;
   }
   bool packed;
-  if (bf16) {
+  if (a.w.quantized()) {
+    DSV2_CHECK_MSG(acts != nullptr && acts->cols == cols, "MatMul: quantized x missing");
+    quant_ = {
+        .x = *acts,
+        .n = n,
+        .w = shape.w,
+        .y = static_cast<uint8_t*>(a.y) + b * a.y_batch_stride * (bf16 && !a.y_float32 ? 2 : 4),
+        .y_stride = a.y_stride,
+        .y_bf16 = bf16 && !a.y_float32,
+        .accumulate = a.accumulate};
+    quant_tile_ = ctx.isa() >= CpuIsa::kAvx512Vnni ? quant::QuantDotAvx512Vnni
+                  : ctx.isa() >= CpuIsa::kAvx2     ? quant::QuantDotAvx2
+                                                   : quant::QuantDotScalar;
+    kind_ = Kind::kQuantDot;
+    packed = false;
+  } else if (bf16) {
     bf16_ = Bf16Operand(a, b);
     packed = n >= kBf16PackedMinN;
     kind_ = packed ? Kind::kBf16Packed : Kind::kBf16Dot;
@@ -121,9 +145,10 @@ TiledProduct::TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b
 }
 
 void TiledProduct::Run(int64_t tile) const {
-  if (kind_ == Kind::kF32Dot || kind_ == Kind::kBf16Dot) {
+  if (kind_ == Kind::kF32Dot || kind_ == Kind::kBf16Dot || kind_ == Kind::kQuantDot) {
     const int64_t r0 = tile * tile_rows_, r1 = std::min(rows_, r0 + tile_rows_);
     if (kind_ == Kind::kF32Dot) return f32_tile_(f32_, 0, n_, r0, r1);
+    if (kind_ == Kind::kQuantDot) return quant_tile_(quant_, 0, n_, r0, r1);
     return DotAvx512Bf16(bf16_, 0, n_, r0, r1);
   }
   const int64_t s = tile / token_chunks_, c = tile % token_chunks_;

@@ -184,7 +184,7 @@ TEST(LogprobsTest, SummaryNormaliserOnEveryIsa) {
     });
     double want = 0.0;
     for (float l : row) want += std::isnan(l) ? 0.0 : std::exp(static_cast<double>(l - m));
-    for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    for (CpuIsa isa : kAllCpuIsas) {
       if (!CpuSupports(isa)) {
         std::printf("SummaryNormaliserOnEveryIsa: %s not supported by this CPU, not tested\n",
                     CpuIsaName(isa));

@@ -122,7 +122,7 @@ TEST(OpsMlaAttention, MatchesReferenceOnEveryIsa) {
   std::mt19937 rng(11);
   const Case cases[] = {
       {512, 64, 16, 64}, {512, 64, 3, 16}, {48, 16, 11, 7}, {16, 16, 9, 5}, {20, 6, 5, 3}};
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : kAllCpuIsas) {
     if (!CpuSupports(isa)) {
       std::printf("OpsMlaAttention: %s not supported by this CPU, not tested\n", CpuIsaName(isa));
       continue;

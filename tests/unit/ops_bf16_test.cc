@@ -40,7 +40,7 @@ float Round(float v) { return Bf16ToFloat(FloatToBf16(v)); }
 
 std::vector<CpuIsa> IsasHere(const char* what) {
   std::vector<CpuIsa> isas;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : kAllCpuIsas) {
     if (CpuSupports(isa)) {
       isas.push_back(isa);
     } else {

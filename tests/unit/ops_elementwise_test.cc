@@ -137,7 +137,7 @@ TEST(OpsSiluMul, MatchesFormulaOnEveryIsaIncludingInPlace) {
                           -88.7f, 89.5f,  -89.5f, 103.0f,   -103.0f, 110.0f, -110.0f,
                           1e30f,  -1e30f, 20.5f,  -0.6931f, 1e-5f,   -1e-5f};
   for (size_t i = 0; i < std::size(kEdges); ++i) gate[37 * i] = kEdges[i];
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : kAllCpuIsas) {
     if (!CpuSupports(isa)) {
       std::printf("OpsSiluMul: %s not supported by this CPU, not tested\n", CpuIsaName(isa));
       continue;

@@ -345,8 +345,7 @@ std::string ParamName(const ::testing::TestParamInfo<std::tuple<CpuIsa, DType>>&
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsasAndDtypes, OpsMatMul,
-                         ::testing::Combine(::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
-                                                              CpuIsa::kAvx512, CpuIsa::kAvx512Bf16),
+                         ::testing::Combine(::testing::ValuesIn(kAllCpuIsas),
                                             ::testing::Values(DType::kBF16, DType::kF16,
                                                               DType::kF32)),
                          ParamName);
