@@ -4,23 +4,32 @@
 #include <cstdio>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "common/status_macros.h"
 #include "kernels/check.h"
+#include "kernels/quant_blocks.h"
 
 namespace dsv2 {
 namespace {
 
 constexpr int64_t kStagingBytes = 32 << 20;  // per staging buffer (two of them)
 
-// Writes n elements of `src` (dtype `from`) as `to` into dst. Both are F32 or BF16 (or F16 in).
+// Writes n elements of `src` (dtype `from`) as `to` into dst. `to` is F32 or BF16; `from` may
+// also be F16 or block-quantized (the GPU serves quantized weights widened to the activation
+// dtype at upload, for now).
 void Convert(const uint8_t* src, DType from, int64_t n, DType to, uint8_t* dst) {
   if (from == to) {
     std::memcpy(dst, src, n * DTypeSize(to));
     return;
   }
+  thread_local std::vector<float> row;
+  if (IsBlockQuantized(from)) {
+    row.resize(n);
+    DequantizeRow(from, src, row.data(), n);
+  }
   for (int64_t i = 0; i < n; ++i) {
-    const float v = LoadAsFloat(src, from, i);
+    const float v = IsBlockQuantized(from) ? row[i] : LoadAsFloat(src, from, i);
     if (to == DType::kF32) {
       std::memcpy(dst + 4 * i, &v, 4);
     } else {
@@ -73,7 +82,7 @@ absl::StatusOr<WeightView> WeightUploader::Matrix(const WeightView& src, DType t
     DSV2_RETURN_IF_ERROR(cuda_.Synchronize());
     DSV2_RETURN_IF_ERROR(cuda_.CopyToDevice(dst + r0 * row_bytes, stage, nr * row_bytes));
     next_ ^= 1;
-    Progress(nr * src.cols * DTypeSize(src.dtype));
+    Progress(nr * RowBytes(src.dtype, src.cols));
   }
   return WeightView{
       .data = dst, .dtype = to, .rows = src.rows, .cols = src.cols, .row_stride = src.cols};

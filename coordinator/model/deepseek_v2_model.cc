@@ -12,6 +12,7 @@
 #include "coordinator/model/mla_attention_block.h"
 #include "coordinator/model/model_weights_upload.h"
 #include "coordinator/model/moe_block.h"
+#include "coordinator/model/quantize_weights.h"
 #include "coordinator/model/remote_moe.h"
 #include "coordinator/model/synthetic_weights.h"
 #include "kernels/embedding.h"
@@ -50,11 +51,18 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
   DSV2_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
   DSV2_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
+  DSV2_ASSIGN_OR_RETURN(const QuantScheme scheme, QuantScheme::Parse(placement.quantize));
   DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
   m->weight_bytes_ = m->checkpoint_->total_bytes();
+  if (scheme.enabled()) {
+    DSV2_ASSIGN_OR_RETURN(const QuantizedBytes q,
+                          QuantizeModelWeights(m->config_, scheme, /*threads=*/0, m->weights_));
+    m->weight_bytes_ += q.after - q.before;
+  }
   // The CPU reads the weights in place: map their pages now rather than fault them in during
-  // the first forward passes (a hint; skipped when the checkpoint would not fit).
-  if (placement.device == Device::kCpu) {
+  // the first forward passes (a hint; skipped when the checkpoint would not fit, and when the
+  // weights were quantized: the quantizer has read what it needed once).
+  if (placement.device == Device::kCpu && !scheme.enabled()) {
     // A progress line every 2 s, as the GPU upload prints (from a cold page cache this reads
     // the checkpoint from disk).
     const auto start = std::chrono::steady_clock::now();

@@ -2,6 +2,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/model/quantize_weights.h"
 #include "kernels/cpu_context.h"
 
 ABSL_FLAG(std::string, device, "auto",
@@ -16,6 +18,13 @@ ABSL_FLAG(std::string, dtype, "auto",
           "DSV2_CPU_ISA=avx512 and avx2). bfloat16 on the CPU rounds activations and the KV cache "
           "where the GPU rounds them and reads the weights as stored.");
 ABSL_FLAG(int, gpu, 0, "CUDA device index for --device cuda/auto.");
+ABSL_FLAG(std::string, quantize, "none",
+          "Quantize the checkpoint's weights at load: none, q8_0 (8.5 bits a weight), q4_k_m "
+          "(~4.8: Q4_K, Q6_K for lm_head and some layers' down projections), or one format for "
+          "every matrix: q4_k, q5_k, q6_k, q4_0, q5_0, iq4_nl. The embedding, router, norms and "
+          "kv_b_proj stay as stored. The CPU then runs integer dot products on activations "
+          "quantized per 32 to int8 (AVX-512 VNNI, AVX2, or scalar); a GPU widens the quantized "
+          "weights back to the activation dtype at upload.");
 
 namespace dsv2 {
 
@@ -24,6 +33,9 @@ absl::StatusOr<ModelPlacement> PlacementFromFlags() {
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   ModelPlacement p;
   p.cuda_device = absl::GetFlag(FLAGS_gpu);
+  p.quantize = absl::GetFlag(FLAGS_quantize);
+  if (p.quantize == "none") p.quantize.clear();
+  DSV2_RETURN_IF_ERROR(QuantScheme::Parse(p.quantize).status());
   if (device == "cuda" || device == "auto") {
     absl::StatusOr<CudaDeviceInfo> info = ProbeCudaDevice(p.cuda_device);
     if (info.ok()) {
@@ -52,10 +64,13 @@ absl::StatusOr<ModelPlacement> PlacementFromFlags() {
 
 std::string DescribePlacement(const DeepseekV2Model& model) {
   const char* dtype = PrecisionName(model.dtype());
+  const std::string weights =
+      model.quantize().empty() ? "" : absl::StrCat(", weights ", model.quantize());
   if (const CudaContext* cuda = model.cuda_context()) {
-    return absl::StrCat("cuda:", cuda->info().device, " (", cuda->info().name, ", ", dtype, ")");
+    return absl::StrCat("cuda:", cuda->info().device, " (", cuda->info().name, ", ", dtype, weights,
+                        model.quantize().empty() ? "" : " widened to the dtype", ")");
   }
-  return absl::StrCat("cpu (", CpuIsaName(DetectCpuIsa()), ", ", dtype, ")");
+  return absl::StrCat("cpu (", CpuIsaName(DetectCpuIsa()), ", ", dtype, weights, ")");
 }
 
 }  // namespace dsv2
