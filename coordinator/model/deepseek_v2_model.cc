@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
   DSV2_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
   DSV2_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
-  DSV2_ASSIGN_OR_RETURN(const QuantScheme scheme, QuantScheme::Parse(placement.quantize));
+  const QuantScheme& scheme = placement.quantize;
   DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
   m->weight_bytes_ = m->checkpoint_->total_bytes();
   if (scheme.enabled()) {

@@ -16,6 +16,7 @@
 #include "coordinator/model/forward_batch.h"
 #include "coordinator/model/latent_kv_cache.h"
 #include "coordinator/model/model_weights.h"
+#include "coordinator/model/quantize_weights.h"
 #include "coordinator/model/rope_table.h"
 #include "coordinator/model/routed_expert_backend.h"
 #include "kernels/cuda/cuda_context.h"
@@ -31,9 +32,9 @@ struct ModelPlacement {
   Device device = Device::kCpu;
   DType dtype = DType::kF32;  // bfloat16, or float32 (the verification mode)
   int cuda_device = 0;
-  // --quantize: the weights quantized at load (coordinator/model/quantize_weights.h); "" or
-  // "none": as stored.
-  std::string quantize;
+  // --quantize: the weights quantized at load (coordinator/model/quantize_weights.h); by
+  // default none (as stored).
+  QuantScheme quantize = {};
 };
 
 class DeepseekV2Model {
@@ -68,8 +69,8 @@ class DeepseekV2Model {
   const Checkpoint* checkpoint() const { return checkpoint_.get(); }
   Device device() const { return placement_.device; }
   DType dtype() const { return placement_.dtype; }
-  // The --quantize scheme the weights were quantized with at load; "" when as stored.
-  const std::string& quantize() const { return placement_.quantize; }
+  // The --quantize scheme the weights were quantized with at load.
+  const QuantScheme& quantize() const { return placement_.quantize; }
   // The model's CUDA stream and handles (null on the CPU): what ExecContext wraps on a GPU.
   CudaContext* cuda_context() const { return cuda_.get(); }
   int64_t weight_bytes() const { return weight_bytes_; }

@@ -33,9 +33,7 @@ absl::StatusOr<ModelPlacement> PlacementFromFlags() {
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   ModelPlacement p;
   p.cuda_device = absl::GetFlag(FLAGS_gpu);
-  p.quantize = absl::GetFlag(FLAGS_quantize);
-  if (p.quantize == "none") p.quantize.clear();
-  DSV2_RETURN_IF_ERROR(QuantScheme::Parse(p.quantize).status());
+  DSV2_ASSIGN_OR_RETURN(p.quantize, QuantScheme::Parse(absl::GetFlag(FLAGS_quantize)));
   if (device == "cuda" || device == "auto") {
     absl::StatusOr<CudaDeviceInfo> info = ProbeCudaDevice(p.cuda_device);
     if (info.ok()) {
@@ -64,11 +62,11 @@ absl::StatusOr<ModelPlacement> PlacementFromFlags() {
 
 std::string DescribePlacement(const DeepseekV2Model& model) {
   const char* dtype = PrecisionName(model.dtype());
-  const std::string weights =
-      model.quantize().empty() ? "" : absl::StrCat(", weights ", model.quantize());
+  const bool quantized = model.quantize().enabled();
+  const std::string weights = quantized ? absl::StrCat(", weights ", model.quantize().name()) : "";
   if (const CudaContext* cuda = model.cuda_context()) {
     return absl::StrCat("cuda:", cuda->info().device, " (", cuda->info().name, ", ", dtype, weights,
-                        model.quantize().empty() ? "" : " widened to the dtype", ")");
+                        quantized ? " widened to the dtype" : "", ")");
   }
   return absl::StrCat("cpu (", CpuIsaName(DetectCpuIsa()), ", ", dtype, weights, ")");
 }

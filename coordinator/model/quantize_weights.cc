@@ -19,7 +19,6 @@ absl::StatusOr<QuantScheme> QuantScheme::Parse(const std::string& name) {
   QuantScheme s;
   const std::string lower = absl::AsciiStrToLower(name);
   if (lower.empty() || lower == "none") return s;
-  s.name_ = lower;
   if (lower == "q4_k_m") {
     s.base_ = DType::kQ4_K;
     s.mixed_ = true;
@@ -29,6 +28,12 @@ absl::StatusOr<QuantScheme> QuantScheme::Parse(const std::string& name) {
   return absl::InvalidArgumentError(
       absl::StrCat("--quantize: '", name,
                    "' is not one of none, q8_0, q4_k_m, q4_k, q5_k, q6_k, q4_0, q5_0, iq4_nl"));
+}
+
+std::string QuantScheme::name() const {
+  if (!enabled()) return "none";
+  if (mixed_) return "q4_k_m";
+  return absl::AsciiStrToLower(std::string(DTypeName(base_)));
 }
 
 DType QuantScheme::For(int64_t cols, bool down, bool lm_head, int64_t layer, int64_t layers) const {

@@ -28,16 +28,15 @@ class QuantScheme {
   // the accepted ones.
   static absl::StatusOr<QuantScheme> Parse(const std::string& name);
 
-  bool enabled() const { return !name_.empty(); }
-  const std::string& name() const { return name_; }
+  bool enabled() const { return base_ != DType::kF32; }
+  std::string name() const;  // "q4_k_m", "q8_0", ...; "none" when not enabled
   // The format of a [rows, cols] matrix; `down`: a down projection of layer `layer` of
   // `layers`; `lm_head`: the output projection.
   DType For(int64_t cols, bool down, bool lm_head, int64_t layer, int64_t layers) const;
 
  private:
-  std::string name_;
-  DType base_ = DType::kQ8_0;
-  bool mixed_ = false;  // q4_k_m
+  DType base_ = DType::kF32;  // kF32: no scheme
+  bool mixed_ = false;        // q4_k_m
 };
 
 struct QuantizedBytes {
