@@ -26,10 +26,10 @@ enum class DType : uint8_t {
   kIQ4_NL,
 };
 
-inline bool IsBlockQuantized(DType t) { return t >= DType::kQ4_0; }
+constexpr bool IsBlockQuantized(DType t) { return t >= DType::kQ4_0; }
 
 // Elements per block and bytes per block of a block-quantized type; 1 and DTypeSize otherwise.
-inline int64_t BlockElements(DType t) {
+constexpr int64_t BlockElements(DType t) {
   switch (t) {
     case DType::kQ4_0:
     case DType::kQ5_0:
@@ -47,7 +47,7 @@ inline int64_t BlockElements(DType t) {
 
 // Bytes of one element; 0 for a block-quantized type, whose elements have no size of their own
 // (use RowBytes).
-inline int64_t DTypeSize(DType t) {
+constexpr int64_t DTypeSize(DType t) {
   switch (t) {
     case DType::kF32:
     case DType::kI32:
@@ -64,7 +64,7 @@ inline int64_t DTypeSize(DType t) {
   }
 }
 
-inline int64_t BlockBytes(DType t) {
+constexpr int64_t BlockBytes(DType t) {
   switch (t) {
     case DType::kQ4_0:
       return 18;
@@ -86,7 +86,7 @@ inline int64_t BlockBytes(DType t) {
 }
 
 // Bytes of `elements` consecutive elements (a multiple of BlockElements for a quantized type).
-inline int64_t RowBytes(DType t, int64_t elements) {
+constexpr int64_t RowBytes(DType t, int64_t elements) {
   return elements / BlockElements(t) * BlockBytes(t);
 }
 

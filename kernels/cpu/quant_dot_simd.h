@@ -92,10 +92,17 @@ struct BlockScales {
   float offset[8][2];
 };
 
+// The half at p (F16C: one instruction, where the portable conversion branches).
+QUANT_TARGET inline float Half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof(h));
+  return _cvtsh_ss(h);
+}
+
 template <DType F>
-inline void Scales(const uint8_t* block, BlockScales<F>* out) {
+QUANT_TARGET inline void Scales(const uint8_t* block, BlockScales<F>* out) {
   if constexpr (F == DType::kQ4_K || F == DType::kQ5_K) {
-    const float d = HalfAt(block), dmin = HalfAt(block + 2);
+    const float d = Half(block), dmin = Half(block + 2);
     for (int s = 0; s < 8; ++s) {
       int sc, m;
       ScaleMinK4(block + 4, s, &sc, &m);
@@ -103,14 +110,14 @@ inline void Scales(const uint8_t* block, BlockScales<F>* out) {
       out->offset[s][0] = out->offset[s][1] = dmin * static_cast<float>(m);
     }
   } else if constexpr (F == DType::kQ6_K) {
-    const float d = HalfAt(block + 208);
+    const float d = Half(block + 208);
     const auto* sc = reinterpret_cast<const int8_t*>(block + 192);
     for (int g = 0; g < 16; ++g) {
       out->scale[g / 2][g % 2] = d * static_cast<float>(sc[g]);
       out->offset[g / 2][g % 2] = 32.0f * out->scale[g / 2][g % 2];
     }
   } else {
-    const float d = HalfAt(block);
+    const float d = Half(block);
     constexpr float kZero = F == DType::kQ4_0   ? 8.0f
                             : F == DType::kQ5_0 ? 16.0f
                             : QUANT_VNNI        ? 128.0f
@@ -143,48 +150,153 @@ QUANT_TARGET inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// y[t, r] for T tokens from t and one row r.
+constexpr bool IsKFormat(DType f) {
+  return f == DType::kQ4_K || f == DType::kQ5_K || f == DType::kQ6_K;
+}
+
+// Sub-block S of a K block, or the block S 32-element blocks on (the other formats).
+template <DType F, int S>
+QUANT_TARGET inline __m256i DecodeAt(const uint8_t* p) {
+  if constexpr (IsKFormat(F)) return Decode<F>(p, S);
+  return Decode<F>(p + S * BlockBytes(F), 0);
+}
+
+// 256 weights at a time — one K block, or eight 32-element blocks — with their sub-block sums
+// gathered by a tree of vphaddd into two vectors laid out [lo half of sub-blocks 0-3 | hi half
+// of 0-3] and the same for 4-7: one scale multiply-add per vector instead of one per
+// sub-block. `scale_a`, `scale_b` are the weight scales in that layout; `off_lo`, `off_hi` the
+// offsets of the 16 halves in memory order (as the activations' half sums lie).
+struct Step {
+  __m256i q[8];
+  __m256 scale_a, scale_b, off_lo, off_hi;
+};
+
+QUANT_TARGET inline __m256 Lanes(__m256 v, int a, int b, int c, int d, int e, int f, int g, int h) {
+  return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(a, b, c, d, e, f, g, h));
+}
+
+template <DType F>
+QUANT_TARGET inline void LoadStep(const uint8_t* p, Step* st) {
+  st->q[0] = DecodeAt<F, 0>(p);
+  st->q[1] = DecodeAt<F, 1>(p);
+  st->q[2] = DecodeAt<F, 2>(p);
+  st->q[3] = DecodeAt<F, 3>(p);
+  st->q[4] = DecodeAt<F, 4>(p);
+  st->q[5] = DecodeAt<F, 5>(p);
+  st->q[6] = DecodeAt<F, 6>(p);
+  st->q[7] = DecodeAt<F, 7>(p);
+  __m256 scale, offset;  // per sub-block, lanes 0-7 (Q6_K: per half, two sets)
+  if constexpr (F == DType::kQ6_K) {
+    const __m256 d = _mm256_set1_ps(Half(p + 208));
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192));
+    const __m256 lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+    const __m256 hi =
+        _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+    // Halves g = 2s + h: lane i of the sums is sub-block i % 4, half i / 4.
+    st->scale_a = Lanes(lo, 0, 2, 4, 6, 1, 3, 5, 7);
+    st->scale_b = Lanes(hi, 0, 2, 4, 6, 1, 3, 5, 7);
+    st->off_lo = _mm256_mul_ps(_mm256_set1_ps(32.0f), lo);
+    st->off_hi = _mm256_mul_ps(_mm256_set1_ps(32.0f), hi);
+    return;
+  } else if constexpr (F == DType::kQ4_K || F == DType::kQ5_K) {
+    // The 12 bytes as three words: scales 0-3 and mins 0-3 are the low 6 bits of words 0
+    // and 1; scales and mins 4-7 are word 2's nibbles with the top 2 bits of words 0 and 1.
+    uint32_t u[3];
+    std::memcpy(u, p + 4, sizeof(u));
+    const uint64_t sc =
+        (u[0] & 0x3f3f3f3fu) |
+        static_cast<uint64_t>((u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)) << 32;
+    const uint64_t m =
+        (u[1] & 0x3f3f3f3fu) |
+        static_cast<uint64_t>(((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4))
+            << 32;
+    scale = _mm256_mul_ps(
+        _mm256_set1_ps(Half(p)),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sc)))));
+    offset = _mm256_mul_ps(
+        _mm256_set1_ps(Half(p + 2)),
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(m)))));
+  } else {
+    __m128i halves = _mm_setzero_si128();
+    uint16_t h[8];
+    for (int b = 0; b < 8; ++b) std::memcpy(&h[b], p + b * BlockBytes(F), 2);
+    halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));
+    scale = _mm256_cvtph_ps(halves);
+    constexpr float kZero = F == DType::kQ4_0   ? 8.0f
+                            : F == DType::kQ5_0 ? 16.0f
+                            : QUANT_VNNI        ? 128.0f
+                                                : 0.0f;
+    offset = _mm256_mul_ps(_mm256_set1_ps(kZero), scale);
+  }
+  st->scale_a = Lanes(scale, 0, 1, 2, 3, 0, 1, 2, 3);
+  st->scale_b = Lanes(scale, 4, 5, 6, 7, 4, 5, 6, 7);
+  st->off_lo = Lanes(offset, 0, 0, 1, 1, 2, 2, 3, 3);
+  st->off_hi = Lanes(offset, 4, 4, 5, 5, 6, 6, 7, 7);
+}
+
+// acc += the step's products with 256 activations at x (scales dx, half sums hs).
+template <DType F>
+QUANT_TARGET inline void DotStep(const Step& st, const int8_t* x, const float* dx, const float* hs,
+                                 __m256* acc, __m256* off) {
+  __m256i d[8];
+  for (int s = 0; s < 8; ++s) {
+    d[s] = DotBytes<F>(st.q[s], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * s)));
+  }
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
+  const __m128 dx_a = _mm_loadu_ps(dx), dx_b = _mm_loadu_ps(dx + 4);
+  *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a),
+                         _mm256_mul_ps(st.scale_a, _mm256_set_m128(dx_a, dx_a)), *acc);
+  *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b),
+                         _mm256_mul_ps(st.scale_b, _mm256_set_m128(dx_b, dx_b)), *acc);
+  *off = _mm256_fmadd_ps(st.off_lo, _mm256_loadu_ps(hs), *off);
+  *off = _mm256_fmadd_ps(st.off_hi, _mm256_loadu_ps(hs + 8), *off);
+}
+
+// y[t, r] for T tokens from t and one row r: steps of 256 weights, then (formats of 32-element
+// blocks) the blocks left one at a time.
 template <DType F, int T>
 QUANT_TARGET void DotRowTokens(const QuantMatMul& a, int64_t t, int64_t r) {
-  constexpr int kSubs = F == DType::kQ4_K || F == DType::kQ5_K || F == DType::kQ6_K ? 8 : 1;
-  const int64_t blocks = a.w.cols / BlockElements(F), x_blocks = a.x.cols / 32;
+  const int64_t x_blocks = a.x.cols / 32;
   const uint8_t* row = a.w.RowPtr(r);
   const int8_t* xq[T];
   const float* xd[T];
   const float* xs[T];
-  __m256 acc[T];
-  float offsets[T];
+  __m256 acc[T], off[T];
   for (int m = 0; m < T; ++m) {
     xq[m] = a.x.q + (t + m) * a.x.cols;
     xd[m] = a.x.d + (t + m) * x_blocks;
     xs[m] = a.x.half_sums + 2 * (t + m) * x_blocks;
     acc[m] = _mm256_setzero_ps();
-    offsets[m] = 0.0f;
+    off[m] = _mm256_setzero_ps();
   }
-  BlockScales<F> sc;
-  for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* block = row + b * BlockBytes(F);
-    Scales<F>(block, &sc);
-    for (int s = 0; s < kSubs; ++s) {
-      const __m256i q = Decode<F>(block, s);
-      const int64_t xb = b * kSubs + s;
+  const int64_t steps = a.w.cols / 256;
+  constexpr int64_t kStepBytes = IsKFormat(F) ? BlockBytes(F) : 8 * BlockBytes(F);
+  Step st;
+  for (int64_t i = 0; i < steps; ++i) {
+    LoadStep<F>(row + i * kStepBytes, &st);
+    for (int m = 0; m < T; ++m) {
+      DotStep<F>(st, xq[m] + 256 * i, xd[m] + 8 * i, xs[m] + 16 * i, &acc[m], &off[m]);
+    }
+  }
+  float offsets[T] = {};
+  if constexpr (!IsKFormat(F)) {
+    BlockScales<F> sc;
+    for (int64_t xb = 8 * steps; xb < x_blocks; ++xb) {
+      const uint8_t* block = row + xb * BlockBytes(F);
+      Scales<F>(block, &sc);
+      const __m256i q = Decode<F>(block, 0);
       for (int m = 0; m < T; ++m) {
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[m] + 32 * xb));
         const __m256 dot = _mm256_cvtepi32_ps(DotBytes<F>(q, x));
-        const float dx = xd[m][xb];
-        __m256 scale;
-        if constexpr (F == DType::kQ6_K) {
-          scale =
-              _mm256_set_m128(_mm_set1_ps(sc.scale[s][1] * dx), _mm_set1_ps(sc.scale[s][0] * dx));
-        } else {
-          scale = _mm256_set1_ps(sc.scale[s][0] * dx);
-        }
-        acc[m] = _mm256_fmadd_ps(dot, scale, acc[m]);
-        offsets[m] += sc.offset[s][0] * xs[m][2 * xb] + sc.offset[s][1] * xs[m][2 * xb + 1];
+        acc[m] = _mm256_fmadd_ps(dot, _mm256_set1_ps(sc.scale[0][0] * xd[m][xb]), acc[m]);
+        offsets[m] += sc.offset[0][0] * (xs[m][2 * xb] + xs[m][2 * xb + 1]);
       }
     }
   }
-  for (int m = 0; m < T; ++m) a.Store(t + m, r, HorizontalSum(acc[m]) - offsets[m]);
+  for (int m = 0; m < T; ++m) {
+    a.Store(t + m, r, HorizontalSum(acc[m]) - (HorizontalSum(off[m]) + offsets[m]));
+  }
 }
 
 template <DType F>
