@@ -128,10 +128,11 @@ void Direct(const CpuContext& ctx, const MatMulArgs& a, DType act) {
   if (a.w.quantized() && static_cast<int64_t>(quantizers.size()) < a.batch) {
     quantizers = std::vector<quant::ActQuantizer>(a.batch);
   }
-  std::vector<quant::QuantizedActs> acts(a.w.quantized() ? a.batch : 0);
+  const bool quantize_x = matmul_internal::TiledProduct::NeedsQuantizedActs(ctx, a);
+  std::vector<quant::QuantizedActs> acts(quantize_x ? a.batch : 0);
   for (int64_t b = 0; b < a.batch; ++b) {
-    if (a.w.quantized()) acts[b] = matmul_internal::QuantizeActs(ctx, a, b, quantizers[b]);
-    operands.emplace_back(ctx, a, b, act, a.w.quantized() ? &acts[b] : nullptr);
+    if (quantize_x) acts[b] = matmul_internal::QuantizeActs(ctx, a, b, quantizers[b]);
+    operands.emplace_back(ctx, a, b, act, quantize_x ? &acts[b] : nullptr);
   }
   matmul_internal::RunTiled(ctx, operands, 4);
 }
@@ -200,8 +201,8 @@ void MatMulGroup(const CpuContext& ctx, const std::vector<MatMulArgs>& products)
       MatMul(ctx, a);  // widened: a region of its own
       continue;
     }
-    if (!a.w.quantized() || a.batch > 1) {
-      if (a.w.quantized()) {
+    if (!matmul_internal::TiledProduct::NeedsQuantizedActs(ctx, a) || a.batch > 1) {
+      if (a.w.quantized() && a.batch > 1) {
         MatMul(ctx, a);  // batched quantized operands: a region of their own
         continue;
       }

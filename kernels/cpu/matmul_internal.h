@@ -87,6 +87,9 @@ void Validate(const F32MatMul& a);
 class TiledProduct {
  public:
   static bool Direct(const CpuContext& ctx, const MatMulArgs& a);
+  // Whether operand tiles of `a` (block-quantized weights) read x quantized to int8: the dot
+  // kernel of small n. Larger n dequantizes a slab of W at a time for the float GEMMs.
+  static bool NeedsQuantizedActs(const CpuContext& ctx, const MatMulArgs& a);
   // Operand b of `a` with x and y in `act` (the context's dtype, or float32 for copies the
   // caller widened), checked. An empty sum (no columns) is written here and has no tiles.
   // Block-quantized weights take x quantized per 32 elements: `acts`, made by the caller
@@ -97,12 +100,22 @@ class TiledProduct {
   void Run(int64_t tile) const;
 
  private:
-  enum class Kind : uint8_t { kF32Dot, kF32Packed, kBf16Dot, kBf16Packed, kQuantDot };
+  enum class Kind : uint8_t {
+    kF32Dot,
+    kF32Packed,
+    kBf16Dot,
+    kBf16Packed,
+    kQuantDot,
+    kQuantPacked,  // a slab of quantized W dequantized, then the float32 or bf16 GEMM
+  };
+  void RunQuantPacked(int64_t t0, int64_t t1, int64_t r0, int64_t r1) const;
   Kind kind_ = Kind::kF32Dot;
   F32MatMul f32_;
   Bf16MatMul bf16_;
   quant::QuantMatMul quant_;
   void (*quant_tile_)(const quant::QuantMatMul&, int64_t, int64_t, int64_t, int64_t) = nullptr;
+  void (*dequantize_)(const WeightView&, int64_t, int64_t, float*) = nullptr;
+  bool quant_bf16_ = false;    // kQuantPacked: the bf16 GEMM (else float32)
   TileFn f32_tile_ = nullptr;  // the float32 dot or packed kernel
   int64_t n_ = 0, rows_ = 0;
   int64_t tile_rows_ = 0;     // dot: rows per tile; packed: rows per slab

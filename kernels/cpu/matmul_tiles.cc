@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/check.h"
+#include "kernels/cpu/act_types.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace dsv2::matmul_internal {
@@ -62,6 +63,26 @@ Bf16MatMul Bf16Operand(const MatMulArgs& a, int64_t b) {
 
 }  // namespace
 
+namespace {
+
+// Quantized weights take the GEMM from this many tokens (bf16: the bf16 GEMM's own crossover;
+// float32: the packed float32 kernel's).
+constexpr int64_t kQuantBf16PackedMinN = kBf16PackedMinN;
+
+bool QuantPacked(const CpuContext& ctx, const MatMulArgs& a) {
+  if (ctx.act_dtype() == DType::kBF16) {
+    return ctx.isa() >= CpuIsa::kAvx512Bf16 && a.n >= kQuantBf16PackedMinN;
+  }
+  const Kernels k = F32KernelsFor(ctx.isa());
+  return k.packed != nullptr && a.n >= k.packed_min_n;
+}
+
+}  // namespace
+
+bool TiledProduct::NeedsQuantizedActs(const CpuContext& ctx, const MatMulArgs& a) {
+  return a.w.quantized() && !QuantPacked(ctx, a);
+}
+
 bool TiledProduct::Direct(const CpuContext& ctx, const MatMulArgs& a) {
   if (ctx.act_dtype() == DType::kF32 || a.w.quantized()) return true;
   return ctx.act_dtype() == DType::kBF16 && ctx.isa() >= CpuIsa::kAvx512Bf16 &&
@@ -97,7 +118,25 @@ TiledProduct::TiledProduct(const CpuContext& ctx, const MatMulArgs& a, int64_t b
     return;
   }
   bool packed;
-  if (a.w.quantized()) {
+  if (a.w.quantized() && QuantPacked(ctx, a)) {
+    kind_ = Kind::kQuantPacked;
+    quant_bf16_ = bf16;
+    dequantize_ = ctx.isa() >= CpuIsa::kAvx512Vnni ? quant::DequantizeRowsAvx512Vnni
+                  : ctx.isa() >= CpuIsa::kAvx2     ? quant::DequantizeRowsAvx2
+                                                   : quant::DequantizeRowsScalar;
+    quant_.w = shape.w;
+    if (bf16) {
+      bf16_ = Bf16Operand(a, b);
+      bf16_.w.data = nullptr;  // the slab buffer, per tile
+      tile_rows_ = kBf16SlabRows;
+    } else {
+      f32_ = shape;
+      const Kernels k = F32KernelsFor(ctx.isa());
+      f32_tile_ = k.packed;
+      tile_rows_ = k.slab_rows;
+    }
+    packed = true;
+  } else if (a.w.quantized()) {
     DSV2_CHECK_MSG(acts != nullptr && acts->cols == cols, "MatMul: quantized x missing");
     quant_ = {
         .x = *acts,
@@ -155,7 +194,36 @@ void TiledProduct::Run(int64_t tile) const {
   const int64_t t0 = c * token_chunk_, t1 = std::min(n_, t0 + token_chunk_);
   const int64_t r0 = s * tile_rows_, r1 = std::min(rows_, r0 + tile_rows_);
   if (kind_ == Kind::kF32Packed) return f32_tile_(f32_, t0, t1, r0, r1);
+  if (kind_ == Kind::kQuantPacked) return RunQuantPacked(t0, t1, r0, r1);
   PackedAvx512Bf16(bf16_, t0, t1, r0, r1);
+}
+
+void TiledProduct::RunQuantPacked(int64_t t0, int64_t t1, int64_t r0, int64_t r1) const {
+  // The slab's rows dequantized (this thread's buffers), then the GEMM on them as a weight of
+  // r1 - r0 rows whose outputs are columns r0.. of y.
+  thread_local std::vector<float> slab;
+  thread_local std::vector<uint16_t> slab16;
+  const WeightView& w = quant_.w;
+  slab.resize((r1 - r0) * w.cols);
+  dequantize_(w, r0, r1, slab.data());
+  WeightView view{.rows = r1 - r0, .cols = w.cols, .row_stride = w.cols};
+  if (!quant_bf16_) {
+    F32MatMul op = f32_;
+    view.data = slab.data();
+    view.dtype = DType::kF32;
+    op.w = view;
+    op.y = f32_.y + r0;
+    return f32_tile_(op, t0, t1, 0, r1 - r0);
+  }
+  slab16.resize(slab.size());
+  cpu::RoundToBf16(slab.data(), reinterpret_cast<cpu::Bf16*>(slab16.data()),
+                   static_cast<int64_t>(slab.size()));
+  Bf16MatMul op = bf16_;
+  view.data = slab16.data();
+  view.dtype = DType::kBF16;
+  op.w = view;
+  op.y = static_cast<uint8_t*>(bf16_.y) + r0 * (bf16_.y_float32 ? 4 : 2);
+  PackedAvx512Bf16(op, t0, t1, 0, r1 - r0);
 }
 
 void RunTiled(const CpuContext& ctx, const std::vector<TiledProduct>& products,

@@ -80,4 +80,9 @@ void QuantDotScalar(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, in
   }
 }
 
+void DequantizeRowsScalar(const WeightView& w, int64_t r0, int64_t r1, float* out) {
+  for (int64_t r = r0; r < r1; ++r)
+    DequantizeRow(w.dtype, w.RowPtr(r), out + (r - r0) * w.cols, w.cols);
+}
+
 }  // namespace dsv2::quant

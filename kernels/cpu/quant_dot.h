@@ -67,4 +67,10 @@ void QuantDotScalar(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, in
 void QuantDotAvx2(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 void QuantDotAvx512Vnni(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1);
 
+// Rows [r0, r1) of a quantized weight as float32, w.cols apart in `out` (the GEMM path of larger
+// n dequantizes a slab at a time): scalar (quant_blocks.cc), AVX2, AVX-512.
+void DequantizeRowsScalar(const WeightView& w, int64_t r0, int64_t r1, float* out);
+void DequantizeRowsAvx2(const WeightView& w, int64_t r0, int64_t r1, float* out);
+void DequantizeRowsAvx512Vnni(const WeightView& w, int64_t r0, int64_t r1, float* out);
+
 }  // namespace dsv2::quant

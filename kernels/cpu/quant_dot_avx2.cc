@@ -12,4 +12,8 @@ void QuantDotAvx2(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, int6
   DotAnyFormat(a, t0, t1, r0, r1);
 }
 
+void DequantizeRowsAvx2(const WeightView& w, int64_t r0, int64_t r1, float* out) {
+  DequantizeAnyFormat(w, r0, r1, out);
+}
+
 }  // namespace dsv2::quant

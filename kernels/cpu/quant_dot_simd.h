@@ -320,6 +320,64 @@ QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t
   }
 }
 
+// Rows [r0, r1) of w dequantized to float32, `cols` apart in out: w = scale·q − offset.
+template <DType F>
+QUANT_TARGET void DequantizeRowsOf(const WeightView& w, int64_t r0, int64_t r1, float* out) {
+  constexpr int kSubs = IsKFormat(F) ? 8 : 1;
+  const int64_t blocks = w.cols / BlockElements(F);
+  BlockScales<F> sc;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.RowPtr(r);
+    float* dst = out + (r - r0) * w.cols;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* block = row + b * BlockBytes(F);
+      Scales<F>(block, &sc);
+      for (int s = 0; s < kSubs; ++s) {
+        const __m256i q = Decode<F>(block, s);
+        const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+        float* o = dst + (b * kSubs + s) * 32;
+        for (int g = 0; g < 2; ++g) {
+          const __m256 scale = _mm256_set1_ps(sc.scale[s][g]);
+          const __m256 offset = _mm256_set1_ps(sc.offset[s][g]);
+          __m256 v0, v1;
+          if constexpr (IsSignedFormat(F) && !QUANT_VNNI) {  // signed bytes, no offset
+            v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(halves[g]));
+            v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(halves[g], 8)));
+          } else {
+            v0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(halves[g]));
+            v1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(halves[g], 8)));
+          }
+          _mm256_storeu_ps(o + 16 * g, _mm256_fmsub_ps(scale, v0, offset));
+          _mm256_storeu_ps(o + 16 * g + 8, _mm256_fmsub_ps(scale, v1, offset));
+        }
+      }
+    }
+  }
+}
+
+QUANT_TARGET void DequantizeAnyFormat(const WeightView& w, int64_t r0, int64_t r1, float* out) {
+  switch (w.dtype) {
+    case DType::kQ8_0:
+      return DequantizeRowsOf<DType::kQ8_0>(w, r0, r1, out);
+    case DType::kQ4_0:
+      return DequantizeRowsOf<DType::kQ4_0>(w, r0, r1, out);
+    case DType::kQ5_0:
+      return DequantizeRowsOf<DType::kQ5_0>(w, r0, r1, out);
+    case DType::kIQ4_NL:
+      return DequantizeRowsOf<DType::kIQ4_NL>(w, r0, r1, out);
+    case DType::kQ4_K:
+      return DequantizeRowsOf<DType::kQ4_K>(w, r0, r1, out);
+    case DType::kQ5_K:
+      return DequantizeRowsOf<DType::kQ5_K>(w, r0, r1, out);
+    case DType::kQ6_K:
+      return DequantizeRowsOf<DType::kQ6_K>(w, r0, r1, out);
+    default:
+      for (int64_t r = r0; r < r1; ++r) {
+        DequantizeRow(w.dtype, w.RowPtr(r), out + (r - r0) * w.cols, w.cols);
+      }
+  }
+}
+
 QUANT_TARGET void DotAnyFormat(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0,
                                int64_t r1) {
   switch (a.w.dtype) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu_context.h"
 #include "kernels/exec_context.h"
@@ -310,6 +311,64 @@ TEST_P(OpsQuantMatMul, EveryFormatMatchesTheExactSum) {
     for (DType act : {DType::kF32, DType::kBF16}) {
       for (int64_t n : {1, 3, 6}) {
         CheckProduct(isa, act, format, 37, cols, n, n == 3, rng);
+      }
+    }
+  }
+}
+
+// From a few dozen tokens a slab of W is dequantized and the float GEMM runs on it with x as
+// it is: the result is x · dequantize(W)ᵀ within float32 sums (bf16: W's slab and y rounded
+// to bf16). Where the CPU has no such GEMM (scalar; bf16 without AVX512_BF16) the int8 dot
+// kernel serves, checked against the reference within its activation quantization.
+TEST_P(OpsQuantMatMul, LargeBatchesRunTheGemmOnDequantizedSlabs) {
+  const CpuIsa isa = GetParam();
+  if (!CpuSupports(isa)) GTEST_SKIP() << CpuIsaName(isa) << " not supported here";
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t rows = 70, n = 50;
+  for (DType format : kFormats) {
+    const int64_t cols = BlockElements(format) == 256 ? 2 * 256 : 11 * 32;
+    std::vector<float> w(rows * cols), x(n * cols), wd(cols);
+    for (float& v : w) v = 0.05f * normal(rng);
+    for (float& v : x) v = Bf16ToFloat(FloatToBf16(normal(rng)));
+    std::vector<uint8_t> wq(rows * RowBytes(format, cols));
+    QuantizeRow(format, w.data(), wq.data(), rows * cols);
+    const WeightView view{
+        .data = wq.data(), .dtype = format, .rows = rows, .cols = cols, .row_stride = cols};
+    std::vector<double> ref(n * rows), magnitude(n * rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      DequantizeRow(format, view.RowPtr(r), wd.data(), cols);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t k = 0; k < cols; ++k) {
+          ref[t * rows + r] += static_cast<double>(wd[k]) * x[t * cols + k];
+          magnitude[t * rows + r] += std::fabs(static_cast<double>(wd[k]) * x[t * cols + k]);
+        }
+      }
+    }
+    double scale = 0;
+    for (double v : ref) scale = std::max(scale, std::fabs(v));
+    for (DType act : {DType::kF32, DType::kBF16}) {
+      CpuContext ctx(2, isa, act);
+      std::vector<float> y32(n * rows);
+      std::vector<uint16_t> x16(n * cols), y16(n * rows);
+      for (size_t i = 0; i < x.size(); ++i) x16[i] = FloatToBf16(x[i]);
+      const bool bf16 = act == DType::kBF16;
+      MatMulArgs a{.x = bf16 ? static_cast<const void*>(x16.data()) : x.data(),
+                   .x_stride = cols,
+                   .n = n,
+                   .w = view,
+                   .y = bf16 ? static_cast<void*>(y16.data()) : y32.data(),
+                   .y_stride = rows};
+      const bool gemm = !matmul_internal::TiledProduct::NeedsQuantizedActs(ctx, a);
+      cpu::MatMul(ctx, a);
+      const std::string what = std::string(CpuIsaName(isa)) + " " + PrecisionName(act) + " " +
+                               std::string(DTypeName(format)) + (gemm ? " gemm" : " int8 dot");
+      for (int64_t i = 0; i < n * rows; ++i) {
+        const double got = bf16 ? Bf16ToFloat(y16[i]) : y32[i];
+        const double tol = !gemm  ? 0.02 * scale
+                           : bf16 ? magnitude[i] / 256 + std::fabs(ref[i]) / 128
+                                  : 1e-5 * magnitude[i];
+        ASSERT_NEAR(got, ref[i], tol) << what << " element " << i;
       }
     }
   }
