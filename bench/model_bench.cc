@@ -110,7 +110,7 @@ int64_t DecodeBytesPerToken(const dsv2::DeepseekV2Model& model) {
   for (const dsv2::LayerWeights& L : w.layers) {
     const dsv2::AttentionWeights& a = L.attn;
     bytes += a.q_proj.bytes() + a.q_a_proj.bytes() + a.q_b_proj.bytes() + a.kv_a_proj.bytes() +
-             a.kv_b_proj.bytes() + a.o_proj.bytes();
+             a.w_uk_t.bytes() + a.w_uv.bytes() + a.o_proj.bytes();
     if (!L.is_moe) {
       bytes += mlp(L.mlp);
     } else {

@@ -18,13 +18,14 @@ ABSL_FLAG(std::string, dtype, "auto",
           "DSV2_CPU_ISA=avx512 and avx2). bfloat16 on the CPU rounds activations and the KV cache "
           "where the GPU rounds them and reads the weights as stored.");
 ABSL_FLAG(int, gpu, 0, "CUDA device index for --device cuda/auto.");
-ABSL_FLAG(std::string, quantize, "none",
-          "Quantize the checkpoint's weights at load: none, q8_0 (8.5 bits a weight), q4_k_m "
-          "(~4.8: Q4_K, Q6_K for lm_head and some layers' down projections), or one format for "
-          "every matrix: q4_k, q5_k, q6_k, q4_0, q5_0, iq4_nl. The embedding, router, norms and "
-          "kv_b_proj stay as stored. The CPU then runs integer dot products on activations "
-          "quantized per 32 to int8 (AVX-512 VNNI, AVX2, or scalar); a GPU widens the quantized "
-          "weights back to the activation dtype at upload.");
+ABSL_FLAG(
+    std::string, quantize, "none",
+    "Quantize the checkpoint's weights at load: none, q8_0 (8.5 bits a weight), q4_k_m "
+    "(~4.8: Q4_K, Q6_K for lm_head and some layers' down projections), or one format for "
+    "every matrix: q4_k, q5_k, q6_k, q4_0, q5_0, iq4_nl. The embedding, router, norms and "
+    "W_UK/W_UV (kv_b_proj) stay as stored. The CPU then runs integer dot products on activations "
+    "quantized per 32 to int8 (AVX-512 VNNI, AVX2, or scalar); a GPU widens the quantized "
+    "weights back to the activation dtype at upload.");
 
 namespace dsv2 {
 

@@ -76,11 +76,11 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
   // 3. Absorbed query [n, heads, r + rope_dim] = [q_nope · W_UK | rope(q_pe)], W_UK per head.
   void* q_abs = alloc(n * heads * row_dim);
   {
-    ProfileScope prof(ctx, "attn.w_uk", heads * r * nope * DTypeSize(w.kv_b_proj.dtype));
+    ProfileScope prof(ctx, "attn.w_uk", w.w_uk_t.bytes());
     MatMul(ctx, {.x = q,
                  .x_stride = heads * qk,
                  .n = n,
-                 .w = w.WUkT(0, r, nope),
+                 .w = w.WUkT(0, r),
                  .y = q_abs,
                  .y_stride = heads * row_dim,
                  .batch = heads,
@@ -127,16 +127,16 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
   // 5. Values per head, o = W_UV · o_lat: [n, heads, v]; then out = o_proj(o).
   void* o = alloc(n * heads * v_dim);
   {
-    ProfileScope prof(ctx, "attn.w_uv", heads * v_dim * r * DTypeSize(w.kv_b_proj.dtype));
+    ProfileScope prof(ctx, "attn.w_uv", w.w_uv.bytes());
     MatMul(ctx, {.x = o_lat,
                  .x_stride = heads * r,
                  .n = n,
-                 .w = w.WUv(0, nope, v_dim),
+                 .w = w.WUv(0, v_dim),
                  .y = o,
                  .y_stride = heads * v_dim,
                  .batch = heads,
                  .x_batch_stride = r,
-                 .w_batch_stride = (nope + v_dim) * w.kv_b_proj.row_stride,
+                 .w_batch_stride = v_dim * w.w_uv.row_stride,
                  .y_batch_stride = v_dim});
   }
   {

@@ -6,15 +6,54 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "common/weight_binder.h"
+#include "kernels/quant_blocks.h"
 
 namespace dsv2 {
 
-WeightView AttentionWeights::WUkT(int64_t h, int64_t kv_lora_rank, int64_t /*nope*/) const {
+WeightView AttentionWeights::WUkT(int64_t h, int64_t kv_lora_rank) const {
   return w_uk_t.RowSlice(h * kv_lora_rank, kv_lora_rank);
 }
 
-WeightView AttentionWeights::WUv(int64_t h, int64_t nope, int64_t v) const {
-  return kv_b_proj.RowSlice(h * (nope + v) + nope, v);
+WeightView AttentionWeights::WUv(int64_t h, int64_t v) const { return w_uv.RowSlice(h * v, v); }
+
+absl::Status SplitKvB(const WeightView& kv_b, int64_t heads, int64_t nope, int64_t v,
+                      ModelWeights& w, AttentionWeights& a) {
+  const int64_t r = kv_b.cols;
+  // W_UV[h] = rows [h·(nope+v) + nope, (h+1)·(nope+v)): whole rows, copied as stored.
+  const int64_t row_bytes = RowBytes(kv_b.dtype, r);
+  std::vector<uint8_t>& w_uv = w.host_storage.emplace_back(heads * v * row_bytes);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < v; ++i) {
+      std::memcpy(&w_uv[(h * v + i) * row_bytes], kv_b.RowPtr(h * (nope + v) + nope + i),
+                  row_bytes);
+    }
+  }
+  a.w_uv = {
+      .data = w_uv.data(), .dtype = kv_b.dtype, .rows = heads * v, .cols = r, .row_stride = r};
+  // W_UK[h] = rows [h·(nope+v), h·(nope+v) + nope): [nope, r]; stored [r, nope], element by
+  // element (a block-quantized kv_b is dequantized to float32 for it).
+  const bool quantized = kv_b.quantized();
+  const DType t = quantized ? DType::kF32 : kv_b.dtype;
+  const int64_t es = DTypeSize(t);
+  std::vector<uint8_t>& w_uk_t = w.host_storage.emplace_back(heads * r * nope * es);
+  std::vector<float> row(r);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < nope; ++i) {
+      const uint8_t* src = kv_b.RowPtr(h * (nope + v) + i);
+      if (quantized) DequantizeRow(kv_b.dtype, src, row.data(), r);
+      for (int64_t j = 0; j < r; ++j) {
+        uint8_t* dst = &w_uk_t[((h * r + j) * nope + i) * es];
+        if (quantized) {
+          std::memcpy(dst, &row[j], es);
+        } else {
+          std::memcpy(dst, src + j * es, es);
+        }
+      }
+    }
+  }
+  a.w_uk_t = {
+      .data = w_uk_t.data(), .dtype = t, .rows = heads * r, .cols = nope, .row_stride = nope};
+  return absl::OkStatus();
 }
 
 namespace {
@@ -47,25 +86,10 @@ absl::Status BindAttention(const ModelConfig& c, const std::string& p, WeightBin
   DSV2_ASSIGN_OR_RETURN(a.kv_a_proj,
                         b.Matrix(p + "kv_a_proj_with_mqa.weight", r + c.qk_rope_head_dim, hidden));
   DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, BindVector(w, b, p + "kv_a_layernorm.weight", r));
-  DSV2_ASSIGN_OR_RETURN(a.kv_b_proj, b.Matrix(p + "kv_b_proj.weight", heads * (nope + v), r));
+  DSV2_ASSIGN_OR_RETURN(const WeightView kv_b,
+                        b.Matrix(p + "kv_b_proj.weight", heads * (nope + v), r));
   DSV2_ASSIGN_OR_RETURN(a.o_proj, b.Matrix(p + "o_proj.weight", hidden, heads * v));
-  // W_UK[h] = kv_b_proj rows [h·(nope+v), h·(nope+v) + nope): [nope, r]; store [r, nope].
-  const int64_t es = DTypeSize(a.kv_b_proj.dtype);
-  std::vector<uint8_t>& w_uk_t = w.host_storage.emplace_back(heads * r * nope * es);
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < nope; ++i) {
-      const uint8_t* src = a.kv_b_proj.RowPtr(h * (nope + v) + i);
-      for (int64_t j = 0; j < r; ++j) {
-        std::memcpy(&w_uk_t[((h * r + j) * nope + i) * es], src + j * es, es);
-      }
-    }
-  }
-  a.w_uk_t = {.data = w_uk_t.data(),
-              .dtype = a.kv_b_proj.dtype,
-              .rows = heads * r,
-              .cols = nope,
-              .row_stride = nope};
-  return absl::OkStatus();
+  return SplitKvB(kv_b, heads, nope, v, w, a);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // The weights of a DeepSeek-V2-family model, bound by name (REFERENCE.md §2) to tensors of an
 // mmap'ed checkpoint. Large matrices stay where they are in the file (WeightView); only the
-// small norm vectors are converted to float32, and the per-head W_UK of kv_b_proj is stored
-// transposed for the absorbed attention (same dtype, 1/27 of the attention weights). Those two
-// live in `host_storage`. UploadModelWeights (model_weights_upload.h) makes the same structure
-// over device memory.
+// small norm vectors are converted to float32, and kv_b_proj is split into the two per-head
+// operands of the absorbed attention: W_UK transposed and W_UV (GGUF files hold them split
+// already). Those live in `host_storage`. UploadModelWeights (model_weights_upload.h) makes the
+// same structure over device memory.
 #pragma once
 
 #include <cstdint>
@@ -27,14 +27,14 @@ struct AttentionWeights {
   WeightView q_b_proj;               // [heads·qk_head_dim, q_lora_rank]
   WeightView kv_a_proj;              // [kv_lora_rank + rope_dim, hidden]
   const float* kv_a_norm = nullptr;  // [kv_lora_rank] float32
-  WeightView kv_b_proj;              // [heads·(nope + v), kv_lora_rank]
   WeightView w_uk_t;                 // [heads · kv_lora_rank, nope]: W_UK per head, transposed
+  WeightView w_uv;                   // [heads · v, kv_lora_rank]: W_UV per head
   WeightView o_proj;                 // [hidden, heads·v]
 
   // W_UKᵀ of head h as a [kv_lora_rank, nope] weight: q_lat = q_nope · W_UK.
-  WeightView WUkT(int64_t h, int64_t kv_lora_rank, int64_t nope) const;
+  WeightView WUkT(int64_t h, int64_t kv_lora_rank) const;
   // W_UV of head h as a [v, kv_lora_rank] weight: o = W_UV · o_lat.
-  WeightView WUv(int64_t h, int64_t nope, int64_t v) const;
+  WeightView WUv(int64_t h, int64_t v) const;
 };
 
 struct MoeWeights {
@@ -66,6 +66,10 @@ struct ModelWeights {
   // Device memory behind every view, when the weights were uploaded to a GPU.
   std::vector<DeviceBuffer> device_storage;
 };
+
+// kv_b_proj [heads·(nope + v), r] split into a.w_uk_t and a.w_uv (copies in w.host_storage).
+absl::Status SplitKvB(const WeightView& kv_b, int64_t heads, int64_t nope, int64_t v,
+                      ModelWeights& w, AttentionWeights& a);
 
 struct WeightBindOptions {
   // Routed experts to bind; [0, n_routed_experts) by default (standalone).

@@ -11,8 +11,7 @@ int64_t ModelHostBytes(const ModelWeights& h) {
   for (const LayerWeights& L : h.layers) {
     const AttentionWeights& a = L.attn;
     b += HostBytes(a.q_proj) + HostBytes(a.q_a_proj) + HostBytes(a.q_b_proj) +
-         HostBytes(a.kv_a_proj) + HostBytes(a.kv_b_proj) + HostBytes(a.w_uk_t) +
-         HostBytes(a.o_proj);
+         HostBytes(a.kv_a_proj) + HostBytes(a.w_uv) + HostBytes(a.w_uk_t) + HostBytes(a.o_proj);
     b += L.is_moe ? HostBytes(L.moe.router) + (L.moe.has_shared ? HostBytes(L.moe.shared) : 0)
                   : HostBytes(L.mlp);
     for (const MlpWeights& e : L.moe.experts) b += HostBytes(e);
@@ -50,7 +49,7 @@ absl::StatusOr<ModelWeights> UploadModelWeights(const ModelConfig& c, const Mode
     DSV2_ASSIGN_OR_RETURN(da.q_b_proj, matrix(ha.q_b_proj));
     DSV2_ASSIGN_OR_RETURN(da.kv_a_proj, matrix(ha.kv_a_proj));
     DSV2_ASSIGN_OR_RETURN(da.kv_a_norm, up.Vector(ha.kv_a_norm, c.kv_lora_rank));
-    DSV2_ASSIGN_OR_RETURN(da.kv_b_proj, matrix(ha.kv_b_proj));
+    DSV2_ASSIGN_OR_RETURN(da.w_uv, matrix(ha.w_uv));
     DSV2_ASSIGN_OR_RETURN(da.w_uk_t, matrix(ha.w_uk_t));
     DSV2_ASSIGN_OR_RETURN(da.o_proj, matrix(ha.o_proj));
     dl.is_moe = hl.is_moe;

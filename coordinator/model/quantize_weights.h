@@ -8,9 +8,9 @@
 // format instead: Q4_K → Q5_0, Q5_K → Q5_0, Q6_K → Q8_0 (V2-Lite's expert width 1,408 and dense
 // width 10,944 are such rows, for the down projections).
 //
-// Quantized: every attention projection but kv_b_proj, the dense MLPs, shared and routed
+// Quantized: every attention projection but W_UK/W_UV, the dense MLPs, shared and routed
 // experts, lm_head. Kept as stored: the embedding (a row lookup), the router gate, the norms,
-// and kv_b_proj (4 MB a layer, read in two layouts by the absorbed attention).
+// and W_UKᵀ/W_UV (kv_b_proj split, 4 MB a layer; W_UKᵀ has 128-element rows).
 #pragma once
 
 #include <string>

@@ -94,7 +94,7 @@ absl::StatusOr<ModelWeights> MakeSyntheticWeights(const ModelConfig& c, const Ex
     }
     DSV2_ASSIGN_OR_RETURN(a.kv_a_proj, f.Matrix(c.latent_cache_dim(), hidden));
     DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, f.Norm(r));
-    DSV2_ASSIGN_OR_RETURN(a.kv_b_proj, f.Matrix(heads * (nope + v), r));
+    DSV2_ASSIGN_OR_RETURN(a.w_uv, f.Matrix(heads * v, r));
     DSV2_ASSIGN_OR_RETURN(a.w_uk_t, f.Matrix(heads * r, nope));
     DSV2_ASSIGN_OR_RETURN(a.o_proj, f.Matrix(hidden, heads * v));
     L.is_moe = c.IsMoeLayer(l);

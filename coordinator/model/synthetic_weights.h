@@ -2,8 +2,8 @@
 // device in its dtype: the whole model at real size (V2-Lite: 15.7 B parameters, 31.4 GB in
 // bf16) without a checkpoint file, for benchmarks and load tests (--synthetic v2-lite).
 // Values are deterministic for a seed, scaled 1/√fan_in so activations stay O(1); norm scales
-// are near 1. They mean nothing: the text such a model writes is noise. W_UKᵀ is drawn on its
-// own rather than transposed from kv_b_proj (equally random, and the cost is the same).
+// are near 1. They mean nothing: the text such a model writes is noise. W_UKᵀ and W_UV are
+// drawn on their own, not split from a kv_b_proj (equally random, the same cost).
 #pragma once
 
 #include <cstdint>
