@@ -178,6 +178,8 @@ absl::Status Validate(const ModelConfig& c) {
 
 }  // namespace
 
+absl::Status ValidateModelConfig(const ModelConfig& c) { return Validate(c); }
+
 absl::StatusOr<ModelConfig> ParseModelConfig(const Json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("config: expected a JSON object");
   FieldReader r(json, "");

@@ -73,6 +73,9 @@ struct ModelConfig {
 double YarnGetMscale(double scale, double mscale);
 
 absl::StatusOr<ModelConfig> ParseModelConfig(const Json& json);
+// The checks ParseModelConfig runs, for configs made another way (a GGUF file's keys); errors
+// name the field.
+absl::Status ValidateModelConfig(const ModelConfig& c);
 // Reads <dir>/config.json or a config file path; errors name the file and field.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 

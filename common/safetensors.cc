@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/json_document.h"
+#include "common/mapped_pages.h"
 #include "common/status_macros.h"
 
 namespace dsv2 {
@@ -92,14 +93,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
 }
 
 bool SafetensorsFile::PopulatePages(int64_t offset, int64_t length) const {
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels answer EINVAL
-#endif
-  if (map_ == nullptr || offset < 0 || length <= 0 || offset + length > size_) return false;
-  const int64_t page = sysconf(_SC_PAGESIZE);
-  const int64_t begin = offset / page * page;  // madvise wants a page-aligned start
-  return madvise(static_cast<uint8_t*>(map_) + begin, static_cast<size_t>(offset + length - begin),
-                 MADV_POPULATE_READ) == 0;
+  return PopulateMappedPages(map_, size_, offset, length);
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
@@ -265,20 +259,7 @@ const TensorInfo* Checkpoint::Find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
-namespace {
-
-// MemAvailable of /proc/meminfo in bytes; 0 when unknown.
-int64_t AvailableMemoryBytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key, unit;
-  int64_t kib = 0;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
-  }
-  return 0;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 bool Checkpoint::PrefaultPages(
     const std::function<void(int64_t done, int64_t total)>& progress) const {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/cli_flags.h"
+#include "common/gguf.h"
 #include "common/startup_checks.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/device_flags.h"
@@ -73,11 +74,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<dsv2::Tokenizer> tokenizer;
   std::vector<int32_t> prompt;
   if (has_text || has_chat) {
-    if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
-      return Fail(dir +
+    const std::string tokenizer_dir = dsv2::TokenizerDirOf(dir);
+    if (!std::filesystem::exists(std::filesystem::path(tokenizer_dir) / "tokenizer.json")) {
+      return Fail(tokenizer_dir +
                   " has no tokenizer.json: --prompt and --chat need one (or use --prompt-ids)");
     }
-    absl::StatusOr<std::unique_ptr<dsv2::Tokenizer>> tok = dsv2::Tokenizer::Load(dir);
+    absl::StatusOr<std::unique_ptr<dsv2::Tokenizer>> tok = dsv2::Tokenizer::Load(tokenizer_dir);
     if (!tok.ok()) return Fail(std::string(tok.status().message()));
     tokenizer = *std::move(tok);
     absl::StatusOr<std::vector<int32_t>> ids = TextPrompt(*tokenizer);

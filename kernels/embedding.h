@@ -1,6 +1,7 @@
 // Row gather: out[t, :] = act(table[ids[t], :]) for t < n. `table` is a [rows, dim] matrix on
 // the context's device: the embedding weight, or (with dtype = act dtype) an activation buffer
-// whose chosen rows are gathered (the rows whose logits were asked for).
+// whose chosen rows are gathered (the rows whose logits were asked for). On the CPU the table
+// may be block-quantized (a GGUF file's token_embd): each row is dequantized as it is read.
 #pragma once
 
 #include <cstdint>

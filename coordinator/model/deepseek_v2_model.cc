@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/gated_mlp.h"
+#include "common/gguf_model_config.h"
 #include "common/status_macros.h"
 #include "coordinator/model/decoder_pass.h"
+#include "coordinator/model/gguf_weights.h"
 #include "coordinator/model/mla_attention_block.h"
 #include "coordinator/model/model_weights_upload.h"
 #include "coordinator/model/moe_block.h"
@@ -48,12 +51,19 @@ absl::Status DeepseekV2Model::PlaceOnDevice(const ModelPlacement& placement) {
 absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
     const std::string& dir, const WeightBindOptions& options, const ModelPlacement& placement) {
   std::unique_ptr<DeepseekV2Model> m(new DeepseekV2Model());
-  DSV2_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
-  DSV2_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
-  DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
+  if (IsGgufPath(dir)) {
+    DSV2_ASSIGN_OR_RETURN(m->gguf_, GgufModel::Open(dir));
+    DSV2_ASSIGN_OR_RETURN(m->config_, ModelConfigFromGguf(*m->gguf_));
+    DSV2_ASSIGN_OR_RETURN(m->weights_, BindGgufWeights(m->config_, *m->gguf_, options));
+    m->weight_bytes_ = m->gguf_->total_bytes();
+  } else {
+    DSV2_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
+    DSV2_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
+    DSV2_ASSIGN_OR_RETURN(m->weights_, BindModelWeights(m->config_, *m->checkpoint_, options));
+    m->weight_bytes_ = m->checkpoint_->total_bytes();
+  }
   const QuantScheme& scheme = placement.quantize;
   DSV2_RETURN_IF_ERROR(m->PlaceOnDevice(placement));
-  m->weight_bytes_ = m->checkpoint_->total_bytes();
   if (scheme.enabled()) {
     DSV2_ASSIGN_OR_RETURN(const QuantizedBytes q,
                           QuantizeModelWeights(m->config_, scheme, /*threads=*/0, m->weights_));
@@ -67,7 +77,7 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
     // the checkpoint from disk).
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
-    m->checkpoint_->PrefaultPages([&](int64_t done, int64_t total) {
+    const std::function<void(int64_t, int64_t)> progress = [&](int64_t done, int64_t total) {
       const auto now = std::chrono::steady_clock::now();
       if (now - last < std::chrono::seconds(2)) return;
       last = now;
@@ -75,7 +85,9 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
                    "dsv2: mapping the weights into memory: %.2f / %.2f GB (%.0f%%), %.1f s\n",
                    done / 1e9, total / 1e9, 100.0 * done / total,
                    std::chrono::duration<double>(now - start).count());
-    });
+    };
+    if (m->checkpoint_) m->checkpoint_->PrefaultPages(progress);
+    if (m->gguf_) m->gguf_->PrefaultPages(progress);
   }
   if (m->cuda_ != nullptr) {
     DSV2_ASSIGN_OR_RETURN(ModelWeights device_weights,

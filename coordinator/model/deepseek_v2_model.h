@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/gguf.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "coordinator/model/forward_batch.h"
@@ -39,8 +40,10 @@ struct ModelPlacement {
 
 class DeepseekV2Model {
  public:
-  // Reads <dir>/config.json and the safetensors of `dir` and binds every weight (of the routed
-  // experts, those of options' range: all by default); on CUDA, uploads them once.
+  // Reads <dir>/config.json and the safetensors of `dir` — or, when `dir` names a .gguf file,
+  // that GGUF model (its keys for the config, its tensors in place) — and binds every weight
+  // (of the routed experts, those of options' range: all by default); on CUDA, uploads them
+  // once.
   static absl::StatusOr<std::unique_ptr<DeepseekV2Model>> Load(
       const std::string& dir, const WeightBindOptions& options = {},
       const ModelPlacement& placement = {});
@@ -119,7 +122,8 @@ class DeepseekV2Model {
   ModelPlacement placement_;
   std::unique_ptr<CudaContext> cuda_;  // first member: destroyed after everything on the device
   ModelConfig config_;
-  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<Checkpoint> checkpoint_;  // a safetensors checkpoint, or
+  std::unique_ptr<GgufModel> gguf_;         // a GGUF file
   ModelWeights weights_;
   int64_t weight_bytes_ = 0;
   RopeTable rope_;

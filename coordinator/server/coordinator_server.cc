@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/gguf.h"
 #include "common/grpc_tls.h"
 #include "common/status_macros.h"
 #include "coordinator/model/device_flags.h"
@@ -45,9 +46,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     DSV2_ASSIGN_OR_RETURN(s->model_,
                           DeepseekV2Model::Load(options.model_dir, bind, options.placement));
   }
+  const std::string tokenizer_dir = TokenizerDirOf(options.model_dir);
   if (options.synthetic.empty() &&
-      std::filesystem::exists(std::filesystem::path(options.model_dir) / "tokenizer.json")) {
-    DSV2_ASSIGN_OR_RETURN(s->tokenizer_, Tokenizer::Load(options.model_dir));
+      std::filesystem::exists(std::filesystem::path(tokenizer_dir) / "tokenizer.json")) {
+    DSV2_ASSIGN_OR_RETURN(s->tokenizer_, Tokenizer::Load(tokenizer_dir));
     if (s->tokenizer_->vocab_size() > s->model_->config().vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           options.model_dir, ": tokenizer.json has ", s->tokenizer_->vocab_size(),

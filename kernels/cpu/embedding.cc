@@ -2,16 +2,25 @@
 
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/check.h"
 #include "kernels/cpu/act_types.h"
+#include "kernels/quant_blocks.h"
 
 namespace dsv2::cpu {
 namespace {
 
-// One row of the table (F32, F16 or BF16) as TOut.
+// One row of the table (F32, F16, BF16 or block-quantized: dequantized) as TOut.
 template <typename TOut>
 void CopyRow(const uint8_t* row, DType dtype, int64_t dim, TOut* dst) {
+  if (IsBlockQuantized(dtype)) {
+    thread_local std::vector<float> values;
+    values.resize(dim);
+    DequantizeRow(dtype, row, values.data(), dim);
+    for (int64_t i = 0; i < dim; ++i) dst[i] = FromFloat<TOut>(values[i]);
+    return;
+  }
   if constexpr (std::is_same_v<TOut, Bf16>) {
     if (dtype == DType::kBF16) {  // bf16 to bf16: the bits as they are
       std::memcpy(dst, row, dim * sizeof(Bf16));
