@@ -14,17 +14,17 @@
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/.."
-targets=(safetensors config_json tokenizer_json tcp_frame generate_request http_request)
+targets=(safetensors gguf config_json tokenizer_json tcp_frame generate_request http_request)
 [ $# -ge 1 ] && [ "$1" != all ] && targets=("$1")
 seconds="${2:-60}"
 for t in "${targets[@]}"; do
   case " ${targets[*]} " in *" $t "*) ;; *)
-    echo "fuzz: unknown target '$t' (safetensors, config_json, tokenizer_json, tcp_frame," \
+    echo "fuzz: unknown target '$t' (safetensors, gguf, config_json, tokenizer_json, tcp_frame," \
       "generate_request, http_request)" >&2; exit 2 ;;
   esac
 done
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install -y clang libclang-rt-14-dev)" >&2; exit 2; }
-srcs=(common/safetensors.cc common/json_document.cc common/model_config.cc common/utf8.cc
+srcs=(common/safetensors.cc common/gguf.cc common/mapped_pages.cc common/json_document.cc common/model_config.cc common/utf8.cc
       common/comm/tcp/frame.cc coordinator/tokenizer/*.cc coordinator/server/request_conversion.cc
       coordinator/http/openai_request.cc tests/fuzz/parser_targets.cc tests/fuzz/request_targets.cc)
 bin=build-fuzz/parser_fuzz

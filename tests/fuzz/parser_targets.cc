@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/comm/tcp/frame.h"
+#include "common/gguf.h"
 #include "common/json_document.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
@@ -46,6 +47,25 @@ void Safetensors(const uint8_t* data, size_t size) {
     volatile char sink = 0;
     if (t.nbytes > 0) sink = p[t.nbytes - 1];  // touch the last byte: ASan sees a bad bound
     (void)sink;
+  }
+}
+
+void Gguf(const uint8_t* data, size_t size) {
+  const std::string_view bytes = View(data, size);
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::FromBytes(bytes, "fuzz");
+  if (!f.ok()) {
+    Check(f.status().code() == absl::StatusCode::kInvalidArgument, "errors are INVALID_ARGUMENT");
+    Check(f.status().message().find("fuzz") != std::string_view::npos, "errors name the file");
+    return;
+  }
+  for (const auto& [name, t] : (*f)->tensors()) {
+    if (t.data == nullptr) continue;  // a type whose size this reader does not know
+    const auto* p = static_cast<const char*>(t.data);
+    Check(p >= bytes.data() && t.nbytes >= 0 &&
+              t.nbytes <= static_cast<int64_t>(bytes.data() + bytes.size() - p),
+          "tensor data lies inside the file");
+    volatile char sink = 0;
+    if (t.nbytes > 0) sink = static_cast<char>(sink ^ p[0] ^ p[t.nbytes - 1]);
   }
 }
 
@@ -92,6 +112,7 @@ void TcpFrame(const uint8_t* data, size_t size) {
 
 Target FindTarget(std::string_view name) {
   if (name == "safetensors") return Safetensors;
+  if (name == "gguf") return Gguf;
   if (name == "config_json") return ConfigJson;
   if (name == "tokenizer_json") return TokenizerJson;
   if (name == "tcp_frame") return TcpFrame;

@@ -13,6 +13,8 @@ namespace dsv2::fuzz {
 
 // A safetensors file (header length, JSON header, data section).
 void Safetensors(const uint8_t* data, size_t size);
+// A GGUF file (header, metadata, tensor directory, data).
+void Gguf(const uint8_t* data, size_t size);
 // A config.json.
 void ConfigJson(const uint8_t* data, size_t size);
 // A tokenizer.json (then a fixed text through Encode and Decode when it loads).
@@ -26,7 +28,7 @@ void GenerateRequest(const uint8_t* data, size_t size);
 // the OpenAI API's request parser; bytes that are no HTTP request go to that parser directly.
 void HttpRequest(const uint8_t* data, size_t size);
 
-// By name ("safetensors", "config_json", "tokenizer_json", "tcp_frame", "generate_request",
+// By name ("safetensors", "gguf", "config_json", "tokenizer_json", "tcp_frame", "generate_request",
 // "http_request"); null when unknown.
 using Target = void (*)(const uint8_t*, size_t);
 Target FindTarget(std::string_view name);

@@ -45,7 +45,7 @@ TEST_P(FuzzRegressionTest, EveryKeptInputRunsClean) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, FuzzRegressionTest,
-                         ::testing::Values("safetensors", "config_json", "tokenizer_json",
+                         ::testing::Values("safetensors", "gguf", "config_json", "tokenizer_json",
                                            "tcp_frame", "generate_request", "http_request"));
 
 // The first finding: a shape whose element count overflows int64 must be refused by name, not
