@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Our CPU engine beside llama.cpp on the same bf16 weights, alternating in one invocation.
 #   bench/compare_llamacpp.sh [--rounds 5] [--threads 2] [--layers 4] [--out bench/out/compare]
-#                             [--dtype float32|bfloat16] [--no-docs]
+#                             [--dtype float32|bfloat16] [--weights bf16|q8_0|q4_k_m]
+#                             [--no-docs]
 # 1. builds llama.cpp from the llama-cpp-python source distribution on PyPI (its vendored tree,
 #    CPU only, GGML_NATIVE), cached in bench/out/llamacpp/;
 # 2. writes a random V2-Lite-shaped checkpoint (real widths, 64 experts top-6, 2 shared, the
@@ -17,13 +18,18 @@
 # 5. prints the medians side by side and writes OUT/compare.{md,json,png}; docs/BENCHMARKS.md's
 #    section between the compare_llamacpp markers (compare_llamacpp_bfloat16 for --dtype
 #    bfloat16) is regenerated from it (unless --no-docs).
+# --weights q8_0|q4_k_m: quantized weights instead, in two files of that format: one made by
+#    llama.cpp's llama-quantize from its bf16 GGUF, one by our dsv2-quantize from the
+#    checkpoint. Both engines run both files (greedy check, rounds, one table each: OUT/llamacpp/
+#    and OUT/dsv2/, docs sections compare_llamacpp_<weights>_{llamacpp,dsv2}). On a CPU with
+#    AMX llama.cpp's default repacking aborts on these files (issue 30); not handled here.
 # Needs ~20 GB of disk (checkpoint + GGUF, reused by later runs) and ~16 GB of memory.
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-rounds=5 threads=2 layers=4 out=bench/out/compare docs=1 dtype=float32
+rounds=5 threads=2 layers=4 out=bench/out/compare docs=1 dtype=float32 weights=bf16
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -31,6 +37,7 @@ while [ $# -gt 0 ]; do
     --layers) layers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
+    --weights) weights="$2"; shift 2 ;;
     --no-docs) docs=0; shift ;;
     *) echo "compare_llamacpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -40,6 +47,8 @@ for v in rounds threads layers; do
 done
 [[ "$dtype" == float32 || "$dtype" == bfloat16 ]] ||
   { echo "compare_llamacpp: --dtype must be float32 or bfloat16, got '$dtype'" >&2; exit 2; }
+[[ "$weights" == bf16 || "$weights" == q8_0 || "$weights" == q4_k_m ]] ||
+  { echo "compare_llamacpp: --weights must be bf16, q8_0 or q4_k_m, got '$weights'" >&2; exit 2; }
 say() { echo "compare: $*" >&2; }
 
 llamacpp_py_version=0.3.36  # the llama-cpp-python release whose vendored llama.cpp we build
@@ -59,7 +68,8 @@ done
 say "CPU: $cpu_model, $(nproc) cores; ISA: ${isa:-none of avx2/avx512/amx}; $threads threads"
 
 # --- our build, the Python environment -----------------------------------------------------
-[ -x build/bin/model_bench ] && [ -x build/bin/dsv2-generate ] && [ -x build/bin/dsv2-make-checkpoint ] ||
+[ -x build/bin/model_bench ] && [ -x build/bin/dsv2-generate ] && [ -x build/bin/dsv2-make-checkpoint ] &&
+  [ -x build/bin/dsv2-quantize ] ||
   { say "building dsv2 (scripts/build.sh)"; scripts/build.sh >/dev/null; }
 say "Python environment (tools/.venv-fixtures: torch, transformers, the converter's needs)"
 # shellcheck source=tools/pinned_venv.sh
@@ -79,13 +89,14 @@ if [ ! -f "$src/.complete" ]; then
   touch "$src/.complete"
 fi
 lbuild="$cache/build-$llamacpp_py_version"
-if [ ! -x "$lbuild/bin/llama-bench" ] || [ ! -x "$lbuild/bin/llama-batched-bench" ]; then
+if [ ! -x "$lbuild/bin/llama-bench" ] || [ ! -x "$lbuild/bin/llama-batched-bench" ] ||
+  [ ! -x "$lbuild/bin/llama-quantize" ]; then
   say "building llama.cpp (CPU, GGML_NATIVE) in $lbuild"
   cmake -S "$src" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 ||
     { tail -20 "$cache/cmake.log" >&2; exit 1; }
-  cmake --build "$lbuild" -j "$(nproc)" --target llama-bench llama-batched-bench \
+  cmake --build "$lbuild" -j "$(nproc)" --target llama-bench llama-batched-bench llama-quantize \
     >"$cache/build.log" 2>&1 || { tail -20 "$cache/build.log" >&2; exit 1; }
 fi
 greedy="$lbuild/bin/llamacpp_greedy"
@@ -119,44 +130,92 @@ if [ ! -f "$gguf" ]; then
   mv "$gguf.part" "$gguf"
 fi
 
+# --- the files each engine runs ---------------------------------------------------------------
+# pairs: name, our model (checkpoint directory or GGUF), llama.cpp's GGUF; one table each.
+pairs=() ours_models=() their_models=()
+if [ "$weights" = bf16 ]; then
+  pairs=(bf16) ours_models=("$ckpt") their_models=("$gguf")
+else
+  upper="$(echo "$weights" | tr a-z A-Z)"
+  theirs_q="$cache/v2lite-${layers}l-v3vocab-$upper.gguf"
+  if [ ! -f "$theirs_q" ]; then
+    say "quantizing to $upper with llama.cpp's llama-quantize"
+    "$lbuild/bin/llama-quantize" "$gguf" "$theirs_q.part" "$upper" "$threads" \
+      >"$cache/quantize-$upper.log" 2>&1 || { tail -20 "$cache/quantize-$upper.log" >&2; exit 1; }
+    mv "$theirs_q.part" "$theirs_q"
+  fi
+  qdir="$root/bench/out/quant"
+  ours_q="$qdir/v2lite-${layers}l-dsv2-$upper.gguf"
+  mkdir -p "$qdir"
+  cp "$ckpt/tokenizer.json" "$ckpt/tokenizer_config.json" "$qdir/" 2>/dev/null || true
+  cp "$ckpt/tokenizer.json" "$ckpt/tokenizer_config.json" "$cache/" 2>/dev/null || true
+  if [ ! -f "$ours_q" ] || [ build/bin/dsv2-quantize -nt "$ours_q" ]; then
+    say "quantizing to $upper with dsv2-quantize"
+    build/bin/dsv2-quantize "$ckpt" "$ours_q" --type "$weights" --threads "$threads" \
+      2>"$qdir/quantize-$upper.log" || { tail -20 "$qdir/quantize-$upper.log" >&2; exit 1; }
+  fi
+  pairs=(llamacpp dsv2) ours_models=("$theirs_q" "$ours_q") their_models=("$theirs_q" "$ours_q")
+fi
+
 # --- the same greedy tokens ------------------------------------------------------------------
 prompt="$("$venv_python" -c "print(','.join(str((1000 + 37 * i) % $vocab) for i in range(16)))")"
 new_tokens=16
-say "greedy check: $new_tokens tokens after 16 prompt ids, both engines"
-ours_ids="$(build/bin/dsv2-generate --model "$ckpt" --prompt-ids "$prompt" \
-  --max-new-tokens "$new_tokens" --stop_at_eos=false --threads "$threads" 2>/dev/null | tail -1)"
-theirs_ids="$("$greedy" "$gguf" "$prompt" "$new_tokens" "$threads" 2>"$out/greedy-llamacpp.log" |
-  tail -1)"
-echo "$ours_ids" >"$out/greedy-ours.txt"
-echo "$theirs_ids" >"$out/greedy-llamacpp.txt"
-if [ "$ours_ids" != "$theirs_ids" ]; then
-  say "greedy tokens differ:"
-  say "  dsv2      $ours_ids"
-  say "  llama.cpp $theirs_ids"
-  greedy_same=false
-else
-  say "greedy tokens identical: $ours_ids"
-  greedy_same=true
-fi
+declare -A greedy_same ours_ids
+for i in "${!pairs[@]}"; do
+  p="${pairs[$i]}" pout="$out"
+  [ "$weights" = bf16 ] || pout="$out/$p"
+  mkdir -p "$pout"
+  say "greedy check ($p file): $new_tokens tokens after 16 prompt ids, both engines"
+  ours_ids[$p]="$(build/bin/dsv2-generate --model "${ours_models[$i]}" --prompt-ids "$prompt" \
+    --max-new-tokens "$new_tokens" --stop_at_eos=false --threads "$threads" 2>/dev/null | tail -1)"
+  theirs_ids="$("$greedy" "${their_models[$i]}" "$prompt" "$new_tokens" "$threads" \
+    2>"$pout/greedy-llamacpp.log" | tail -1)"
+  echo "${ours_ids[$p]}" >"$pout/greedy-ours.txt"
+  echo "$theirs_ids" >"$pout/greedy-llamacpp.txt"
+  if [ "${ours_ids[$p]}" != "$theirs_ids" ]; then
+    say "greedy tokens differ:"
+    say "  dsv2      ${ours_ids[$p]}"
+    say "  llama.cpp $theirs_ids"
+    greedy_same[$p]=false
+  else
+    say "greedy tokens identical: ${ours_ids[$p]}"
+    greedy_same[$p]=true
+  fi
+done
 
 # --- alternating rounds --------------------------------------------------------------------
 for r in $(seq 1 "$rounds"); do
-  say "round $r/$rounds: dsv2 model_bench"
-  build/bin/model_bench --model "$ckpt" --dtype "$dtype" --threads "$threads" --runs 1 --batch-sizes 1,8,32 \
-    --decode-tokens 32 --prefill-tokens 512 --json "$out/ours-$r.json" >/dev/null 2>"$out/ours-$r.log"
-  say "round $r/$rounds: llama-bench (tg32 at depth 16, pp512) and llama-batched-bench (8, 32)"
-  "$lbuild/bin/llama-bench" -m "$gguf" -t "$threads" -p 0 -n 32 -d 16 -r 1 -o json \
-    >"$out/llama-tg-$r.json" 2>"$out/llama-tg-$r.log"
-  "$lbuild/bin/llama-bench" -m "$gguf" -t "$threads" -p 512 -n 0 -r 1 -o json \
-    >"$out/llama-pp-$r.json" 2>"$out/llama-pp-$r.log"
-  "$lbuild/bin/llama-batched-bench" -m "$gguf" -t "$threads" -tb "$threads" -c 2048 -b 2048 \
-    -ub 512 -npp 16 -ntg 32 -npl 8,32 --output-format jsonl \
-    >"$out/llama-batched-$r.jsonl" 2>"$out/llama-batched-$r.log"
+  for i in "${!pairs[@]}"; do
+    p="${pairs[$i]}" pout="$out"
+    [ "$weights" = bf16 ] || pout="$out/$p"
+    say "round $r/$rounds ($p file): dsv2 model_bench"
+    build/bin/model_bench --model "${ours_models[$i]}" --dtype "$dtype" --threads "$threads" --runs 1 \
+      --batch-sizes 1,8,32 --decode-tokens 32 --prefill-tokens 512 --json "$pout/ours-$r.json" \
+      >/dev/null 2>"$pout/ours-$r.log"
+    say "round $r/$rounds ($p file): llama-bench (tg32 at depth 16, pp512) and llama-batched-bench (8, 32)"
+    "$lbuild/bin/llama-bench" -m "${their_models[$i]}" -t "$threads" -p 0 -n 32 -d 16 -r 1 -o json \
+      >"$pout/llama-tg-$r.json" 2>"$pout/llama-tg-$r.log"
+    "$lbuild/bin/llama-bench" -m "${their_models[$i]}" -t "$threads" -p 512 -n 0 -r 1 -o json \
+      >"$pout/llama-pp-$r.json" 2>"$pout/llama-pp-$r.log"
+    "$lbuild/bin/llama-batched-bench" -m "${their_models[$i]}" -t "$threads" -tb "$threads" -c 2048 \
+      -b 2048 -ub 512 -npp 16 -ntg 32 -npl 8,32 --output-format jsonl \
+      >"$pout/llama-batched-$r.jsonl" 2>"$pout/llama-batched-$r.log"
+  done
 done
 
-docs_arg=()
-[ "$docs" = 1 ] && docs_arg=(--docs docs/BENCHMARKS.md)
-"$venv_python" bench/compare_llamacpp_report.py --out "$out" --rounds "$rounds" \
-  --threads "$threads" --cpu "$cpu_model" --isa "$isa" --layers "$layers" --dtype "$dtype" \
-  --llamacpp "llama.cpp of llama-cpp-python $llamacpp_py_version (ggml ${ggml_version:-?})" \
-  --greedy-same "$greedy_same" --greedy-ids "$ours_ids" "${docs_arg[@]}"
+for i in "${!pairs[@]}"; do
+  p="${pairs[$i]}" pout="$out" weights_args=()
+  if [ "$weights" != bf16 ]; then
+    pout="$out/$p"
+    maker="llama.cpp's llama-quantize (from its bf16 GGUF)"
+    [ "$p" = dsv2 ] && maker="our dsv2-quantize (from the checkpoint)"
+    weights_args=(--weights "$weights" --file-maker "$maker" --section-suffix "${weights}_$p")
+  fi
+  docs_arg=()
+  [ "$docs" = 1 ] && docs_arg=(--docs docs/BENCHMARKS.md)
+  "$venv_python" bench/compare_llamacpp_report.py --out "$pout" --rounds "$rounds" \
+    --threads "$threads" --cpu "$cpu_model" --isa "$isa" --layers "$layers" --dtype "$dtype" \
+    --llamacpp "llama.cpp of llama-cpp-python $llamacpp_py_version (ggml ${ggml_version:-?})" \
+    --greedy-same "${greedy_same[$p]}" --greedy-ids "${ours_ids[$p]}" "${weights_args[@]}" \
+    "${docs_arg[@]}"
+done

@@ -66,6 +66,10 @@ def main():
     ap.add_argument("--greedy-ids", default="")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--docs", help="markdown file whose compare_llamacpp section to regenerate")
+    ap.add_argument("--weights", default="bf16", help="the weights' format (bf16, q8_0, q4_k_m)")
+    ap.add_argument("--file-maker", default="", help="who wrote the quantized GGUF both ran")
+    ap.add_argument("--section-suffix", default="",
+                    help="docs section compare_llamacpp_SUFFIX (default: from --dtype)")
     args = ap.parse_args()
     out = pathlib.Path(args.out)
 
@@ -100,13 +104,19 @@ def main():
                 row[f"{side}_median"] * bytes_per_token / 1e9 / bandwidth if bandwidth else 0)
 
     dtype_arg = "" if args.dtype == "float32" else f" --dtype {args.dtype}"
+    if args.weights != "bf16":
+        dtype_arg += f" --weights {args.weights}"
+        files = (f"{args.weights.upper()} weights, both engines reading the same GGUF file, "
+                 f"written by {args.file_maker}; {args.llamacpp}")
+    else:
+        files = f"bf16 weights; {args.llamacpp} on the bf16 GGUF its converter wrote"
     lines = [
         f"`bench/compare_llamacpp.sh --rounds {args.rounds} --threads {args.threads} --layers "
         f"{args.layers}{dtype_arg}`, {datetime.date.today().isoformat()}. "
         f"dsv2 in {args.dtype} activations. "
         f"CPU: {args.cpu} ({args.isa.strip() or 'no AVX2/AVX-512/AMX'}), {args.threads} threads; "
-        f"{args.layers}-layer V2-Lite-shaped random checkpoint, bf16 weights, vocab 129,280; "
-        f"{args.llamacpp} on the bf16 GGUF its converter wrote; medians of {args.rounds} "
+        f"{args.layers}-layer V2-Lite-shaped random checkpoint, vocab 129,280; "
+        f"{files}; medians of {args.rounds} "
         f"alternating rounds. Greedy tokens from the same 16 prompt ids: "
         f"{'identical' if result['greedy_identical'] else 'DIFFERENT'}.",
         "",
@@ -151,7 +161,7 @@ def main():
         ax.bar([x + 0.2 for x in xs], theirs, 0.4, label="llama.cpp")
         ax.set_xticks(list(xs), labels, fontsize=8)
         ax.set_ylabel("tokens/s (median)")
-        ax.set_title(f"{args.cpu}, {args.threads} threads, bf16 weights", fontsize=9)
+        ax.set_title(f"{args.cpu}, {args.threads} threads, {args.weights} weights", fontsize=9)
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / "compare.png", dpi=100)
@@ -165,6 +175,8 @@ def main():
         picture = ""
         # float32 keeps the section and picture names it always had; another dtype gets its own.
         name = "compare_llamacpp" if args.dtype == "float32" else f"compare_llamacpp_{args.dtype}"
+        if args.section_suffix:
+            name = f"compare_llamacpp_{args.section_suffix}"
         if png.exists():  # beside the markdown, so the page shows it
             (path.parent / f"{name}.png").write_bytes(png.read_bytes())
             picture = f"\n![dsv2 beside llama.cpp]({name}.png)\n"
@@ -176,6 +188,8 @@ def main():
         else:
             heading = "CPU engine beside llama.cpp" + (
                 "" if args.dtype == "float32" else f", {args.dtype} activations")
+            if args.weights != "bf16":
+                heading += f", {args.weights.upper()} file by {args.file_maker}"
             text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + section + "\n"
         path.write_text(text)
         print(f"compare_llamacpp_report: regenerated the section of {path}", file=sys.stderr)

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -71,19 +72,37 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t SumWords(c
 }
 
 // Reads every byte of the mapped checkpoint with all threads; returns GB/s.
-double ReadBandwidth(const dsv2::CpuContext& ctx, const dsv2::Checkpoint& ckpt, uint64_t* sink) {
-  const auto t0 = Clock::now();
-  int64_t bytes = 0;
-  for (const auto& f : ckpt.files()) {
-    // The data section: from the lowest tensor start to the highest tensor end.
+// The data section of each file of the model's checkpoint (safetensors or GGUF): from the
+// lowest tensor start to the highest tensor end.
+std::vector<std::pair<const uint8_t*, const uint8_t*>> DataSections(
+    const dsv2::DeepseekV2Model& model) {
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> sections;
+  auto add = [&](const auto& tensors) {
     const uint8_t* lo = nullptr;
     const uint8_t* hi = nullptr;
-    for (const auto& [name, t] : f->tensors()) {
+    for (const auto& [name, t] : tensors) {
+      if (t.data == nullptr || t.nbytes <= 0) continue;
       const auto* p = static_cast<const uint8_t*>(t.data);
       if (lo == nullptr || p < lo) lo = p;
       if (hi == nullptr || p + t.nbytes > hi) hi = p + t.nbytes;
     }
-    const auto* base = reinterpret_cast<const uint64_t*>(lo);  // 8-byte aligned by the writer
+    if (lo != nullptr) sections.emplace_back(lo, hi);
+  };
+  if (model.checkpoint() != nullptr) {
+    for (const auto& f : model.checkpoint()->files()) add(f->tensors());
+  }
+  if (model.gguf() != nullptr) {
+    for (const auto& f : model.gguf()->files()) add(f->tensors());
+  }
+  return sections;
+}
+
+double ReadBandwidth(const dsv2::CpuContext& ctx, const dsv2::DeepseekV2Model& model,
+                     uint64_t* sink) {
+  const auto t0 = Clock::now();
+  int64_t bytes = 0;
+  for (const auto& [lo, hi] : DataSections(model)) {
+    const auto* base = reinterpret_cast<const uint64_t*>(lo);  // 8-byte aligned by the writers
     const int64_t words = (hi - lo) / 8;
     const int64_t chunk = 1 << 16;  // 512 KB per task
     std::vector<uint64_t> partial((words + chunk - 1) / chunk, 0);
@@ -227,8 +246,8 @@ int main(int argc, char** argv) {
           dsv2::MeasureCopyBandwidth(*model.cuda_context(), int64_t{1} << 30);
       must(b.status());
       gbs = *b;
-    } else if (model.checkpoint() != nullptr) {
-      gbs = ReadBandwidth(cpu, *model.checkpoint(), &sink);
+    } else if (model.checkpoint() != nullptr || model.gguf() != nullptr) {
+      gbs = ReadBandwidth(cpu, model, &sink);
     }
     if (r > 0) bandwidth = std::max(bandwidth, gbs);
   }

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "kernels/check.h"
-#include "kernels/cpu/act_types.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace dsv2::matmul_internal {
@@ -204,26 +203,25 @@ void TiledProduct::RunQuantPacked(int64_t t0, int64_t t1, int64_t r0, int64_t r1
   thread_local std::vector<float> slab;
   thread_local std::vector<uint16_t> slab16;
   const WeightView& w = quant_.w;
+  WeightView view{.rows = r1 - r0, .cols = w.cols, .row_stride = w.cols};
+  if (quant_bf16_) {  // the bf16 GEMM runs only with AVX512_BF16, so AVX-512 is there
+    slab16.resize((r1 - r0) * w.cols);
+    quant::DequantizeRowsBf16Avx512(w, r0, r1, slab16.data());
+    Bf16MatMul op = bf16_;
+    view.data = slab16.data();
+    view.dtype = DType::kBF16;
+    op.w = view;
+    op.y = static_cast<uint8_t*>(bf16_.y) + r0 * (bf16_.y_float32 ? 4 : 2);
+    return PackedAvx512Bf16(op, t0, t1, 0, r1 - r0);
+  }
   slab.resize((r1 - r0) * w.cols);
   dequantize_(w, r0, r1, slab.data());
-  WeightView view{.rows = r1 - r0, .cols = w.cols, .row_stride = w.cols};
-  if (!quant_bf16_) {
-    F32MatMul op = f32_;
-    view.data = slab.data();
-    view.dtype = DType::kF32;
-    op.w = view;
-    op.y = f32_.y + r0;
-    return f32_tile_(op, t0, t1, 0, r1 - r0);
-  }
-  slab16.resize(slab.size());
-  cpu::RoundToBf16(slab.data(), reinterpret_cast<cpu::Bf16*>(slab16.data()),
-                   static_cast<int64_t>(slab.size()));
-  Bf16MatMul op = bf16_;
-  view.data = slab16.data();
-  view.dtype = DType::kBF16;
+  F32MatMul op = f32_;
+  view.data = slab.data();
+  view.dtype = DType::kF32;
   op.w = view;
-  op.y = static_cast<uint8_t*>(bf16_.y) + r0 * (bf16_.y_float32 ? 4 : 2);
-  PackedAvx512Bf16(op, t0, t1, 0, r1 - r0);
+  op.y = f32_.y + r0;
+  f32_tile_(op, t0, t1, 0, r1 - r0);
 }
 
 void RunTiled(const CpuContext& ctx, const std::vector<TiledProduct>& products,

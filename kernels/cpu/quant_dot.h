@@ -72,5 +72,7 @@ void QuantDotAvx512Vnni(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0
 void DequantizeRowsScalar(const WeightView& w, int64_t r0, int64_t r1, float* out);
 void DequantizeRowsAvx2(const WeightView& w, int64_t r0, int64_t r1, float* out);
 void DequantizeRowsAvx512Vnni(const WeightView& w, int64_t r0, int64_t r1, float* out);
+// The same straight to bf16 bits (AVX-512 VNNI level), rounded to nearest even.
+void DequantizeRowsBf16Avx512(const WeightView& w, int64_t r0, int64_t r1, uint16_t* out);
 
 }  // namespace dsv2::quant

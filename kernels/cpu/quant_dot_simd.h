@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/simd_intrinsics.h"
@@ -169,6 +170,7 @@ QUANT_TARGET inline __m256i DecodeAt(const uint8_t* p) {
 struct Step {
   __m256i q[8];
   __m256 scale_a, scale_b, off_lo, off_hi;
+  __m256 scale_lo, scale_hi;  // the scales of the 16 halves in memory order
 };
 
 QUANT_TARGET inline __m256 Lanes(__m256 v, int a, int b, int c, int d, int e, int f, int g, int h) {
@@ -197,6 +199,8 @@ QUANT_TARGET inline void LoadStep(const uint8_t* p, Step* st) {
     st->scale_b = Lanes(hi, 0, 2, 4, 6, 1, 3, 5, 7);
     st->off_lo = _mm256_mul_ps(_mm256_set1_ps(32.0f), lo);
     st->off_hi = _mm256_mul_ps(_mm256_set1_ps(32.0f), hi);
+    st->scale_lo = lo;
+    st->scale_hi = hi;
     return;
   } else if constexpr (F == DType::kQ4_K || F == DType::kQ5_K) {
     // The 12 bytes as three words: scales 0-3 and mins 0-3 are the low 6 bits of words 0
@@ -232,6 +236,8 @@ QUANT_TARGET inline void LoadStep(const uint8_t* p, Step* st) {
   st->scale_b = Lanes(scale, 4, 5, 6, 7, 4, 5, 6, 7);
   st->off_lo = Lanes(offset, 0, 0, 1, 1, 2, 2, 3, 3);
   st->off_hi = Lanes(offset, 4, 4, 5, 5, 6, 6, 7, 7);
+  st->scale_lo = Lanes(scale, 0, 0, 1, 1, 2, 2, 3, 3);
+  st->scale_hi = Lanes(scale, 4, 4, 5, 5, 6, 6, 7, 7);
 }
 
 // acc += the step's products with 256 activations at x (scales dx, half sums hs).
@@ -299,10 +305,131 @@ QUANT_TARGET void DotRowTokens(const QuantMatMul& a, int64_t t, int64_t r) {
   }
 }
 
+#if QUANT_VNNI
+// The same step on zmm for several tokens: sub-blocks in pairs (one vpdpbusd on 64 bytes), the
+// 64 lanes of four products gathered into 16 half sums by two rounds of unpack-and-add (no
+// vphaddd), laid out lane 4j + k = sub-block 2k + j/2, half j % 2; the scales permuted to that
+// layout once per step. About half the instructions per token of the ymm step.
+struct Step512 {
+  __m512i q[4];  // sub-blocks 2k and 2k + 1
+  __m512 scale;  // per half, in the sums' layout
+  __m512 off;    // per half, in memory order (as the activations' half sums)
+};
+
+QUANT_TARGET inline __m512 Join(__m256 lo, __m256 hi) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+
+QUANT_TARGET inline void Widen(const Step& st, Step512* z) {
+  for (int k = 0; k < 4; ++k) {
+    z->q[k] = _mm512_inserti64x4(_mm512_castsi256_si512(st.q[2 * k]), st.q[2 * k + 1], 1);
+  }
+  // Lane 4j + k of the sums is memory-order half 4k + j: a 4×4 transpose.
+  const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  z->scale = _mm512_permutexvar_ps(transpose, Join(st.scale_lo, st.scale_hi));
+  z->off = Join(st.off_lo, st.off_hi);
+}
+
+QUANT_TARGET inline void DotStep512(const Step512& z, const int8_t* x, const float* dx,
+                                    const float* hs, __m512* acc, __m512* off) {
+  __m512i d[4];
+  for (int k = 0; k < 4; ++k) {
+    d[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z.q[k], _mm512_loadu_si512(x + 64 * k));
+  }
+  const __m512i u =
+      _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+  const __m512i v =
+      _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+  const __m512i sums = _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));
+  // dx of sub-block 2k + j/2 for lane 4j + k.
+  const __m512i dx_lanes = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 1, 3, 5, 7, 1, 3, 5, 7);
+  const __m512 dxv = _mm512_permutexvar_ps(dx_lanes, _mm512_castps256_ps512(_mm256_loadu_ps(dx)));
+  *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(z.scale, dxv), *acc);
+  *off = _mm512_fmadd_ps(z.off, _mm512_loadu_ps(hs), *off);
+}
+
+// DotRowTokens on zmm: T tokens (up to 8) from t, one row r.
+template <DType F, int T>
+QUANT_TARGET void DotRowTokens512(const QuantMatMul& a, int64_t t, int64_t r) {
+  const int64_t x_blocks = a.x.cols / 32;
+  const uint8_t* row = a.w.RowPtr(r);
+  __m512 acc[T], off[T];
+  for (int m = 0; m < T; ++m) acc[m] = off[m] = _mm512_setzero_ps();
+  const int64_t steps = a.w.cols / 256;
+  constexpr int64_t kStepBytes = IsKFormat(F) ? BlockBytes(F) : 8 * BlockBytes(F);
+  Step st;
+  Step512 z;
+  for (int64_t i = 0; i < steps; ++i) {
+    LoadStep<F>(row + i * kStepBytes, &st);
+    Widen(st, &z);
+    for (int m = 0; m < T; ++m) {
+      const int64_t tm = t + m;
+      DotStep512(z, a.x.q + tm * a.x.cols + 256 * i, a.x.d + tm * x_blocks + 8 * i,
+                 a.x.half_sums + 2 * tm * x_blocks + 16 * i, &acc[m], &off[m]);
+    }
+  }
+  float offsets[T] = {};
+  __m256 tail[T];
+  for (int m = 0; m < T; ++m) tail[m] = _mm256_setzero_ps();
+  if constexpr (!IsKFormat(F)) {
+    BlockScales<F> sc;
+    for (int64_t xb = 8 * steps; xb < x_blocks; ++xb) {
+      const uint8_t* block = row + xb * BlockBytes(F);
+      Scales<F>(block, &sc);
+      const __m256i q = Decode<F>(block, 0);
+      for (int m = 0; m < T; ++m) {
+        const int64_t tm = t + m;
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.q + tm * a.x.cols + 32 * xb));
+        const __m256 dot = _mm256_cvtepi32_ps(DotBytes<F>(q, x));
+        tail[m] = _mm256_fmadd_ps(dot, _mm256_set1_ps(sc.scale[0][0] * a.x.d[tm * x_blocks + xb]),
+                                  tail[m]);
+        const float* hs = a.x.half_sums + 2 * (tm * x_blocks + xb);
+        offsets[m] += sc.offset[0][0] * (hs[0] + hs[1]);
+      }
+    }
+  }
+  for (int m = 0; m < T; ++m) {
+    const float sum = _mm512_reduce_add_ps(acc[m]) + HorizontalSum(tail[m]);
+    a.Store(t + m, r, sum - (_mm512_reduce_add_ps(off[m]) + offsets[m]));
+  }
+}
+#endif
+
 template <DType F>
 QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     int64_t t = t0;
+#if QUANT_VNNI
+    if (t1 - t0 > 1) {  // batch 1 keeps the ymm step (it is at the memory's speed already)
+      for (; t + 8 <= t1; t += 8) DotRowTokens512<F, 8>(a, t, r);
+      switch (t1 - t) {
+        case 7:
+          DotRowTokens512<F, 7>(a, t, r);
+          continue;
+        case 6:
+          DotRowTokens512<F, 6>(a, t, r);
+          continue;
+        case 5:
+          DotRowTokens512<F, 5>(a, t, r);
+          continue;
+        case 4:
+          DotRowTokens512<F, 4>(a, t, r);
+          continue;
+        case 3:
+          DotRowTokens512<F, 3>(a, t, r);
+          continue;
+        case 2:
+          DotRowTokens512<F, 2>(a, t, r);
+          continue;
+        case 1:
+          DotRowTokens512<F, 1>(a, t, r);
+          continue;
+        default:
+          continue;
+      }
+    }
+#endif
     for (; t + 4 <= t1; t += 4) DotRowTokens<F, 4>(a, t, r);
     switch (t1 - t) {
       case 3:
@@ -354,6 +481,72 @@ QUANT_TARGET void DequantizeRowsOf(const WeightView& w, int64_t r0, int64_t r1, 
     }
   }
 }
+
+#if QUANT_VNNI
+// Rows [r0, r1) of w dequantized straight to bf16 bits (round to nearest even, as
+// FloatToBf16 for finite values): the bf16 GEMM's slab without a float32 pass between.
+template <DType F>
+QUANT_TARGET void DequantizeRowsBf16Of(const WeightView& w, int64_t r0, int64_t r1, uint16_t* out) {
+  constexpr int kSubs = IsKFormat(F) ? 8 : 1;
+  const int64_t blocks = w.cols / BlockElements(F);
+  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+  BlockScales<F> sc;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.RowPtr(r);
+    uint16_t* dst = out + (r - r0) * w.cols;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* block = row + b * BlockBytes(F);
+      Scales<F>(block, &sc);
+      for (int s = 0; s < kSubs; ++s) {
+        const __m256i q = Decode<F>(block, s);
+        const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+        uint16_t* o = dst + (b * kSubs + s) * 32;
+        for (int g = 0; g < 2; ++g) {
+          __m512 v;
+          if constexpr (IsSignedFormat(F) && !QUANT_VNNI) {
+            v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(halves[g]));
+          } else {
+            v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(halves[g]));
+          }
+          v = _mm512_fmsub_ps(_mm512_set1_ps(sc.scale[s][g]), v, _mm512_set1_ps(sc.offset[s][g]));
+          const __m512i bits = _mm512_castps_si512(v);
+          const __m512i rounded = _mm512_add_epi32(
+              bits, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(bits, 16), one)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16 * g),
+                              _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+        }
+      }
+    }
+  }
+}
+
+QUANT_TARGET void DequantizeBf16AnyFormat(const WeightView& w, int64_t r0, int64_t r1,
+                                          uint16_t* out) {
+  switch (w.dtype) {
+    case DType::kQ8_0:
+      return DequantizeRowsBf16Of<DType::kQ8_0>(w, r0, r1, out);
+    case DType::kQ4_0:
+      return DequantizeRowsBf16Of<DType::kQ4_0>(w, r0, r1, out);
+    case DType::kQ5_0:
+      return DequantizeRowsBf16Of<DType::kQ5_0>(w, r0, r1, out);
+    case DType::kIQ4_NL:
+      return DequantizeRowsBf16Of<DType::kIQ4_NL>(w, r0, r1, out);
+    case DType::kQ4_K:
+      return DequantizeRowsBf16Of<DType::kQ4_K>(w, r0, r1, out);
+    case DType::kQ5_K:
+      return DequantizeRowsBf16Of<DType::kQ5_K>(w, r0, r1, out);
+    case DType::kQ6_K:
+      return DequantizeRowsBf16Of<DType::kQ6_K>(w, r0, r1, out);
+    default: {
+      std::vector<float> row(w.cols);
+      for (int64_t r = r0; r < r1; ++r) {
+        DequantizeRow(w.dtype, w.RowPtr(r), row.data(), w.cols);
+        for (int64_t k = 0; k < w.cols; ++k) out[(r - r0) * w.cols + k] = FloatToBf16(row[k]);
+      }
+    }
+  }
+}
+#endif
 
 QUANT_TARGET void DequantizeAnyFormat(const WeightView& w, int64_t r0, int64_t r1, float* out) {
   switch (w.dtype) {
