@@ -49,4 +49,25 @@ std::string CheckpointFingerprint(const ModelConfig& config, const Checkpoint& c
   return absl::StrFormat("%016x", h.value());
 }
 
+std::string GgufFingerprint(const ModelConfig& config, const GgufModel& gguf) {
+  Fnv64 h;
+  h.Add(ModelConfigToJson(config));
+  std::map<std::string, const GgufTensor*> sorted;
+  for (const auto& file : gguf.files()) {
+    for (const auto& [name, t] : file->tensors()) sorted[name] = &t;
+  }
+  constexpr int64_t kSample = 64;
+  for (const auto& [name, t] : sorted) {
+    h.Add(name);
+    h.Add(&t->ggml_type, sizeof(t->ggml_type));
+    for (int64_t d : t->dims) h.Add(&d, sizeof(d));
+    if (t->data == nullptr) continue;
+    const auto* data = static_cast<const uint8_t*>(t->data);
+    const int64_t n = std::min(kSample, t->nbytes);
+    h.Add(data, n);
+    h.Add(data + t->nbytes - n, n);
+  }
+  return absl::StrFormat("%016x", h.value());
+}
+
 }  // namespace dsv2

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "common/gguf.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 
@@ -13,5 +14,8 @@ namespace dsv2 {
 
 // 16 hex digits.
 std::string CheckpointFingerprint(const ModelConfig& config, const Checkpoint& ckpt);
+// The same over a GGUF model: its config, every tensor's name, ggml type and dims, and the first
+// and last bytes of its data.
+std::string GgufFingerprint(const ModelConfig& config, const GgufModel& gguf);
 
 }  // namespace dsv2

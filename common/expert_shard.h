@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/gated_mlp.h"
+#include "common/gguf.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "kernels/cpu_context.h"
@@ -24,6 +25,9 @@ struct ExpertShard {
 
 absl::StatusOr<ExpertShard> BindExpertShard(const ModelConfig& config, const Checkpoint& ckpt,
                                             int64_t begin, int64_t end);
+// The same from a deepseek2 GGUF file's stacked expert tensors (blk.N.ffn_*_exps.weight).
+absl::StatusOr<ExpertShard> BindGgufExpertShard(const ModelConfig& config, const GgufModel& gguf,
+                                                int64_t begin, int64_t end);
 
 // The routed experts each token selected: `top_k` slots per token of (global expert id,
 // weight); a slot whose expert is outside the shard (or id < 0) is skipped.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_fingerprint.h"
+#include "common/gguf_model_config.h"
 #include "common/status_macros.h"
 #if DSV2_COMM_HAVE_NCCL
 #include "common/comm/nccl/nccl_worker_link.h"
@@ -19,9 +20,15 @@ ExpertHost::ExpertHost(const ExpertHostOptions& options)
 
 absl::StatusOr<std::unique_ptr<ExpertHost>> ExpertHost::Create(const ExpertHostOptions& options) {
   std::unique_ptr<ExpertHost> h(new ExpertHost(options));
-  DSV2_ASSIGN_OR_RETURN(h->config_, LoadModelConfig(options.model_dir));
-  DSV2_ASSIGN_OR_RETURN(h->checkpoint_, Checkpoint::Open(options.model_dir));
-  h->fingerprint_ = CheckpointFingerprint(h->config_, *h->checkpoint_);
+  if (IsGgufPath(options.model_dir)) {
+    DSV2_ASSIGN_OR_RETURN(h->gguf_, GgufModel::Open(options.model_dir));
+    DSV2_ASSIGN_OR_RETURN(h->config_, ModelConfigFromGguf(*h->gguf_));
+    h->fingerprint_ = GgufFingerprint(h->config_, *h->gguf_);
+  } else {
+    DSV2_ASSIGN_OR_RETURN(h->config_, LoadModelConfig(options.model_dir));
+    DSV2_ASSIGN_OR_RETURN(h->checkpoint_, Checkpoint::Open(options.model_dir));
+    h->fingerprint_ = CheckpointFingerprint(h->config_, *h->checkpoint_);
+  }
   if (options.device == Device::kCuda) {
     DSV2_ASSIGN_OR_RETURN(h->cuda_,
                           CudaContext::Create({.device = options.gpu, .act_dtype = options.dtype}));
@@ -144,7 +151,9 @@ grpc::Status ExpertHost::Configure(grpc::ServerContext* context, const v1::Confi
   if (shard == nullptr || shard->host.begin != req->expert_begin() ||
       shard->host.end != req->expert_end()) {
     absl::StatusOr<ExpertShard> bound =
-        BindExpertShard(config_, *checkpoint_, req->expert_begin(), req->expert_end());
+        gguf_ != nullptr
+            ? BindGgufExpertShard(config_, *gguf_, req->expert_begin(), req->expert_end())
+            : BindExpertShard(config_, *checkpoint_, req->expert_begin(), req->expert_end());
     if (!bound.ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           std::string(bound.status().message()));

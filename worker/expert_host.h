@@ -87,7 +87,8 @@ class ExpertHost final : public v1::ExpertWorker::Service {
 
   ExpertHostOptions options_;
   ModelConfig config_;
-  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<Checkpoint> checkpoint_;  // a safetensors checkpoint, or
+  std::unique_ptr<GgufModel> gguf_;         // a GGUF file
   std::string fingerprint_;
   CpuContext ctx_;
   std::unique_ptr<TcpExpertWorkerLink> link_;

@@ -60,7 +60,7 @@ ExpertParallelBackend::ExpertParallelBackend(const DeepseekV2Model& model,
     : model_(model),
       options_(options),
       placement_(std::move(placement)),
-      fingerprint_(CheckpointFingerprint(model.config(), *model.checkpoint())),
+      fingerprint_(model.Fingerprint()),
       on_serving_(std::move(on_serving)) {
   supervisor_ = std::thread([this] { Supervise(); });
 }

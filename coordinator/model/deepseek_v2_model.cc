@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_fingerprint.h"
 #include "common/gated_mlp.h"
 #include "common/gguf_model_config.h"
 #include "common/status_macros.h"
@@ -114,6 +115,12 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
 }
 
 DeepseekV2Model::~DeepseekV2Model() = default;
+
+std::string DeepseekV2Model::Fingerprint() const {
+  if (checkpoint_ != nullptr) return CheckpointFingerprint(config_, *checkpoint_);
+  if (gguf_ != nullptr) return GgufFingerprint(config_, *gguf_);
+  return "";
+}
 
 int64_t DeepseekV2Model::MicroBatchSplit(const ForwardBatch& batch) const {
   if (expert_backend_ == nullptr || micro_batches_ < 2 || batch.chunks.size() < 2) return 0;

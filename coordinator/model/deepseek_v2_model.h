@@ -69,7 +69,11 @@ class DeepseekV2Model {
   // On the model's device (host views of the checkpoint on the CPU).
   const ModelWeights& weights() const { return weights_; }
   // The mmap'ed checkpoint; null for a synthetic model.
-  const Checkpoint* checkpoint() const { return checkpoint_.get(); }
+  const Checkpoint* checkpoint() const { return checkpoint_.get(); }  // null for GGUF
+  const GgufModel* gguf() const { return gguf_.get(); }               // null for safetensors
+  // The checkpoint's fingerprint (common/checkpoint_fingerprint.h), safetensors or GGUF; ""
+  // for a synthetic model.
+  std::string Fingerprint() const;
   Device device() const { return placement_.device; }
   DType dtype() const { return placement_.dtype; }
   // The --quantize scheme the weights were quantized with at load.

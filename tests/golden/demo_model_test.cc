@@ -55,25 +55,12 @@ TEST_F(DemoModelTest, HeldOutPerplexityMatchesTransformers) {
   const TensorInfo& nll_t = Ref("heldout_nll");  // [windows] mean NLL per window (transformers)
   const std::vector<int32_t> all_ids = Ints(ids_t);
   const int64_t windows = ids_t.shape[0], len = ids_t.shape[1];
-  const int64_t vocab = model_->config().vocab_size;
   const double* ref_nll = static_cast<const double*>(nll_t.data);
   double ours_sum = 0, ref_sum = 0;
   for (int64_t w = 0; w < windows; ++w) {
     const std::vector<int32_t> ids(all_ids.begin() + w * len, all_ids.begin() + (w + 1) * len);
-    LatentKvCache cache = *model_->MakeCache((len + 63) / 64, 64);
-    ForwardBatch batch;
-    batch.Add(cache.AddSequence(), 0, ids, /*all_logits=*/true);
-    std::vector<float> logits;  // [len, vocab]
-    ASSERT_TRUE(model_->Forward(*ctx_, cache, batch, &logits).ok());
-    double nll = 0;
-    for (int64_t t = 0; t + 1 < len; ++t) {
-      const float* row = &logits[t * vocab];
-      double max = row[0], z = 0;
-      for (int64_t v = 1; v < vocab; ++v) max = std::max<double>(max, row[v]);
-      for (int64_t v = 0; v < vocab; ++v) z += std::exp(row[v] - max);
-      nll += max + std::log(z) - row[ids[t + 1]];
-    }
-    nll /= static_cast<double>(len - 1);
+    const double nll = WindowNll(*model_, *ctx_, ids);
+    ASSERT_FALSE(std::isnan(nll)) << "window " << w;
     EXPECT_NEAR(nll, ref_nll[w], 0.005 * ref_nll[w]) << "window " << w;
     ours_sum += nll;
     ref_sum += ref_nll[w];
