@@ -31,7 +31,8 @@
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/device_flags.h"
 
-ABSL_FLAG(std::string, model, "", "Checkpoint directory (see dsv2-make-checkpoint).");
+ABSL_FLAG(std::string, model, "",
+          "Checkpoint directory (see dsv2-make-checkpoint) or a deepseek2 GGUF file.");
 ABSL_FLAG(std::string, synthetic, "",
           "Instead of --model: a random-weight model created in place (v2-lite).");
 ABSL_FLAG(int, runs, 5, "Repetitions of each measurement; the table shows the median.");

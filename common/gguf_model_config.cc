@@ -106,4 +106,10 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufModel& g) {
   return c;
 }
 
+absl::StatusOr<ModelConfig> LoadAnyModelConfig(const std::string& model) {
+  if (!IsGgufPath(model)) return LoadModelConfig(model);
+  DSV2_ASSIGN_OR_RETURN(std::unique_ptr<GgufModel> g, GgufModel::Open(model));
+  return ModelConfigFromGguf(*g);
+}
+
 }  // namespace dsv2

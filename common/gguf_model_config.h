@@ -13,4 +13,8 @@ namespace dsv2 {
 
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufModel& gguf);
 
+// The config of a model given as --model: a checkpoint directory's config.json, or a GGUF
+// file's keys.
+absl::StatusOr<ModelConfig> LoadAnyModelConfig(const std::string& model);
+
 }  // namespace dsv2

@@ -24,7 +24,8 @@
 
 ABSL_FLAG(std::string, model, "",
           "Checkpoint directory: config.json plus *.safetensors "
-          "(one file or shards with model.safetensors.index.json).");
+          "(one file or shards with model.safetensors.index.json), or a deepseek2 GGUF file "
+          "(tokenizer.json beside it for --prompt / --chat).");
 ABSL_FLAG(std::string, prompt_ids, "", "Comma-separated prompt token ids, e.g. 100000,1234,42.");
 ABSL_FLAG(std::string, prompt, "", "Prompt text (encoded with DIR/tokenizer.json, BOS added).");
 ABSL_FLAG(std::string, chat, "", "One user message, formatted with the tokenizer's chat template.");

@@ -25,7 +25,7 @@
 #include "worker/expert_host.h"
 
 ABSL_FLAG(std::string, model, "",
-          "Checkpoint directory, the same checkpoint as the coordinator's (checked by "
+          "Checkpoint directory or GGUF file, the same as the coordinator's (checked by "
           "fingerprint); only this worker's experts are ever read.");
 ABSL_FLAG(int, rank, 0,
           "This worker's rank, 1..W (the coordinator is rank 0). 0: $DSV2_RANK, else "

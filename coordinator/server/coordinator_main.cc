@@ -29,7 +29,9 @@
 #include "coordinator/server/demo_model.h"
 
 ABSL_FLAG(std::string, model, "",
-          "Checkpoint directory (config.json, *.safetensors, optionally tokenizer.json). "
+          "Checkpoint directory (config.json, *.safetensors, optionally tokenizer.json), or a "
+          "deepseek2 GGUF file (FILE.gguf, or the first part of a split one; its tokenizer.json "
+          "beside it). "
           "Empty: the built-in demo model, a small DeepSeek-V2 trained on Shakespeare "
           "(share/dsv2-serve/demo-model beside the programs, or $DSV2_DEMO_MODEL).");
 ABSL_FLAG(std::string, synthetic, "",

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/gguf.h"
+#include "common/gguf_model_config.h"
 #include "common/grpc_tls.h"
 #include "common/status_macros.h"
 #include "coordinator/model/device_flags.h"
@@ -36,7 +37,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   WeightBindOptions bind;  // standalone: every routed expert is local
   std::optional<ExpertPlacement> placement;
   if (expert_parallel) {
-    DSV2_ASSIGN_OR_RETURN(const ModelConfig config, LoadModelConfig(options.model_dir));
+    DSV2_ASSIGN_OR_RETURN(const ModelConfig config, LoadAnyModelConfig(options.model_dir));
     DSV2_ASSIGN_OR_RETURN(placement,
                           ExpertParallelBackend::PlacementFor(config, options.expert_parallel));
     bind.expert_begin = placement->Range(0).begin;

@@ -8,11 +8,13 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/model/gguf_export.h"
 #include "dsv2/v1/inference.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -152,6 +154,66 @@ TEST(ExpertParallelBf16Test, TwoWorkersInBf16MatchBf16Standalone) {
     }
   }
   EXPECT_GT(compared, 8) << "too few steps before a near tie: the check compared little";
+}
+
+// A GGUF file (the lite fixture exported in Q8_0: quantized experts on the workers): two
+// dsv2-worker processes holding the same file give the standalone GGUF server's greedy tokens
+// and logprobs within 1e-5; a worker holding another file (as stored) is refused by the
+// checkpoint fingerprint.
+TEST(ExpertParallelGgufTest, TwoWorkersOnAGgufFileMatchStandaloneOnIt) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/ep_gguf");
+  std::filesystem::create_directories(dir);
+  const std::string q8 = dir + "/lite-q8_0.gguf", plain = dir + "/lite.gguf";
+  auto scheme = QuantScheme::Parse("q8_0");
+  ASSERT_TRUE(scheme.ok());
+  ASSERT_TRUE(ExportGguf({.model_dir = kLite, .out = q8, .scheme = *scheme, .threads = 2}).ok());
+  ASSERT_TRUE(ExportGguf({.model_dir = kLite, .out = plain, .scheme = {}, .threads = 2}).ok());
+  std::vector<std::vector<int32_t>> prompts;
+  auto ref = SafetensorsFile::Open(kLite + "/reference.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (int i = 0; i < 3; ++i) {
+    const TensorInfo& t = (*ref)->tensors().at(absl::StrCat("prompt.", i, ".ids"));
+    std::vector<int32_t> ids;
+    for (int64_t j = 0; j < t.numel(); ++j) ids.push_back(static_cast<const int64_t*>(t.data)[j]);
+    prompts.push_back(ids);
+  }
+  std::vector<GenResult> expected;
+  {
+    auto standalone = CoordinatorServer::Start(
+        {.model_dir = q8, .engine = {.max_context = 512}, .expert_parallel = {}});
+    ASSERT_TRUE(standalone.ok()) << standalone.status();
+    for (const auto& p : prompts) expected.push_back(Generate((*standalone)->port(), p, 16));
+  }
+  WorkerProcess w1(q8, 1), w2(q8, 2);
+  auto coordinator =
+      CoordinatorServer::Start({.model_dir = q8,
+                                .engine = {.max_context = 512},
+                                .expert_parallel = {.workers = {w1.address(), w2.address()},
+                                                    .timeout = absl::Seconds(2),
+                                                    .retry_interval = absl::Milliseconds(200)}});
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  ASSERT_TRUE(WaitServing(**coordinator, true)) << (*coordinator)->expert_group()->status();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const GenResult r = Generate((*coordinator)->port(), prompts[i], 16);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.tokens, expected[i].tokens) << "prompt " << i;
+    ASSERT_EQ(r.logprobs.size(), expected[i].logprobs.size());
+    for (size_t j = 0; j < r.logprobs.size(); ++j) {
+      EXPECT_NEAR(r.logprobs[j], expected[i].logprobs[j], 1e-5) << "prompt " << i << " " << j;
+    }
+  }
+  // A worker on the other file: same config, other tensors.
+  WorkerProcess other(plain, 1);
+  auto mismatched =
+      CoordinatorServer::Start({.model_dir = q8,
+                                .engine = {.max_context = 512},
+                                .expert_parallel = {.workers = {other.address()},
+                                                    .timeout = absl::Seconds(2),
+                                                    .retry_interval = absl::Milliseconds(200)}});
+  ASSERT_TRUE(mismatched.ok()) << mismatched.status();
+  EXPECT_FALSE(WaitServing(**mismatched, true, 3s));
+  EXPECT_THAT(std::string((*mismatched)->expert_group()->status().message()),
+              HasSubstr("fingerprint"));
 }
 
 }  // namespace
