@@ -108,7 +108,7 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Synthetic(
   // The fill runs on the GPU there: no thread pool. The weights are in the activation dtype.
   const CpuContext cpu(m->cuda_ ? 1 : 0, DetectCpuIsa(), placement.dtype);
   const ExecContext ctx = m->cuda_ ? ExecContext(*m->cuda_) : ExecContext(cpu);
-  DSV2_ASSIGN_OR_RETURN(m->weights_, MakeSyntheticWeights(config, ctx, seed));
+  DSV2_ASSIGN_OR_RETURN(m->weights_, MakeSyntheticWeights(config, ctx, seed, placement.quantize));
   if (m->cuda_) DSV2_RETURN_IF_ERROR(m->cuda_->Synchronize());
   for (const DeviceBuffer& b : m->weights_.device_storage) m->weight_bytes_ += b.bytes();
   return m;

@@ -11,11 +11,15 @@
 #include "absl/status/statusor.h"
 #include "common/model_config.h"
 #include "coordinator/model/model_weights.h"
+#include "coordinator/model/quantize_weights.h"
 #include "kernels/exec_context.h"
 
 namespace dsv2 {
 
+// With a --quantize scheme (CPU only), the matrices it covers are drawn in float32 a chunk at a
+// time and quantized straight into its formats.
 absl::StatusOr<ModelWeights> MakeSyntheticWeights(const ModelConfig& config, const ExecContext& ctx,
-                                                  uint64_t seed = 1234);
+                                                  uint64_t seed = 1234,
+                                                  const QuantScheme& scheme = {});
 
 }  // namespace dsv2
