@@ -401,7 +401,9 @@ QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t
   for (int64_t r = r0; r < r1; ++r) {
     int64_t t = t0;
 #if QUANT_VNNI
-    if (t1 - t0 > 1) {  // batch 1 keeps the ymm step (it is at the memory's speed already)
+    // One token of a format of 32-element blocks keeps the ymm step: measured as fast (Q8_0
+    // 47 vs 44 GB/s); a K format's one token gains on zmm (Q4_K 40 -> 50 GB/s).
+    if (t1 - t0 > 1 || IsKFormat(F)) {
       for (; t + 8 <= t1; t += 8) DotRowTokens512<F, 8>(a, t, r);
       switch (t1 - t) {
         case 7:
