@@ -20,6 +20,7 @@
 #include "common/startup_checks.h"
 #include "coordinator/model/deepseek_v2_model.h"
 #include "coordinator/model/device_flags.h"
+#include "coordinator/tokenizer/gguf_tokenizer.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "",
@@ -75,12 +76,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<dsv2::Tokenizer> tokenizer;
   std::vector<int32_t> prompt;
   if (has_text || has_chat) {
-    const std::string tokenizer_dir = dsv2::TokenizerDirOf(dir);
-    if (!std::filesystem::exists(std::filesystem::path(tokenizer_dir) / "tokenizer.json")) {
-      return Fail(tokenizer_dir +
-                  " has no tokenizer.json: --prompt and --chat need one (or use --prompt-ids)");
+    absl::StatusOr<std::unique_ptr<dsv2::Tokenizer>> tok = dsv2::LoadModelTokenizer(dir);
+    if (!tok.ok() && tok.status().code() == absl::StatusCode::kNotFound) {
+      return Fail(std::string(tok.status().message()) +
+                  ": --prompt and --chat need a tokenizer (or use --prompt-ids)");
     }
-    absl::StatusOr<std::unique_ptr<dsv2::Tokenizer>> tok = dsv2::Tokenizer::Load(tokenizer_dir);
     if (!tok.ok()) return Fail(std::string(tok.status().message()));
     tokenizer = *std::move(tok);
     absl::StatusOr<std::vector<int32_t>> ids = TextPrompt(*tokenizer);

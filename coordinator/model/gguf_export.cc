@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/gguf_pre_tokenizers.h"
 #include "common/gguf_writer.h"
 #include "common/json_document.h"
 #include "common/model_config.h"
@@ -130,7 +131,9 @@ class Exporter {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_ = start_;
 };
 
-absl::Status AddTokenizer(const std::string& dir, const ModelConfig& c, GgufWriter& w) {
+}  // namespace
+
+absl::Status AddGgufTokenizer(const std::string& dir, const ModelConfig& c, GgufWriter& w) {
   if (!std::filesystem::exists(dir + "/tokenizer.json")) {
     std::fprintf(stderr,
                  "dsv2-quantize: %s has no tokenizer.json: the file carries no tokenizer (our "
@@ -171,24 +174,57 @@ absl::Status AddTokenizer(const std::string& dir, const ModelConfig& c, GgufWrit
         m.is_string() ? m.get<std::string>()
                       : absl::StrCat(m.at(0).get<std::string>(), " ", m.at(1).get<std::string>()));
   }
+  // llama.cpp knows a pre-tokenizer by name only; we also keep its exact configuration.
+  const Json* pre = JsonMember(tok, "pre_tokenizer");
+  std::string pre_name = pre != nullptr ? GgufPreTokenizerName(*pre) : "";
+  if (pre_name.empty()) {
+    std::fprintf(stderr,
+                 "dsv2-quantize: %s/tokenizer.json's pre-tokenizer is neither DeepSeek-V2's nor "
+                 "V3's: written as 'default' for llama.cpp (our server reads its own copy)\n",
+                 dir.c_str());
+    pre_name = "default";
+  }
   w.AddString("tokenizer.ggml.model", "gpt2");
-  w.AddString("tokenizer.ggml.pre", c.vocab_size >= 128000 ? "deepseek-v3" : "deepseek-llm");
+  w.AddString("tokenizer.ggml.pre", pre_name);
+  if (pre != nullptr) w.AddString("dsv2.tokenizer.pre_tokenizer", pre->dump());
+  // Added tokens' flags (lstrip, rstrip, single_word, normalized) have no GGUF key either.
+  if (const Json* added = JsonMember(tok, "added_tokens"); added && added->is_array()) {
+    w.AddString("dsv2.tokenizer.added_tokens", added->dump());
+  }
   w.AddStrings("tokenizer.ggml.tokens", tokens);
   w.AddI32s("tokenizer.ggml.token_type", types);
   w.AddStrings("tokenizer.ggml.merges", merge_list);
-  if (c.bos_token_id >= 0) w.AddU32("tokenizer.ggml.bos_token_id", c.bos_token_id);
-  if (!c.eos_token_ids.empty()) w.AddU32("tokenizer.ggml.eos_token_id", c.eos_token_ids[0]);
-  w.AddBool("tokenizer.ggml.add_bos_token", true);
-  w.AddBool("tokenizer.ggml.add_eos_token", false);
+  // BOS/EOS: tokenizer_config.json's tokens (as the tokenizer adds them), else config.json's ids.
+  int64_t bos = c.bos_token_id, eos = c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0];
+  bool add_bos = true, add_eos = false;
   const std::string config_path = dir + "/tokenizer_config.json";
   if (std::filesystem::exists(config_path)) {
     DSV2_ASSIGN_OR_RETURN(const Json tc, ParseJsonFile(config_path));
+    auto id_of = [&](const char* key, int64_t fallback) {
+      const Json* v = JsonMember(tc, key);
+      if (v != nullptr && v->is_object()) v = JsonMember(*v, "content");
+      if (v == nullptr || !v->is_string()) return fallback;
+      for (int64_t id = 0; id < c.vocab_size; ++id) {
+        if (tokens[id] == v->get_ref<const std::string&>()) return id;
+      }
+      return fallback;
+    };
+    bos = id_of("bos_token", bos);
+    eos = id_of("eos_token", eos);
+    if (const Json* v = JsonMember(tc, "add_bos_token"); v && v->is_boolean()) add_bos = *v;
+    if (const Json* v = JsonMember(tc, "add_eos_token"); v && v->is_boolean()) add_eos = *v;
     if (const Json* t = JsonMember(tc, "chat_template"); t && t->is_string()) {
       w.AddString("tokenizer.chat_template", t->get<std::string>());
     }
   }
+  if (bos >= 0) w.AddU32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(bos));
+  if (eos >= 0) w.AddU32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(eos));
+  w.AddBool("tokenizer.ggml.add_bos_token", add_bos);
+  w.AddBool("tokenizer.ggml.add_eos_token", add_eos);
   return absl::OkStatus();
 }
+
+namespace {
 
 void AddKeys(const ModelConfig& c, const QuantScheme& s, GgufWriter& w) {
   const std::string p = "deepseek2.";
@@ -248,7 +284,7 @@ absl::Status ExportGguf(const GgufExportOptions& o) {
   Exporter e(o, c, *ckpt);
   GgufWriter& w = e.writer();
   AddKeys(c, o.scheme, w);
-  DSV2_RETURN_IF_ERROR(AddTokenizer(o.model_dir, c, w));
+  DSV2_RETURN_IF_ERROR(AddGgufTokenizer(o.model_dir, c, w));
   const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
   DSV2_RETURN_IF_ERROR(e.Matrices({"model.embed_tokens.weight"}, "token_embd.weight", c.vocab_size,
                                   hidden, false, false, 0));

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/gguf_writer.h"
+#include "common/model_config.h"
 #include "coordinator/model/quantize_weights.h"
 
 namespace dsv2 {
@@ -20,5 +22,9 @@ struct GgufExportOptions {
 };
 
 absl::Status ExportGguf(const GgufExportOptions& options);
+
+// The tokenizer.ggml.* keys (and dsv2.tokenizer.pre_tokenizer, the exact pre-tokenizer) from
+// dir/tokenizer.json and tokenizer_config.json; none, with a warning, without tokenizer.json.
+absl::Status AddGgufTokenizer(const std::string& dir, const ModelConfig& config, GgufWriter& w);
 
 }  // namespace dsv2

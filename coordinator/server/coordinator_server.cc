@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "coordinator/model/device_flags.h"
 #include "coordinator/server/malformed_request_interceptor.h"
+#include "coordinator/tokenizer/gguf_tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -47,10 +48,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     DSV2_ASSIGN_OR_RETURN(s->model_,
                           DeepseekV2Model::Load(options.model_dir, bind, options.placement));
   }
-  const std::string tokenizer_dir = TokenizerDirOf(options.model_dir);
-  if (options.synthetic.empty() &&
-      std::filesystem::exists(std::filesystem::path(tokenizer_dir) / "tokenizer.json")) {
-    DSV2_ASSIGN_OR_RETURN(s->tokenizer_, Tokenizer::Load(tokenizer_dir));
+  if (options.synthetic.empty()) {
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tok = LoadModelTokenizer(options.model_dir);
+    if (!tok.ok() && tok.status().code() != absl::StatusCode::kNotFound) return tok.status();
+    if (tok.ok()) s->tokenizer_ = *std::move(tok);
+  }
+  if (s->tokenizer_ != nullptr) {
     if (s->tokenizer_->vocab_size() > s->model_->config().vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           options.model_dir, ": tokenizer.json has ", s->tokenizer_->vocab_size(),
