@@ -27,6 +27,9 @@ constexpr bool IsSignedFormat(DType f) { return f == DType::kQ8_0 || f == DType:
 
 // 32 bytes: bit e of `bits` → byte e = 0x10 (set) or 0.
 QUANT_TARGET inline __m256i BitsToBytes16(uint32_t bits) {
+#if QUANT_VNNI  // AVX-512BW: the bits are a byte mask already
+  return _mm256_maskz_set1_epi8(static_cast<__mmask32>(bits), 0x10);
+#endif
   const __m256i spread = _mm256_shuffle_epi8(
       _mm256_set1_epi32(static_cast<int>(bits)),
       _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
@@ -69,8 +72,13 @@ QUANT_TARGET inline __m256i Decode(const uint8_t* block, int s) {
     if constexpr (kFive) {
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16));
       const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+#if QUANT_VNNI
+      // bit 4 of q is clear: adding 16 under the mask sets it
+      q = _mm256_mask_add_epi8(q, _mm256_test_epi8_mask(qh, bit), q, _mm256_set1_epi8(0x10));
+#else
       const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
       q = _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+#endif
     }
     return q;
   } else {  // Q6_K
@@ -221,10 +229,21 @@ QUANT_TARGET inline void LoadStep(const uint8_t* p, Step* st) {
         _mm256_set1_ps(Half(p + 2)),
         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(m)))));
   } else {
-    __m128i halves = _mm_setzero_si128();
-    uint16_t h[8];
-    for (int b = 0; b < 8; ++b) std::memcpy(&h[b], p + b * BlockBytes(F), 2);
-    halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));
+    // The eight blocks' d, inserted lane by lane (eight 2-byte stores read back as one
+    // 16-byte load would stall store forwarding).
+    auto d = [&](int b) {
+      uint16_t h;
+      std::memcpy(&h, p + b * BlockBytes(F), 2);
+      return static_cast<int>(h);
+    };
+    __m128i halves = _mm_cvtsi32_si128(d(0));
+    halves = _mm_insert_epi16(halves, d(1), 1);
+    halves = _mm_insert_epi16(halves, d(2), 2);
+    halves = _mm_insert_epi16(halves, d(3), 3);
+    halves = _mm_insert_epi16(halves, d(4), 4);
+    halves = _mm_insert_epi16(halves, d(5), 5);
+    halves = _mm_insert_epi16(halves, d(6), 6);
+    halves = _mm_insert_epi16(halves, d(7), 7);
     scale = _mm256_cvtph_ps(halves);
     constexpr float kZero = F == DType::kQ4_0   ? 8.0f
                             : F == DType::kQ5_0 ? 16.0f
@@ -401,9 +420,9 @@ QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t
   for (int64_t r = r0; r < r1; ++r) {
     int64_t t = t0;
 #if QUANT_VNNI
-    // One token of a format of 32-element blocks keeps the ymm step: measured as fast (Q8_0
-    // 47 vs 44 GB/s); a K format's one token gains on zmm (Q4_K 40 -> 50 GB/s).
-    if (t1 - t0 > 1 || IsKFormat(F)) {
+    // One token of Q8_0 keeps the ymm step (measured as fast); the other formats gain on zmm
+    // at one token too (Q4_K 40 -> 50 GB/s, Q5_0 31 -> 33).
+    if (t1 - t0 > 1 || F != DType::kQ8_0) {
       for (; t + 8 <= t1; t += 8) DotRowTokens512<F, 8>(a, t, r);
       switch (t1 - t) {
         case 7:
