@@ -424,19 +424,7 @@ bool GgufFile::PopulatePages(int64_t offset, int64_t length) const {
 
 bool GgufModel::PrefaultPages(
     const std::function<void(int64_t done, int64_t total)>& progress) const {
-  const int64_t total = total_bytes();
-  if (total > AvailableMemoryBytes() / 2) return false;
-  constexpr int64_t kChunk = int64_t{256} << 20;
-  int64_t done = 0;
-  for (const auto& f : files_) {
-    for (int64_t offset = 0; offset < f->file_size(); offset += kChunk) {
-      const int64_t length = std::min(kChunk, f->file_size() - offset);
-      if (!f->PopulatePages(offset, length)) return false;
-      done += length;
-      if (progress) progress(done, total);
-    }
-  }
-  return true;
+  return PrefaultFiles(files_, total_bytes(), progress);
 }
 
 int64_t GgufModel::total_bytes() const {

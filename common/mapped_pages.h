@@ -2,7 +2,9 @@
 // GGUF readers share it).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 
 namespace dsv2 {
 
@@ -12,5 +14,25 @@ bool PopulateMappedPages(void* map, int64_t size, int64_t offset, int64_t length
 
 // MemAvailable of /proc/meminfo in bytes; 0 when unknown.
 int64_t AvailableMemoryBytes();
+
+// Maps every page of `files` (pointers to objects with file_size() and PopulatePages(offset,
+// length)) 256 MiB at a time, progress(done, total) after each, when their `total` bytes fit in
+// half of the available memory; returns whether everything was mapped.
+template <typename Files>
+bool PrefaultFiles(const Files& files, int64_t total,
+                   const std::function<void(int64_t done, int64_t total)>& progress) {
+  if (total > AvailableMemoryBytes() / 2) return false;
+  constexpr int64_t kChunk = int64_t{256} << 20;
+  int64_t done = 0;
+  for (const auto& f : files) {
+    for (int64_t offset = 0; offset < f->file_size(); offset += kChunk) {
+      const int64_t length = std::min(kChunk, f->file_size() - offset);
+      if (!f->PopulatePages(offset, length)) return false;
+      done += length;
+      if (progress) progress(done, total);
+    }
+  }
+  return true;
+}
 
 }  // namespace dsv2

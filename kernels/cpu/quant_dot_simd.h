@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/quant_dot.h"
@@ -468,22 +469,22 @@ QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t
   }
 }
 
-// Rows [r0, r1) of w dequantized to float32, `cols` apart in out: w = scale·q − offset.
-template <DType F>
-QUANT_TARGET void DequantizeRowsOf(const WeightView& w, int64_t r0, int64_t r1, float* out) {
+// Rows [r0, r1) of w dequantized, w = scale·q − offset: each 16 values handed to
+// store(element index in the slab, first 8, last 8).
+template <DType F, typename Store>
+QUANT_TARGET void DequantizeRowsWith(const WeightView& w, int64_t r0, int64_t r1,
+                                     const Store& store) {
   constexpr int kSubs = IsKFormat(F) ? 8 : 1;
   const int64_t blocks = w.cols / BlockElements(F);
   BlockScales<F> sc;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.RowPtr(r);
-    float* dst = out + (r - r0) * w.cols;
     for (int64_t b = 0; b < blocks; ++b) {
       const uint8_t* block = row + b * BlockBytes(F);
       Scales<F>(block, &sc);
       for (int s = 0; s < kSubs; ++s) {
         const __m256i q = Decode<F>(block, s);
         const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
-        float* o = dst + (b * kSubs + s) * 32;
         for (int g = 0; g < 2; ++g) {
           const __m256 scale = _mm256_set1_ps(sc.scale[s][g]);
           const __m256 offset = _mm256_set1_ps(sc.offset[s][g]);
@@ -495,122 +496,91 @@ QUANT_TARGET void DequantizeRowsOf(const WeightView& w, int64_t r0, int64_t r1, 
             v0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(halves[g]));
             v1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(halves[g], 8)));
           }
-          _mm256_storeu_ps(o + 16 * g, _mm256_fmsub_ps(scale, v0, offset));
-          _mm256_storeu_ps(o + 16 * g + 8, _mm256_fmsub_ps(scale, v1, offset));
+          store((r - r0) * w.cols + (b * kSubs + s) * 32 + 16 * g,
+                _mm256_fmsub_ps(scale, v0, offset), _mm256_fmsub_ps(scale, v1, offset));
         }
       }
     }
+  }
+}
+
+struct StoreFloat {
+  float* out;
+  QUANT_TARGET void operator()(int64_t at, __m256 a, __m256 b) const {
+    _mm256_storeu_ps(out + at, a);
+    _mm256_storeu_ps(out + at + 8, b);
+  }
+};
+
+#if QUANT_VNNI
+// bf16 bits, rounded to nearest even (as FloatToBf16 for finite values): the bf16 GEMM's slab
+// without a float32 pass between.
+struct StoreBf16 {
+  uint16_t* out;
+  QUANT_TARGET void operator()(int64_t at, __m256 a, __m256 b) const {
+    const __m512i bits = _mm512_castps_si512(_mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1));
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i rounded =
+        _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + at),
+                        _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+  }
+};
+#endif
+
+// fn(std::integral_constant<DType, F>{}) for the block format t (its kernels instantiated for
+// F); false for a type without SIMD kernels.
+template <typename Fn>
+bool WithFormat(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::kQ8_0:
+      return fn(std::integral_constant<DType, DType::kQ8_0>{}), true;
+    case DType::kQ4_0:
+      return fn(std::integral_constant<DType, DType::kQ4_0>{}), true;
+    case DType::kQ5_0:
+      return fn(std::integral_constant<DType, DType::kQ5_0>{}), true;
+    case DType::kIQ4_NL:
+      return fn(std::integral_constant<DType, DType::kIQ4_NL>{}), true;
+    case DType::kQ4_K:
+      return fn(std::integral_constant<DType, DType::kQ4_K>{}), true;
+    case DType::kQ5_K:
+      return fn(std::integral_constant<DType, DType::kQ5_K>{}), true;
+    case DType::kQ6_K:
+      return fn(std::integral_constant<DType, DType::kQ6_K>{}), true;
+    default:
+      return false;
   }
 }
 
 #if QUANT_VNNI
-// Rows [r0, r1) of w dequantized straight to bf16 bits (round to nearest even, as
-// FloatToBf16 for finite values): the bf16 GEMM's slab without a float32 pass between.
-template <DType F>
-QUANT_TARGET void DequantizeRowsBf16Of(const WeightView& w, int64_t r0, int64_t r1, uint16_t* out) {
-  constexpr int kSubs = IsKFormat(F) ? 8 : 1;
-  const int64_t blocks = w.cols / BlockElements(F);
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-  BlockScales<F> sc;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = w.RowPtr(r);
-    uint16_t* dst = out + (r - r0) * w.cols;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const uint8_t* block = row + b * BlockBytes(F);
-      Scales<F>(block, &sc);
-      for (int s = 0; s < kSubs; ++s) {
-        const __m256i q = Decode<F>(block, s);
-        const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
-        uint16_t* o = dst + (b * kSubs + s) * 32;
-        for (int g = 0; g < 2; ++g) {
-          __m512 v;
-          if constexpr (IsSignedFormat(F) && !QUANT_VNNI) {
-            v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(halves[g]));
-          } else {
-            v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(halves[g]));
-          }
-          v = _mm512_fmsub_ps(_mm512_set1_ps(sc.scale[s][g]), v, _mm512_set1_ps(sc.offset[s][g]));
-          const __m512i bits = _mm512_castps_si512(v);
-          const __m512i rounded = _mm512_add_epi32(
-              bits, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(bits, 16), one)));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16 * g),
-                              _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
-        }
-      }
-    }
+void DequantizeBf16AnyFormat(const WeightView& w, int64_t r0, int64_t r1, uint16_t* out) {
+  if (WithFormat(w.dtype, [&](auto f) {
+        DequantizeRowsWith<decltype(f)::value>(w, r0, r1, StoreBf16{out});
+      })) {
+    return;
   }
-}
-
-QUANT_TARGET void DequantizeBf16AnyFormat(const WeightView& w, int64_t r0, int64_t r1,
-                                          uint16_t* out) {
-  switch (w.dtype) {
-    case DType::kQ8_0:
-      return DequantizeRowsBf16Of<DType::kQ8_0>(w, r0, r1, out);
-    case DType::kQ4_0:
-      return DequantizeRowsBf16Of<DType::kQ4_0>(w, r0, r1, out);
-    case DType::kQ5_0:
-      return DequantizeRowsBf16Of<DType::kQ5_0>(w, r0, r1, out);
-    case DType::kIQ4_NL:
-      return DequantizeRowsBf16Of<DType::kIQ4_NL>(w, r0, r1, out);
-    case DType::kQ4_K:
-      return DequantizeRowsBf16Of<DType::kQ4_K>(w, r0, r1, out);
-    case DType::kQ5_K:
-      return DequantizeRowsBf16Of<DType::kQ5_K>(w, r0, r1, out);
-    case DType::kQ6_K:
-      return DequantizeRowsBf16Of<DType::kQ6_K>(w, r0, r1, out);
-    default: {
-      std::vector<float> row(w.cols);
-      for (int64_t r = r0; r < r1; ++r) {
-        DequantizeRow(w.dtype, w.RowPtr(r), row.data(), w.cols);
-        for (int64_t k = 0; k < w.cols; ++k) out[(r - r0) * w.cols + k] = FloatToBf16(row[k]);
-      }
-    }
+  std::vector<float> row(w.cols);
+  for (int64_t r = r0; r < r1; ++r) {
+    DequantizeRow(w.dtype, w.RowPtr(r), row.data(), w.cols);
+    for (int64_t k = 0; k < w.cols; ++k) out[(r - r0) * w.cols + k] = FloatToBf16(row[k]);
   }
 }
 #endif
 
-QUANT_TARGET void DequantizeAnyFormat(const WeightView& w, int64_t r0, int64_t r1, float* out) {
-  switch (w.dtype) {
-    case DType::kQ8_0:
-      return DequantizeRowsOf<DType::kQ8_0>(w, r0, r1, out);
-    case DType::kQ4_0:
-      return DequantizeRowsOf<DType::kQ4_0>(w, r0, r1, out);
-    case DType::kQ5_0:
-      return DequantizeRowsOf<DType::kQ5_0>(w, r0, r1, out);
-    case DType::kIQ4_NL:
-      return DequantizeRowsOf<DType::kIQ4_NL>(w, r0, r1, out);
-    case DType::kQ4_K:
-      return DequantizeRowsOf<DType::kQ4_K>(w, r0, r1, out);
-    case DType::kQ5_K:
-      return DequantizeRowsOf<DType::kQ5_K>(w, r0, r1, out);
-    case DType::kQ6_K:
-      return DequantizeRowsOf<DType::kQ6_K>(w, r0, r1, out);
-    default:
-      for (int64_t r = r0; r < r1; ++r) {
-        DequantizeRow(w.dtype, w.RowPtr(r), out + (r - r0) * w.cols, w.cols);
-      }
+void DequantizeAnyFormat(const WeightView& w, int64_t r0, int64_t r1, float* out) {
+  if (WithFormat(w.dtype, [&](auto f) {
+        DequantizeRowsWith<decltype(f)::value>(w, r0, r1, StoreFloat{out});
+      })) {
+    return;
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    DequantizeRow(w.dtype, w.RowPtr(r), out + (r - r0) * w.cols, w.cols);
   }
 }
 
-QUANT_TARGET void DotAnyFormat(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0,
-                               int64_t r1) {
-  switch (a.w.dtype) {
-    case DType::kQ8_0:
-      return DotTiles<DType::kQ8_0>(a, t0, t1, r0, r1);
-    case DType::kQ4_0:
-      return DotTiles<DType::kQ4_0>(a, t0, t1, r0, r1);
-    case DType::kQ5_0:
-      return DotTiles<DType::kQ5_0>(a, t0, t1, r0, r1);
-    case DType::kIQ4_NL:
-      return DotTiles<DType::kIQ4_NL>(a, t0, t1, r0, r1);
-    case DType::kQ4_K:
-      return DotTiles<DType::kQ4_K>(a, t0, t1, r0, r1);
-    case DType::kQ5_K:
-      return DotTiles<DType::kQ5_K>(a, t0, t1, r0, r1);
-    case DType::kQ6_K:
-      return DotTiles<DType::kQ6_K>(a, t0, t1, r0, r1);
-    default:
-      QuantDotScalar(a, t0, t1, r0, r1);
+void DotAnyFormat(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+  if (!WithFormat(a.w.dtype, [&](auto f) { DotTiles<decltype(f)::value>(a, t0, t1, r0, r1); })) {
+    QuantDotScalar(a, t0, t1, r0, r1);
   }
 }
 

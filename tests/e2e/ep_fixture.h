@@ -26,6 +26,20 @@ using namespace std::chrono_literals;
 inline const std::string kLite = std::string(DSV2_TEST_DATA_DIR) + "/golden/lite";
 inline const std::string kV2 = std::string(DSV2_TEST_DATA_DIR) + "/golden/v2";
 
+// The first three prompts of the lite fixture's reference (token ids).
+inline std::vector<std::vector<int32_t>> ReferencePrompts() {
+  std::vector<std::vector<int32_t>> prompts;
+  auto ref = SafetensorsFile::Open(kLite + "/reference.safetensors");
+  if (!ref.ok()) return prompts;
+  for (int i = 0; i < 3; ++i) {
+    const TensorInfo& t = (*ref)->tensors().at(absl::StrCat("prompt.", i, ".ids"));
+    std::vector<int32_t> ids;
+    for (int64_t j = 0; j < t.numel(); ++j) ids.push_back(static_cast<const int64_t*>(t.data)[j]);
+    prompts.push_back(ids);
+  }
+  return prompts;
+}
+
 inline bool WaitServing(const CoordinatorServer& server, bool want,
                         std::chrono::seconds limit = 30s) {
   const auto end = std::chrono::steady_clock::now() + limit;
@@ -62,15 +76,8 @@ inline std::string SecretFlag(const std::string& name, const std::string& secret
 class ExpertParallelTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    prompts_.clear();
     expected_.clear();
-    auto ref = SafetensorsFile::Open(kLite + "/reference.safetensors");
-    for (int i = 0; i < 3; ++i) {
-      const TensorInfo& t = (*ref)->tensors().at(absl::StrCat("prompt.", i, ".ids"));
-      std::vector<int32_t> ids;
-      for (int64_t j = 0; j < t.numel(); ++j) ids.push_back(static_cast<const int64_t*>(t.data)[j]);
-      prompts_.push_back(ids);
-    }
+    prompts_ = ReferencePrompts();
     standalone_ =
         std::move(CoordinatorServer::Start(
                       {.model_dir = kLite, .engine = {.max_context = 512}, .expert_parallel = {}}))

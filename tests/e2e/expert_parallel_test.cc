@@ -106,15 +106,8 @@ TEST_F(ExpertParallelTest, CoordinatorProcessWithTwoWorkerProcesses) {
 }
 
 TEST(ExpertParallelBf16Test, TwoWorkersInBf16MatchBf16Standalone) {
-  std::vector<std::vector<int32_t>> prompts;
-  auto ref = SafetensorsFile::Open(kLite + "/reference.safetensors");
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  for (int i = 0; i < 3; ++i) {
-    const TensorInfo& t = (*ref)->tensors().at(absl::StrCat("prompt.", i, ".ids"));
-    std::vector<int32_t> ids;
-    for (int64_t j = 0; j < t.numel(); ++j) ids.push_back(static_cast<const int64_t*>(t.data)[j]);
-    prompts.push_back(ids);
-  }
+  const std::vector<std::vector<int32_t>> prompts = ReferencePrompts();
+  ASSERT_EQ(prompts.size(), 3u);
   const ModelPlacement bf16{.device = Device::kCpu, .dtype = DType::kBF16};
   std::vector<GenResult> expected;
   {
@@ -168,15 +161,8 @@ TEST(ExpertParallelGgufTest, TwoWorkersOnAGgufFileMatchStandaloneOnIt) {
   ASSERT_TRUE(scheme.ok());
   ASSERT_TRUE(ExportGguf({.model_dir = kLite, .out = q8, .scheme = *scheme, .threads = 2}).ok());
   ASSERT_TRUE(ExportGguf({.model_dir = kLite, .out = plain, .scheme = {}, .threads = 2}).ok());
-  std::vector<std::vector<int32_t>> prompts;
-  auto ref = SafetensorsFile::Open(kLite + "/reference.safetensors");
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  for (int i = 0; i < 3; ++i) {
-    const TensorInfo& t = (*ref)->tensors().at(absl::StrCat("prompt.", i, ".ids"));
-    std::vector<int32_t> ids;
-    for (int64_t j = 0; j < t.numel(); ++j) ids.push_back(static_cast<const int64_t*>(t.data)[j]);
-    prompts.push_back(ids);
-  }
+  const std::vector<std::vector<int32_t>> prompts = ReferencePrompts();
+  ASSERT_EQ(prompts.size(), 3u);
   std::vector<GenResult> expected;
   {
     auto standalone = CoordinatorServer::Start(
