@@ -1,12 +1,8 @@
 #include "common/gguf.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -233,27 +229,13 @@ GgufFile::~GgufFile() {
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    return absl::InternalError(absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
-  }
-  f->size_ = st.st_size;
-  if (f->size_ == 0) {
-    ::close(fd);
+  DSV2_ASSIGN_OR_RETURN(const MappedFile m, MapFileReadOnly(path, 1));
+  f->size_ = m.size;
+  if (m.map == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty file (not GGUF)"));
   }
-  void* map = mmap(nullptr, static_cast<size_t>(f->size_), PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) {
-    return absl::InternalError(absl::StrCat("cannot mmap ", path, ": ", std::strerror(errno)));
-  }
-  f->map_ = map;
-  f->bytes_ = static_cast<const uint8_t*>(map);
+  f->map_ = m.map;
+  f->bytes_ = static_cast<const uint8_t*>(m.map);
   DSV2_RETURN_IF_ERROR(f->Parse());
   return f;
 }

@@ -1,12 +1,45 @@
 #include "common/mapped_pages.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace dsv2 {
+
+absl::StatusOr<MappedFile> MapFileReadOnly(const std::string& path, int64_t min_size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("cannot stat ", path, ": ", std::strerror(err)));
+  }
+  MappedFile f{.map = nullptr, .size = st.st_size};
+  if (f.size < std::max<int64_t>(min_size, 1)) {
+    ::close(fd);
+    return f;
+  }
+  void* map = mmap(nullptr, static_cast<size_t>(f.size), PROT_READ, MAP_SHARED, fd, 0);
+  const int err = errno;
+  ::close(fd);
+  if (map == MAP_FAILED) {
+    return absl::InternalError(absl::StrCat("cannot mmap ", path, ": ", std::strerror(err)));
+  }
+  f.map = map;
+  return f;
+}
 
 bool PopulateMappedPages(void* map, int64_t size, int64_t offset, int64_t length) {
 #ifndef MADV_POPULATE_READ

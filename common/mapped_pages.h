@@ -5,8 +5,20 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
 
 namespace dsv2 {
+
+struct MappedFile {
+  void* map = nullptr;  // null: the file is smaller than asked for, and not mapped
+  int64_t size = 0;
+};
+
+// `path` opened and mmap'ed read-only (shared) when it holds at least min_size (>= 1) bytes;
+// NOT_FOUND / INTERNAL naming the path when it cannot be opened, stat'ed or mapped.
+absl::StatusOr<MappedFile> MapFileReadOnly(const std::string& path, int64_t min_size);
 
 // MADV_POPULATE_READ over bytes [offset, offset + length) of the mapping `map` of `size`
 // bytes; false where that failed (old kernel, bad range, no mapping).

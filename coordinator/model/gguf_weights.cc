@@ -38,6 +38,8 @@ class GgufBinder {
     return t;
   }
 
+  bool Has(const std::string& name) const { return g_.FindTensor(name) != nullptr; }
+
   // A [rows, cols] matrix: ggml dims [cols, rows].
   absl::StatusOr<WeightView> Matrix(const std::string& name, int64_t rows, int64_t cols) {
     DSV2_ASSIGN_OR_RETURN(const GgufTensor* t, Get(name, {cols, rows}));
@@ -86,7 +88,7 @@ absl::Status BindAttention(const ModelConfig& c, const std::string& p, GgufBinde
                         b.Matrix(p + "attn_kv_a_mqa.weight", r + c.qk_rope_head_dim, hidden));
   DSV2_ASSIGN_OR_RETURN(a.kv_a_norm, b.Vector(p + "attn_kv_a_norm.weight", r));
   DSV2_ASSIGN_OR_RETURN(a.o_proj, b.Matrix(p + "attn_output.weight", hidden, heads * v));
-  if (b.Get(p + "attn_kv_b.weight", {r, heads * (nope + v)}).ok()) {  // the older layout
+  if (b.Has(p + "attn_kv_b.weight")) {  // the older layout
     DSV2_ASSIGN_OR_RETURN(const WeightView kv_b,
                           b.Matrix(p + "attn_kv_b.weight", heads * (nope + v), r));
     return SplitKvB(kv_b, heads, nope, v, w, a);

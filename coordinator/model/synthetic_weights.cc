@@ -39,17 +39,7 @@ class SyntheticFiller {
                       .n = count * each,
                       .scale = 1.0f / std::sqrt(static_cast<float>(cols)),
                       .seed = seed_++});
-    std::vector<WeightView> views;
-    for (int64_t i = 0; i < count; ++i) {
-      views.push_back({.data = b.as<uint8_t>() + i * each * DTypeSize(dt),
-                       .dtype = dt,
-                       .rows = rows,
-                       .cols = cols,
-                       .row_stride = cols});
-    }
-    bytes_ += b.bytes();
-    w_.device_storage.push_back(std::move(b));
-    return views;
+    return Keep(std::move(b), count, rows, cols, dt);
   }
   absl::StatusOr<WeightView> Matrix(int64_t rows, int64_t cols, Role role = {}) {
     DSV2_ASSIGN_OR_RETURN(std::vector<WeightView> v, Matrices(1, rows, cols, role));
@@ -109,9 +99,14 @@ class SyntheticFiller {
                      quantized_ / 1e9, scheme_.name().c_str());
       }
     }
+    return Keep(std::move(b), count, rows, cols, t);
+  }
+
+  // `count` [rows, cols] matrices of dtype t laid one after another in b, which the weights keep.
+  std::vector<WeightView> Keep(DeviceBuffer b, int64_t count, int64_t rows, int64_t cols, DType t) {
     std::vector<WeightView> views;
     for (int64_t i = 0; i < count; ++i) {
-      views.push_back({.data = b.as<uint8_t>() + i * rows * row_bytes,
+      views.push_back({.data = b.as<uint8_t>() + i * rows * RowBytes(t, cols),
                        .dtype = t,
                        .rows = rows,
                        .cols = cols,

@@ -194,28 +194,28 @@ void MatMulGroup(const CpuContext& ctx, const std::vector<MatMulArgs>& products)
     quant::QuantizedActs acts;
   };
   std::vector<Quantized> quantized;
-  size_t used = 0;
   for (const MatMulArgs& a : products) {
     DSV2_CHECK(a.batch >= 1);
     if (!matmul_internal::TiledProduct::Direct(ctx, a)) {
       MatMul(ctx, a);  // widened: a region of its own
       continue;
     }
-    if (!matmul_internal::TiledProduct::NeedsQuantizedActs(ctx, a) || a.batch > 1) {
-      if (a.w.quantized() && a.batch > 1) {
-        MatMul(ctx, a);  // batched quantized operands: a region of their own
-        continue;
-      }
+    if (!matmul_internal::TiledProduct::NeedsQuantizedActs(ctx, a)) {
       for (int64_t b = 0; b < a.batch; ++b) direct.emplace_back(ctx, a, b, ctx.act_dtype());
+      continue;
+    }
+    if (a.batch > 1) {
+      MatMul(ctx, a);  // int8 x per operand of a batch: a region of its own
       continue;
     }
     auto same = std::find_if(quantized.begin(), quantized.end(), [&](const Quantized& q) {
       return q.x == a.x && q.n == a.n && q.stride == a.x_stride && q.cols == a.w.cols;
     });
     if (same == quantized.end()) {
-      if (quantizers.size() <= used) quantizers.resize(used + 1);
-      quantized.push_back({a.x, a.n, a.x_stride, a.w.cols,
-                           matmul_internal::QuantizeActs(ctx, a, 0, quantizers[used++])});
+      if (quantizers.size() <= quantized.size()) quantizers.resize(quantized.size() + 1);
+      quant::ActQuantizer& q = quantizers[quantized.size()];
+      quantized.push_back(
+          {a.x, a.n, a.x_stride, a.w.cols, matmul_internal::QuantizeActs(ctx, a, 0, q)});
       same = quantized.end() - 1;
     }
     direct.emplace_back(ctx, a, 0, ctx.act_dtype(), &same->acts);

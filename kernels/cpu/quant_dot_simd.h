@@ -279,6 +279,33 @@ QUANT_TARGET inline void DotStep(const Step& st, const int8_t* x, const float* d
   *off = _mm256_fmadd_ps(st.off_hi, _mm256_loadu_ps(hs + 8), *off);
 }
 
+// The 32-element blocks of a row left after its 256-weight steps, from block `first` (formats of
+// 32-element blocks only; a K format's rows are whole steps): acc[m] += their products with
+// token t + m, offsets[m] += their offsets against its half sums.
+template <DType F, int T>
+QUANT_TARGET inline void DotTailBlocks(const QuantMatMul& a, const uint8_t* row, int64_t t,
+                                       int64_t first, __m256* acc, float* offsets) {
+  if constexpr (!IsKFormat(F)) {
+    const int64_t x_blocks = a.x.cols / 32;
+    BlockScales<F> sc;
+    for (int64_t xb = first; xb < x_blocks; ++xb) {
+      const uint8_t* block = row + xb * BlockBytes(F);
+      Scales<F>(block, &sc);
+      const __m256i q = Decode<F>(block, 0);
+      for (int m = 0; m < T; ++m) {
+        const int64_t tm = t + m;
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.q + tm * a.x.cols + 32 * xb));
+        const __m256 dot = _mm256_cvtepi32_ps(DotBytes<F>(q, x));
+        acc[m] = _mm256_fmadd_ps(dot, _mm256_set1_ps(sc.scale[0][0] * a.x.d[tm * x_blocks + xb]),
+                                 acc[m]);
+        const float* hs = a.x.half_sums + 2 * (tm * x_blocks + xb);
+        offsets[m] += sc.offset[0][0] * (hs[0] + hs[1]);
+      }
+    }
+  }
+}
+
 // y[t, r] for T tokens from t and one row r: steps of 256 weights, then (formats of 32-element
 // blocks) the blocks left one at a time.
 template <DType F, int T>
@@ -306,20 +333,7 @@ QUANT_TARGET void DotRowTokens(const QuantMatMul& a, int64_t t, int64_t r) {
     }
   }
   float offsets[T] = {};
-  if constexpr (!IsKFormat(F)) {
-    BlockScales<F> sc;
-    for (int64_t xb = 8 * steps; xb < x_blocks; ++xb) {
-      const uint8_t* block = row + xb * BlockBytes(F);
-      Scales<F>(block, &sc);
-      const __m256i q = Decode<F>(block, 0);
-      for (int m = 0; m < T; ++m) {
-        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[m] + 32 * xb));
-        const __m256 dot = _mm256_cvtepi32_ps(DotBytes<F>(q, x));
-        acc[m] = _mm256_fmadd_ps(dot, _mm256_set1_ps(sc.scale[0][0] * xd[m][xb]), acc[m]);
-        offsets[m] += sc.offset[0][0] * (xs[m][2 * xb] + xs[m][2 * xb + 1]);
-      }
-    }
-  }
+  DotTailBlocks<F, T>(a, row, t, 8 * steps, acc, offsets);
   for (int m = 0; m < T; ++m) {
     a.Store(t + m, r, HorizontalSum(acc[m]) - (HorizontalSum(off[m]) + offsets[m]));
   }
@@ -391,30 +405,22 @@ QUANT_TARGET void DotRowTokens512(const QuantMatMul& a, int64_t t, int64_t r) {
   float offsets[T] = {};
   __m256 tail[T];
   for (int m = 0; m < T; ++m) tail[m] = _mm256_setzero_ps();
-  if constexpr (!IsKFormat(F)) {
-    BlockScales<F> sc;
-    for (int64_t xb = 8 * steps; xb < x_blocks; ++xb) {
-      const uint8_t* block = row + xb * BlockBytes(F);
-      Scales<F>(block, &sc);
-      const __m256i q = Decode<F>(block, 0);
-      for (int m = 0; m < T; ++m) {
-        const int64_t tm = t + m;
-        const __m256i x =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.q + tm * a.x.cols + 32 * xb));
-        const __m256 dot = _mm256_cvtepi32_ps(DotBytes<F>(q, x));
-        tail[m] = _mm256_fmadd_ps(dot, _mm256_set1_ps(sc.scale[0][0] * a.x.d[tm * x_blocks + xb]),
-                                  tail[m]);
-        const float* hs = a.x.half_sums + 2 * (tm * x_blocks + xb);
-        offsets[m] += sc.offset[0][0] * (hs[0] + hs[1]);
-      }
-    }
-  }
+  DotTailBlocks<F, T>(a, row, t, 8 * steps, tail, offsets);
   for (int m = 0; m < T; ++m) {
     const float sum = _mm512_reduce_add_ps(acc[m]) + HorizontalSum(tail[m]);
     a.Store(t + m, r, sum - (_mm512_reduce_add_ps(off[m]) + offsets[m]));
   }
 }
 #endif
+
+// fn(std::integral_constant<int, n>{}) for a token count 1 <= n <= N known only at run time.
+template <int N, typename Fn>
+QUANT_TARGET inline void WithTokenCount(int64_t n, const Fn& fn) {
+  if constexpr (N >= 1) {
+    if (n == N) return fn(std::integral_constant<int, N>{});
+    WithTokenCount<N - 1>(n, fn);
+  }
+}
 
 template <DType F>
 QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
@@ -425,47 +431,12 @@ QUANT_TARGET void DotTiles(const QuantMatMul& a, int64_t t0, int64_t t1, int64_t
     // at one token too (Q4_K 40 -> 50 GB/s, Q5_0 31 -> 33).
     if (t1 - t0 > 1 || F != DType::kQ8_0) {
       for (; t + 8 <= t1; t += 8) DotRowTokens512<F, 8>(a, t, r);
-      switch (t1 - t) {
-        case 7:
-          DotRowTokens512<F, 7>(a, t, r);
-          continue;
-        case 6:
-          DotRowTokens512<F, 6>(a, t, r);
-          continue;
-        case 5:
-          DotRowTokens512<F, 5>(a, t, r);
-          continue;
-        case 4:
-          DotRowTokens512<F, 4>(a, t, r);
-          continue;
-        case 3:
-          DotRowTokens512<F, 3>(a, t, r);
-          continue;
-        case 2:
-          DotRowTokens512<F, 2>(a, t, r);
-          continue;
-        case 1:
-          DotRowTokens512<F, 1>(a, t, r);
-          continue;
-        default:
-          continue;
-      }
+      WithTokenCount<7>(t1 - t, [&](auto n) { DotRowTokens512<F, decltype(n)::value>(a, t, r); });
+      continue;
     }
 #endif
     for (; t + 4 <= t1; t += 4) DotRowTokens<F, 4>(a, t, r);
-    switch (t1 - t) {
-      case 3:
-        DotRowTokens<F, 3>(a, t, r);
-        break;
-      case 2:
-        DotRowTokens<F, 2>(a, t, r);
-        break;
-      case 1:
-        DotRowTokens<F, 1>(a, t, r);
-        break;
-      default:
-        break;
-    }
+    WithTokenCount<3>(t1 - t, [&](auto n) { DotRowTokens<F, decltype(n)::value>(a, t, r); });
   }
 }
 
