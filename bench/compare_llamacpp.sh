@@ -51,7 +51,6 @@ done
   { echo "compare_llamacpp: --weights must be bf16, q8_0 or q4_k_m, got '$weights'" >&2; exit 2; }
 say() { echo "compare: $*" >&2; }
 
-llamacpp_py_version=0.3.36  # the llama-cpp-python release whose vendored llama.cpp we build
 vocab=129280                # DeepSeek-V3's tokenizer
 v3_tokenizer="$root/../shared/tokenizers/deepseek-v3"
 cache="$root/bench/out/llamacpp"
@@ -77,35 +76,11 @@ source tools/pinned_venv.sh
 pinned_venv requirements-fixtures.txt requirements-llamacpp.txt
 
 # --- llama.cpp -----------------------------------------------------------------------------
-src="$cache/src-$llamacpp_py_version"
-if [ ! -f "$src/.complete" ]; then
-  say "fetching llama-cpp-python==$llamacpp_py_version (source distribution) from PyPI"
-  rm -rf "$cache/dl" "$src"
-  "$venv_python" -m pip download --quiet --no-deps --no-binary :all: -d "$cache/dl" \
-    "llama-cpp-python==$llamacpp_py_version"
-  mkdir -p "$src"
-  tar -xzf "$cache/dl"/llama_cpp_python-*.tar.gz -C "$src" --strip-components=3 \
-    "llama_cpp_python-$llamacpp_py_version/vendor/llama.cpp"
-  touch "$src/.complete"
-fi
-lbuild="$cache/build-$llamacpp_py_version"
-if [ ! -x "$lbuild/bin/llama-bench" ] || [ ! -x "$lbuild/bin/llama-batched-bench" ] ||
-  [ ! -x "$lbuild/bin/llama-quantize" ]; then
-  say "building llama.cpp (CPU, GGML_NATIVE) in $lbuild"
-  cmake -S "$src" -B "$lbuild" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 ||
-    { tail -20 "$cache/cmake.log" >&2; exit 1; }
-  cmake --build "$lbuild" -j "$(nproc)" --target llama-bench llama-batched-bench llama-quantize \
-    >"$cache/build.log" 2>&1 || { tail -20 "$cache/build.log" >&2; exit 1; }
-fi
-greedy="$lbuild/bin/llamacpp_greedy"
-if [ ! -x "$greedy" ] || [ bench/llamacpp_greedy.cc -nt "$greedy" ]; then
-  g++ -std=c++17 -O2 -o "$greedy" bench/llamacpp_greedy.cc -I"$src/include" -I"$src/ggml/include" \
-    -L"$lbuild/bin" -lllama -lggml -lggml-base -Wl,-rpath,"$lbuild/bin"
-fi
-# The source distribution carries no git history: name llama.cpp by its ggml library version.
-ggml_version="$(find "$lbuild/bin" -name 'libggml.so.*.*.*' | sed 's/.*libggml\.so\.//' | head -1)"
+# shellcheck source=bench/llamacpp_setup.sh
+source bench/llamacpp_setup.sh
+llamacpp_setup "$cache"
+src="$llamacpp_src" lbuild="$llamacpp_build"
+greedy="$(llamacpp_tool llamacpp_greedy)"
 
 # --- the checkpoint and its GGUF -----------------------------------------------------------
 if [ ! -f "$ckpt/.complete" ]; then
