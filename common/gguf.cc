@@ -400,15 +400,6 @@ const GgufTensor* GgufModel::FindTensor(const std::string& name) const {
   return it == tensors_.end() ? nullptr : it->second;
 }
 
-bool GgufFile::PopulatePages(int64_t offset, int64_t length) const {
-  return PopulateMappedPages(map_, size_, offset, length);
-}
-
-bool GgufModel::PrefaultPages(
-    const std::function<void(int64_t done, int64_t total)>& progress) const {
-  return PrefaultFiles(files_, total_bytes(), progress);
-}
-
 int64_t GgufModel::total_bytes() const {
   int64_t b = 0;
   for (const auto& f : files_) b += f->file_size();

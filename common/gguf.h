@@ -82,7 +82,6 @@ class GgufFile {
   const std::map<std::string, GgufTensor>& tensors() const { return tensors_; }
   int64_t file_size() const { return size_; }
   const GgufValue* Find(const std::string& key) const;
-  bool PopulatePages(int64_t offset, int64_t length) const;
 
  private:
   GgufFile() = default;
@@ -109,9 +108,6 @@ class GgufModel {
   const GgufTensor* FindTensor(const std::string& name) const;
   size_t num_tensors() const { return tensors_.size(); }
   int64_t total_bytes() const;
-  // As Checkpoint::PrefaultPages: maps every page of the files now when they fit in half of
-  // the available memory (a hint; returns whether it mapped everything).
-  bool PrefaultPages(const std::function<void(int64_t done, int64_t total)>& progress = {}) const;
 
   // Metadata of the first file, typed; errors name the key and the file.
   absl::StatusOr<int64_t> Int(const std::string& key) const;

@@ -13,6 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels answer EINVAL
+#endif
+
 namespace dsv2 {
 
 absl::StatusOr<MappedFile> MapFileReadOnly(const std::string& path, int64_t min_size) {
@@ -41,15 +45,38 @@ absl::StatusOr<MappedFile> MapFileReadOnly(const std::string& path, int64_t min_
   return f;
 }
 
-bool PopulateMappedPages(void* map, int64_t size, int64_t offset, int64_t length) {
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels answer EINVAL
-#endif
-  if (map == nullptr || offset < 0 || length <= 0 || offset + length > size) return false;
-  const int64_t page = sysconf(_SC_PAGESIZE);
-  const int64_t begin = offset / page * page;  // madvise wants a page-aligned start
-  return madvise(static_cast<uint8_t*>(map) + begin, static_cast<size_t>(offset + length - begin),
-                 MADV_POPULATE_READ) == 0;
+bool PrefaultRanges(std::vector<ByteRange> ranges,
+                    const std::function<void(int64_t done, int64_t total)>& progress) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  std::vector<std::pair<uintptr_t, uintptr_t>> spans;  // [begin, end), page-aligned
+  for (const ByteRange& r : ranges) {
+    if (r.data == nullptr || r.bytes <= 0) continue;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(r.data);
+    spans.emplace_back(begin / page * page, (begin + r.bytes + page - 1) / page * page);
+  }
+  std::sort(spans.begin(), spans.end());
+  std::vector<std::pair<uintptr_t, uintptr_t>> merged;
+  for (const auto& s : spans) {
+    if (!merged.empty() && s.first <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, s.second);
+    } else {
+      merged.push_back(s);
+    }
+  }
+  int64_t total = 0;
+  for (const auto& s : merged) total += static_cast<int64_t>(s.second - s.first);
+  if (total > AvailableMemoryBytes() / 2) return false;
+  constexpr uintptr_t kChunk = uintptr_t{256} << 20;
+  int64_t done = 0;
+  for (const auto& s : merged) {
+    for (uintptr_t at = s.first; at < s.second; at += kChunk) {
+      const uintptr_t length = std::min(kChunk, s.second - at);
+      if (madvise(reinterpret_cast<void*>(at), length, MADV_POPULATE_READ) != 0) return false;
+      done += static_cast<int64_t>(length);
+      if (progress) progress(done, total);
+    }
+  }
+  return true;
 }
 
 int64_t AvailableMemoryBytes() {

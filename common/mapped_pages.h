@@ -1,11 +1,12 @@
-// Mapping the pages of an mmap'ed model file into the process ahead of use (the safetensors and
-// GGUF readers share it).
+// Opening model files as read-only mmaps (the safetensors and GGUF readers share it), and
+// mapping their pages into the process ahead of use.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -20,31 +21,24 @@ struct MappedFile {
 // NOT_FOUND / INTERNAL naming the path when it cannot be opened, stat'ed or mapped.
 absl::StatusOr<MappedFile> MapFileReadOnly(const std::string& path, int64_t min_size);
 
-// MADV_POPULATE_READ over bytes [offset, offset + length) of the mapping `map` of `size`
-// bytes; false where that failed (old kernel, bad range, no mapping).
-bool PopulateMappedPages(void* map, int64_t size, int64_t offset, int64_t length);
-
 // MemAvailable of /proc/meminfo in bytes; 0 when unknown.
 int64_t AvailableMemoryBytes();
 
-// Maps every page of `files` (pointers to objects with file_size() and PopulatePages(offset,
-// length)) 256 MiB at a time, progress(done, total) after each, when their `total` bytes fit in
-// half of the available memory; returns whether everything was mapped.
-template <typename Files>
-bool PrefaultFiles(const Files& files, int64_t total,
-                   const std::function<void(int64_t done, int64_t total)>& progress) {
-  if (total > AvailableMemoryBytes() / 2) return false;
-  constexpr int64_t kChunk = int64_t{256} << 20;
-  int64_t done = 0;
-  for (const auto& f : files) {
-    for (int64_t offset = 0; offset < f->file_size(); offset += kChunk) {
-      const int64_t length = std::min(kChunk, f->file_size() - offset);
-      if (!f->PopulatePages(offset, length)) return false;
-      done += length;
-      if (progress) progress(done, total);
-    }
-  }
-  return true;
-}
+// Bytes [data, data + bytes) in this process's memory: a weight inside an mmap'ed file.
+struct ByteRange {
+  const void* data = nullptr;
+  int64_t bytes = 0;
+};
+
+// Maps the pages of `ranges` (merged where they share pages) into this process now
+// (MADV_POPULATE_READ, 256 MiB at a time, `progress(done, total)` bytes after each) when they
+// fit in half of the memory available: an engine that reads weights in place (the CPU) would
+// otherwise take a page fault at the first touch of each page inside a forward pass (a routed
+// expert's first use read at ~13 GB/s instead of ~34, model_bench --profile). The weights a
+// process binds, not every page of their files: a coordinator whose routed experts live on
+// workers maps none of theirs. A hint: returns whether it mapped everything, never fails. From
+// a cold page cache this reads the files from disk.
+bool PrefaultRanges(std::vector<ByteRange> ranges,
+                    const std::function<void(int64_t done, int64_t total)>& progress);
 
 }  // namespace dsv2

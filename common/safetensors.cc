@@ -74,10 +74,6 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return f;
 }
 
-bool SafetensorsFile::PopulatePages(int64_t offset, int64_t length) const {
-  return PopulateMappedPages(map_, size_, offset, length);
-}
-
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
     std::string_view bytes, const std::string& name) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
@@ -239,13 +235,6 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
 const TensorInfo* Checkpoint::Find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;
-}
-
-namespace {}  // namespace
-
-bool Checkpoint::PrefaultPages(
-    const std::function<void(int64_t done, int64_t total)>& progress) const {
-  return PrefaultFiles(files_, total_bytes(), progress);
 }
 
 int64_t Checkpoint::total_bytes() const {

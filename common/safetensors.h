@@ -45,9 +45,6 @@ class SafetensorsFile {
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   int64_t file_size() const { return size_; }
-  // Maps the pages of bytes [offset, offset + length) of the file's mmap now
-  // (MADV_POPULATE_READ); false where that failed or there is no mmap (FromBytes).
-  bool PopulatePages(int64_t offset, int64_t length) const;
 
  private:
   SafetensorsFile() = default;
@@ -71,13 +68,6 @@ class Checkpoint {
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
   int64_t total_bytes() const;
   size_t num_tensors() const { return by_name_.size(); }
-  // Maps every page of the files into this process now (MADV_POPULATE_READ, 256 MiB at a
-  // time, `progress(done, total)` bytes after each) when they fit in half of the memory
-  // available: an engine that reads the weights in place (the CPU) would otherwise take a page
-  // fault at the first touch of each page inside a forward pass (a routed expert's first use
-  // read at ~13 GB/s instead of ~34, model_bench --profile). A hint: returns whether it mapped
-  // everything, never fails. From a cold page cache this reads the files from disk.
-  bool PrefaultPages(const std::function<void(int64_t done, int64_t total)>& progress = {}) const;
   const std::string& path() const { return path_; }
 
  private:

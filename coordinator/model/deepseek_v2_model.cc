@@ -71,8 +71,9 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
     m->weight_bytes_ += q.after - q.before;
   }
   // The CPU reads the weights in place: map their pages now rather than fault them in during
-  // the first forward passes (a hint; skipped when the checkpoint would not fit, and when the
-  // weights were quantized: the quantizer has read what it needed once).
+  // the first forward passes (a hint; skipped when they would not fit, and when the weights were
+  // quantized: the quantizer has read what it needed once). Only the tensors bound here: with
+  // the routed experts on workers, none of theirs.
   if (placement.device == Device::kCpu && !scheme.enabled()) {
     // A progress line every 2 s, as the GPU upload prints (from a cold page cache this reads
     // the checkpoint from disk).
@@ -87,8 +88,7 @@ absl::StatusOr<std::unique_ptr<DeepseekV2Model>> DeepseekV2Model::Load(
                    done / 1e9, total / 1e9, 100.0 * done / total,
                    std::chrono::duration<double>(now - start).count());
     };
-    if (m->checkpoint_) m->checkpoint_->PrefaultPages(progress);
-    if (m->gguf_) m->gguf_->PrefaultPages(progress);
+    PrefaultRanges(WeightRanges(m->weights_), progress);
   }
   if (m->cuda_ != nullptr) {
     DSV2_ASSIGN_OR_RETURN(ModelWeights device_weights,

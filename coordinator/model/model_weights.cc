@@ -16,6 +16,34 @@ WeightView AttentionWeights::WUkT(int64_t h, int64_t kv_lora_rank) const {
 
 WeightView AttentionWeights::WUv(int64_t h, int64_t v) const { return w_uv.RowSlice(h * v, v); }
 
+std::vector<ByteRange> WeightRanges(const ModelWeights& w) {
+  std::vector<ByteRange> r;
+  auto add = [&](const WeightView& v) {
+    if (v.data != nullptr) r.push_back({v.data, v.bytes()});
+  };
+  auto add_mlp = [&](const MlpWeights& m) {
+    add(m.gate);
+    add(m.up);
+    add(m.down);
+  };
+  add(w.embed);
+  add(w.lm_head);
+  for (const LayerWeights& l : w.layers) {
+    for (const WeightView* v : {&l.attn.q_proj, &l.attn.q_a_proj, &l.attn.q_b_proj,
+                                &l.attn.kv_a_proj, &l.attn.w_uk_t, &l.attn.w_uv, &l.attn.o_proj}) {
+      add(*v);
+    }
+    if (!l.is_moe) {
+      add_mlp(l.mlp);
+      continue;
+    }
+    add(l.moe.router);
+    for (const MlpWeights& e : l.moe.experts) add_mlp(e);
+    if (l.moe.has_shared) add_mlp(l.moe.shared);
+  }
+  return r;
+}
+
 absl::Status SplitKvB(const WeightView& kv_b, int64_t heads, int64_t nope, int64_t v,
                       ModelWeights& w, AttentionWeights& a) {
   const int64_t r = kv_b.cols;

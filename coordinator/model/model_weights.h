@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/gated_mlp.h"
+#include "common/mapped_pages.h"
 #include "common/model_config.h"
 #include "common/safetensors.h"
 #include "kernels/device_buffer.h"
@@ -70,6 +71,10 @@ struct ModelWeights {
 // kv_b_proj [heads·(nope + v), r] split into a.w_uk_t and a.w_uv (copies in w.host_storage).
 absl::Status SplitKvB(const WeightView& kv_b, int64_t heads, int64_t nope, int64_t v,
                       ModelWeights& w, AttentionWeights& a);
+
+// Where every matrix of `w` lies in memory (the mmap'ed file, or host_storage): what
+// DeepseekV2Model::Load maps ahead of use.
+std::vector<ByteRange> WeightRanges(const ModelWeights& w);
 
 struct WeightBindOptions {
   // Routed experts to bind; [0, n_routed_experts) by default (standalone).
