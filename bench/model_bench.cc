@@ -36,10 +36,15 @@ ABSL_FLAG(std::string, model, "",
 ABSL_FLAG(std::string, synthetic, "",
           "Instead of --model: a random-weight model created in place (v2-lite).");
 ABSL_FLAG(int, runs, 5, "Repetitions of each measurement; the table shows the median.");
-ABSL_FLAG(int, decode_tokens, 32, "Tokens decoded per decode run (after a 16-token prompt).");
+ABSL_FLAG(int, decode_tokens, 32, "Tokens decoded per decode run (after the --context prompt).");
+ABSL_FLAG(int, context, 16,
+          "Decode depth: each decode run's sequences start from a prompt of this many tokens "
+          "(prefilled together, not timed), so decode reads that much latent cache.");
 ABSL_FLAG(std::vector<std::string>, batch_sizes, std::vector<std::string>({"1"}),
           "Decode batch sizes (sequences decoding together), comma-separated.");
-ABSL_FLAG(int, prefill_tokens, 512, "Prompt length of the prefill measurement.");
+ABSL_FLAG(std::vector<std::string>, prefill_tokens, std::vector<std::string>({"512"}),
+          "Prompt lengths of the prefill measurements, comma-separated (e.g. "
+          "512,2048,8192,32768); each is one forward over the whole prompt.");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: one per core).");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
 ABSL_FLAG(bool, graphs, true,
@@ -189,7 +194,7 @@ int main(int argc, char** argv) {
   static constexpr dsv2::FlagRange kRanges[] = {
       {"runs", 1, 1000},
       {"decode_tokens", 2, 1 << 16},
-      {"prefill_tokens", 1, 1 << 20},
+      {"context", 1, 1 << 20},
       {"threads", 0, 4096, "0: one per core"},
   };
   dsv2::ExitOnBadFlags("model_bench", kRanges);
@@ -218,6 +223,17 @@ int main(int argc, char** argv) {
     }
     batches.push_back(v);
   }
+  std::vector<int64_t> prefill_lengths;
+  for (const std::string& n : absl::GetFlag(FLAGS_prefill_tokens)) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(n, &v) || v < 1 || v > (1 << 20)) {
+      fail(absl::InvalidArgumentError(
+          absl::StrCat("--prefill-tokens: '", n, "' is not a prompt length in [1, 1048576]")));
+    }
+    prefill_lengths.push_back(v);
+  }
+  if (prefill_lengths.empty()) fail(absl::InvalidArgumentError("--prefill-tokens: no length"));
+  const int64_t context = absl::GetFlag(FLAGS_context);
   absl::StatusOr<dsv2::ModelPlacement> placement = dsv2::PlacementFromFlags();
   must(placement.status());
   auto model_or = synthetic.empty() ? dsv2::DeepseekV2Model::Load(dir, {}, *placement)
@@ -259,15 +275,16 @@ int main(int argc, char** argv) {
     must(dsv2::RunProfile(model, cpu,
                           {.batch = batches[0],
                            .decode_tokens = absl::GetFlag(FLAGS_decode_tokens),
-                           .prefill_tokens = absl::GetFlag(FLAGS_prefill_tokens),
+                           .context = context,
+                           .prefill_tokens = prefill_lengths,
                            .json = absl::GetFlag(FLAGS_json)}));
     return 0;
   }
 
   const int decode_n = absl::GetFlag(FLAGS_decode_tokens);
-  const int64_t prefill_n = absl::GetFlag(FLAGS_prefill_tokens);
+  const int64_t longest = *std::max_element(prefill_lengths.begin(), prefill_lengths.end());
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  const int64_t pages = max_batch * ((16 + decode_n + 63) / 64) + (prefill_n + 63) / 64 + 2;
+  const int64_t pages = max_batch * ((context + decode_n + 63) / 64) + (longest + 63) / 64 + 2;
   absl::StatusOr<dsv2::LatentKvCache> cache_or = model.MakeCache(pages, 64);
   must(cache_or.status());
   dsv2::LatentKvCache& cache = *cache_or;
@@ -276,12 +293,16 @@ int main(int argc, char** argv) {
     const float* v = logits.data() + row * c.vocab_size;
     return static_cast<int32_t>(std::max_element(v, v + c.vocab_size) - v);
   };
-  // Decode: B sequences with 16-token prompts (prefilled together), then one token each per step.
+  // Decode: B sequences with `context`-token prompts (prefilled together), then one token each
+  // per step.
   // On a GPU each run decodes the same steps twice: graphed with summaries, then eagerly.
   std::unique_ptr<dsv2::DecodeGraphs> graphs;
   if (model.cuda_context() != nullptr && absl::GetFlag(FLAGS_graphs)) {
-    absl::StatusOr<std::unique_ptr<dsv2::DecodeGraphs>> g = dsv2::DecodeGraphs::Create(
-        model, cpu, {.max_context = 16 + decode_n + 64, .max_batch = max_batch, .capture = true});
+    absl::StatusOr<std::unique_ptr<dsv2::DecodeGraphs>> g =
+        dsv2::DecodeGraphs::Create(model, cpu,
+                                   {.max_context = static_cast<int>(context) + decode_n + 64,
+                                    .max_batch = max_batch,
+                                    .capture = true});
     must(g.status());
     graphs = *std::move(g);
   }
@@ -294,8 +315,10 @@ int main(int argc, char** argv) {
         dsv2::ForwardBatch batch;
         for (int s = 0; s < b; ++s) {
           seqs.push_back(cache.AddSequence());
-          std::vector<int32_t> prompt(16);
-          for (int i = 0; i < 16; ++i) prompt[i] = (1000 + 37 * i + 101 * s + r) % c.vocab_size;
+          std::vector<int32_t> prompt(context);
+          for (int64_t i = 0; i < context; ++i) {
+            prompt[i] = static_cast<int32_t>((1000 + 37 * i + 101 * s + r) % c.vocab_size);
+          }
           batch.Add(seqs.back(), 0, prompt);
         }
         must(model.Forward(*ctx, cache, batch, &logits));
@@ -306,7 +329,8 @@ int main(int argc, char** argv) {
         dsv2::LogitsResult result;
         for (int t = 0; t < decode_n; ++t) {
           dsv2::ForwardBatch next;
-          for (int s = 0; s < b; ++s) next.Add(seqs[s], 16 + t, {next_ids[s]});
+          for (int s = 0; s < b; ++s)
+            next.Add(seqs[s], static_cast<int32_t>(context + t), {next_ids[s]});
           const auto t0 = Clock::now();
           if (mode == 0) {
             must(graphs->Forward(cache, next, request, &result));
@@ -331,18 +355,23 @@ int main(int argc, char** argv) {
     d.tokens_per_s = b * 1e3 / d.ms_per_step;
     decode.push_back(d);
   }
-  // Prefill: one forward over the whole prompt (one warm-up run first).
-  std::vector<double> prefill_s;
-  for (int r = 0; r <= runs; ++r) {
-    const int64_t seq = cache.AddSequence();
-    std::vector<int32_t> prompt(prefill_n);
-    for (int64_t i = 0; i < prefill_n; ++i) prompt[i] = (7 + 131 * i + r) % c.vocab_size;
-    dsv2::ForwardBatch batch;
-    batch.Add(seq, 0, prompt);
-    const auto t0 = Clock::now();
-    must(model.Forward(*ctx, cache, batch, &logits));
-    if (r > 0) prefill_s.push_back(Seconds(t0, Clock::now()));
-    cache.FreeSequence(seq);
+  // Prefill: per length, one forward over the whole prompt (one warm-up run first).
+  std::vector<double> prefill_median_s;
+  for (const int64_t n : prefill_lengths) {
+    std::vector<double> prefill_s;
+    for (int r = 0; r <= runs; ++r) {
+      const int64_t seq = cache.AddSequence();
+      std::vector<int32_t> prompt(n);
+      for (int64_t i = 0; i < n; ++i)
+        prompt[i] = static_cast<int32_t>((7 + 131 * i + r) % c.vocab_size);
+      dsv2::ForwardBatch batch;
+      batch.Add(seq, 0, prompt);
+      const auto t0 = Clock::now();
+      must(model.Forward(*ctx, cache, batch, &logits));
+      if (r > 0) prefill_s.push_back(Seconds(t0, Clock::now()));
+      cache.FreeSequence(seq);
+    }
+    prefill_median_s.push_back(Median(prefill_s));
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -351,15 +380,16 @@ int main(int argc, char** argv) {
   const double bytes_gb = DecodeBytesPerToken(model) / 1e9;
   const double ms = decode[0].ms_per_step;
   const double decode_gbs = bytes_gb / (ms / 1e3);
-  const double prefill_tps = prefill_n / Median(prefill_s);
+  const double prefill_tps = prefill_lengths[0] / prefill_median_s[0];
+  const std::string depth = context == 16 ? "" : absl::StrCat(" at depth ", context);
   std::printf("| measure (%s) | value |\n|---|---|\n", where.c_str());
   std::printf("| %s bandwidth (best of %d) | %.2f GB/s |\n",
               model.cuda_context() ? "device copy" : "read", std::max(3, runs), bandwidth);
   for (const DecodeResult& d : decode) {
     std::printf(
-        "| decode batch %d%s (median of %d runs x %d steps) | %.2f ms/step, %.1f tokens/s |\n",
-        d.batch, d.graphed ? ", graphed + summaries" : "", runs, decode_n - 1, d.ms_per_step,
-        d.tokens_per_s);
+        "| decode batch %d%s%s (median of %d runs x %d steps) | %.2f ms/step, %.1f tokens/s |\n",
+        d.batch, depth.c_str(), d.graphed ? ", graphed + summaries" : "", runs, decode_n - 1,
+        d.ms_per_step, d.tokens_per_s);
     if (d.graphed) {
       std::printf("| decode batch %d, eager + full logits | %.2f ms/step, %.1f tokens/s |\n",
                   d.batch, d.eager_ms_per_step, d.batch * 1e3 / d.eager_ms_per_step);
@@ -369,8 +399,15 @@ int main(int argc, char** argv) {
               bytes_gb);
   std::printf("| decode effective bandwidth (batch %d) | %.2f GB/s = %.0f%% of measured |\n",
               decode[0].batch, decode_gbs, bandwidth > 0 ? 100 * decode_gbs / bandwidth : 0.0);
-  std::printf("| prefill %lld tokens (median of %d) | %.3f s, %.1f tokens/s |\n",
-              static_cast<long long>(prefill_n), runs, Median(prefill_s), prefill_tps);
+  std::vector<std::string> prefill_rows;
+  for (size_t i = 0; i < prefill_lengths.size(); ++i) {
+    const int64_t n = prefill_lengths[i];
+    std::printf("| prefill %lld tokens (median of %d) | %.3f s, %.1f tokens/s |\n",
+                static_cast<long long>(n), runs, prefill_median_s[i], n / prefill_median_s[i]);
+    prefill_rows.push_back(
+        absl::StrFormat("{\"tokens\": %d, \"seconds\": %.4f, \"tokens_per_s\": %.2f}", n,
+                        prefill_median_s[i], n / prefill_median_s[i]));
+  }
   std::printf("| peak RSS | %.2f GB (weights %.2f GB) |\n", rss_gb, weights_gb);
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     std::vector<std::string> rows;
@@ -384,12 +421,14 @@ int main(int argc, char** argv) {
     std::ofstream(path) << absl::StrFormat(
         "{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.3f, "
         "\"decode\": [%s], \"decode_ms_per_token\": %.4f, \"decode_bytes_per_token\": %.0f, "
-        "\"decode_bandwidth_fraction\": %.4f, \"prefill_tokens\": %d, "
-        "\"prefill_tokens_per_s\": %.2f, \"peak_rss_gb\": %.3f, \"weights_gb\": %.3f, "
+        "\"decode_bandwidth_fraction\": %.4f, \"context\": %d, \"prefill_tokens\": %d, "
+        "\"prefill_tokens_per_s\": %.2f, \"prefill\": [%s], \"peak_rss_gb\": %.3f, "
+        "\"weights_gb\": %.3f, "
         "\"runs\": %d, \"sink\": %u}\n",
         synthetic.empty() ? dir : synthetic, where, cpu.num_threads(), bandwidth,
         absl::StrJoin(rows, ", "), ms, bytes_gb * 1e9, bandwidth > 0 ? decode_gbs / bandwidth : 0.0,
-        prefill_n, prefill_tps, rss_gb, weights_gb, runs, static_cast<unsigned>(sink & 1));
+        context, prefill_lengths[0], prefill_tps, absl::StrJoin(prefill_rows, ", "), rss_gb,
+        weights_gb, runs, static_cast<unsigned>(sink & 1));
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "bench/model_profile.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -70,29 +71,34 @@ absl::Status RunProfile(const DeepseekV2Model& model, const CpuContext& cpu,
   }
   const ModelConfig& c = model.config();
   ExecContext ctx(cpu);
+  const int64_t longest = *std::max_element(args.prefill_tokens.begin(), args.prefill_tokens.end());
   const int64_t pages =
-      args.batch * ((16 + args.decode_tokens + 63) / 64) + (args.prefill_tokens + 63) / 64 + 2;
+      args.batch * ((args.context + args.decode_tokens + 63) / 64) + (longest + 63) / 64 + 2;
   DSV2_ASSIGN_OR_RETURN(LatentKvCache cache, model.MakeCache(pages, 64));
   std::vector<float> logits;
 
-  // Decode: `batch` sequences with 16-token prompts, then one token each per step; the first
-  // step warms up and is not counted.
-  PhaseProfile decode;
-  decode.name = absl::StrCat("decode batch ", args.batch);
+  // Decode: `batch` sequences with `context`-token prompts, then one token each per step; the
+  // first step warms up and is not counted.
+  std::vector<PhaseProfile> phases(1);
+  PhaseProfile& decode = phases[0];
+  decode.name = absl::StrCat("decode batch ", args.batch, " at depth ", args.context);
   decode.tokens_per_step = args.batch;
   std::vector<int64_t> seqs;
   ForwardBatch prompt_batch;
   for (int s = 0; s < args.batch; ++s) {
     seqs.push_back(cache.AddSequence());
-    std::vector<int32_t> prompt(16);
-    for (int i = 0; i < 16; ++i) prompt[i] = (1000 + 37 * i + 101 * s) % c.vocab_size;
+    std::vector<int32_t> prompt(args.context);
+    for (int64_t i = 0; i < args.context; ++i) {
+      prompt[i] = static_cast<int32_t>((1000 + 37 * i + 101 * s) % c.vocab_size);
+    }
     prompt_batch.Add(seqs.back(), 0, prompt);
   }
   DSV2_RETURN_IF_ERROR(model.Forward(ctx, cache, prompt_batch, &logits));
   for (int t = 0; t < args.decode_tokens; ++t) {
     ForwardBatch next;
     for (int s = 0; s < args.batch; ++s) {
-      next.Add(seqs[s], 16 + t, {static_cast<int32_t>((7 * t + s) % c.vocab_size)});
+      next.Add(seqs[s], static_cast<int32_t>(args.context + t),
+               {static_cast<int32_t>((7 * t + s) % c.vocab_size)});
     }
     ctx.set_profile(t > 0 ? &decode.parts : nullptr);
     const auto t0 = Clock::now();
@@ -105,34 +111,35 @@ absl::Status RunProfile(const DeepseekV2Model& model, const CpuContext& cpu,
   ctx.set_profile(nullptr);
   for (int64_t s : seqs) cache.FreeSequence(s);
 
-  // Prefill: one warm-up forward, then one profiled.
-  PhaseProfile prefill;
-  prefill.name = absl::StrCat("prefill ", args.prefill_tokens);
-  prefill.tokens_per_step = args.prefill_tokens;
-  for (int r = 0; r < 2; ++r) {
-    const int64_t seq = cache.AddSequence();
-    std::vector<int32_t> prompt(args.prefill_tokens);
-    for (int64_t i = 0; i < args.prefill_tokens; ++i) {
-      prompt[i] = static_cast<int32_t>((7 + 131 * i + r) % c.vocab_size);
+  // Prefill: per length, one warm-up forward, then one profiled.
+  for (const int64_t n : args.prefill_tokens) {
+    PhaseProfile& prefill = phases.emplace_back();
+    prefill.name = absl::StrCat("prefill ", n);
+    prefill.tokens_per_step = n;
+    for (int r = 0; r < 2; ++r) {
+      const int64_t seq = cache.AddSequence();
+      std::vector<int32_t> prompt(n);
+      for (int64_t i = 0; i < n; ++i)
+        prompt[i] = static_cast<int32_t>((7 + 131 * i + r) % c.vocab_size);
+      ForwardBatch batch;
+      batch.Add(seq, 0, prompt);
+      ctx.set_profile(r == 1 ? &prefill.parts : nullptr);
+      const auto t0 = Clock::now();
+      DSV2_RETURN_IF_ERROR(model.Forward(ctx, cache, batch, &logits));
+      if (r == 1) {
+        prefill.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        prefill.steps = 1;
+      }
+      ctx.set_profile(nullptr);
+      cache.FreeSequence(seq);
     }
-    ForwardBatch batch;
-    batch.Add(seq, 0, prompt);
-    ctx.set_profile(r == 1 ? &prefill.parts : nullptr);
-    const auto t0 = Clock::now();
-    DSV2_RETURN_IF_ERROR(model.Forward(ctx, cache, batch, &logits));
-    if (r == 1) {
-      prefill.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      prefill.steps = 1;
-    }
-    ctx.set_profile(nullptr);
-    cache.FreeSequence(seq);
   }
 
   std::printf("\nProfile on the CPU (%s, %d threads); each part's wall time summed over layers.\n",
               CpuIsaName(cpu.isa()), cpu.num_threads());
-  const std::string decode_json = Report(decode);  // printed in this order
-  const std::string prefill_json = Report(prefill);
-  const std::string json = absl::StrCat("{\"profile\": [", decode_json, ", ", prefill_json, "]}\n");
+  std::vector<std::string> reports;  // printed in this order
+  for (const PhaseProfile& p : phases) reports.push_back(Report(p));
+  const std::string json = absl::StrCat("{\"profile\": [", absl::StrJoin(reports, ", "), "]}\n");
   if (!args.json.empty()) {
     std::ofstream out(args.json);
     out << json;

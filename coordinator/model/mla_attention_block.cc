@@ -1,5 +1,8 @@
 #include "coordinator/model/mla_attention_block.h"
 
+#include <vector>
+
+#include "coordinator/model/mla_expanded_attention.h"
 #include "kernels/latent_cache_write.h"
 #include "kernels/matmul.h"
 #include "kernels/mla_attention.h"
@@ -8,6 +11,12 @@
 #include "kernels/rope.h"
 
 namespace dsv2 {
+namespace {
+
+void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w, void* q,
+                       void* o);
+
+}  // namespace
 
 void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const AttentionWeights& w,
                          const void* x, void* out) {
@@ -73,6 +82,62 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
                            .cache = cache});
   }
 
+  // Prefill chunks long enough take the expanded form (mla_expanded_attention.h); the other
+  // tokens, all of them on a GPU, the absorbed form (steps 3-5).
+  const std::vector<ExpandedSegment> segments =
+      ctx.on_cuda() ? std::vector<ExpandedSegment>{} : ExpandedSegments(c, env.layout);
+  int64_t expanded = 0;
+  for (const ExpandedSegment& s : segments) expanded += s.n_tokens;
+  void* o = alloc(n * heads * v_dim);  // [n, heads, v]
+  const int64_t act_size = DTypeSize(act);
+  if (expanded < n) AbsorbedAttention(env, layer, w, q, o);
+  if (!segments.empty()) {
+    ProfileScope prof(ctx, "attn.expanded_attention");
+    ApplyRope(ctx, {.x = static_cast<char*>(q) + nope * act_size,
+                    .n_tokens = n,
+                    .n_vecs = heads,
+                    .token_stride = heads * qk,
+                    .vec_stride = qk,
+                    .dim = rope_dim,
+                    .positions = t.positions,
+                    .inv_freq = env.inv_freq,
+                    .attn_factor = env.attn_factor});
+    for (const ExpandedSegment& s : segments) {
+      ExpandedAttention(env, {.segment = s,
+                              .w = w,
+                              .cache = cache,
+                              .layout = env.layout,
+                              .q = static_cast<char*>(q) + s.first_token * heads * qk * act_size,
+                              .q_stride = heads * qk,
+                              .o = static_cast<char*>(o) + s.first_token * heads * v_dim * act_size,
+                              .o_stride = heads * v_dim});
+    }
+  }
+  {
+    ProfileScope prof(ctx, "attn.o_proj", w.o_proj.bytes());
+    MatMul(
+        ctx,
+        {.x = o, .x_stride = heads * v_dim, .n = n, .w = w.o_proj, .y = out, .y_stride = hidden});
+  }
+}
+
+namespace {
+
+// Steps 3-5 for every token: o [n, heads, v] from q [n, heads, qk] (q_pe not yet rotated).
+void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w, void* q,
+                       void* o) {
+  const ExecContext& ctx = env.ctx;
+  const ModelConfig& c = env.config;
+  const StepTables& t = env.layout.tables;
+  const int64_t n = env.layout.n_tokens, heads = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim;
+  const int64_t qk = c.qk_head_dim(), v_dim = c.v_head_dim, r = c.kv_lora_rank;
+  const int64_t row_dim = c.latent_cache_dim();
+  const DType act = ctx.act_dtype();
+  WorkspaceScope scope(ctx.workspace());
+  auto alloc = [&](int64_t count) { return ctx.workspace().Alloc(act, count); };
+  const LatentCacheLayerView cache = env.cache.LayerView(layer);
+
   // 3. Absorbed query [n, heads, r + rope_dim] = [q_nope · W_UK | rope(q_pe)], W_UK per head.
   void* q_abs = alloc(n * heads * row_dim);
   {
@@ -124,8 +189,7 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
                        .softmax_scale = static_cast<float>(c.SoftmaxScale())});
   }
 
-  // 5. Values per head, o = W_UV · o_lat: [n, heads, v]; then out = o_proj(o).
-  void* o = alloc(n * heads * v_dim);
+  // 5. Values per head, o = W_UV · o_lat: [n, heads, v].
   {
     ProfileScope prof(ctx, "attn.w_uv", w.w_uv.bytes());
     MatMul(ctx, {.x = o_lat,
@@ -139,12 +203,7 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
                  .w_batch_stride = v_dim * w.w_uv.row_stride,
                  .y_batch_stride = v_dim});
   }
-  {
-    ProfileScope prof(ctx, "attn.o_proj", w.o_proj.bytes());
-    MatMul(
-        ctx,
-        {.x = o, .x_stride = heads * v_dim, .n = n, .w = w.o_proj, .y = out, .y_stride = hidden});
-  }
 }
 
+}  // namespace
 }  // namespace dsv2
