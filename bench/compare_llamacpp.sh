@@ -2,7 +2,7 @@
 # Our CPU engine beside llama.cpp on the same bf16 weights, alternating in one invocation.
 #   bench/compare_llamacpp.sh [--rounds 5] [--threads 2] [--layers 4] [--out bench/out/compare]
 #                             [--dtype float32|bfloat16] [--weights bf16|q8_0|q4_k_m]
-#                             [--no-docs]
+#                             [--long 2048,8192] [--no-docs]
 # 1. builds llama.cpp from the llama-cpp-python source distribution on PyPI (its vendored tree,
 #    CPU only, GGML_NATIVE), cached in bench/out/llamacpp/;
 # 2. writes a random V2-Lite-shaped checkpoint (real widths, 64 experts top-6, 2 shared, the
@@ -18,6 +18,9 @@
 # 5. prints the medians side by side and writes OUT/compare.{md,json,png}; docs/BENCHMARKS.md's
 #    section between the compare_llamacpp markers (compare_llamacpp_bfloat16 for --dtype
 #    bfloat16) is regenerated from it (unless --no-docs).
+# --long N,...: in each round also prefill N tokens (model_bench --prefill-tokens N; llama-bench
+#    -p N) and decode at depth N (model_bench --context N; llama-bench -d N -n 32): rows
+#    "prefill N" and "decode at depth N" in the table.
 # --weights q8_0|q4_k_m: quantized weights instead, in two files of that format: one made by
 #    llama.cpp's llama-quantize from its bf16 GGUF, one by our dsv2-quantize from the
 #    checkpoint. Both engines run both files (greedy check, rounds, one table each: OUT/llamacpp/
@@ -29,7 +32,7 @@ case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-rounds=5 threads=2 layers=4 out=bench/out/compare docs=1 dtype=float32 weights=bf16
+rounds=5 threads=2 layers=4 out=bench/out/compare docs=1 dtype=float32 weights=bf16 long=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
     --weights) weights="$2"; shift 2 ;;
+    --long) long="$2"; shift 2 ;;
     --no-docs) docs=0; shift ;;
     *) echo "compare_llamacpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -49,6 +53,8 @@ done
   { echo "compare_llamacpp: --dtype must be float32 or bfloat16, got '$dtype'" >&2; exit 2; }
 [[ "$weights" == bf16 || "$weights" == q8_0 || "$weights" == q4_k_m ]] ||
   { echo "compare_llamacpp: --weights must be bf16, q8_0 or q4_k_m, got '$weights'" >&2; exit 2; }
+[[ -z "$long" || "$long" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
+  { echo "compare_llamacpp: --long must be comma-separated token counts, got '$long'" >&2; exit 2; }
 say() { echo "compare: $*" >&2; }
 
 vocab=129280                # DeepSeek-V3's tokenizer
@@ -175,6 +181,16 @@ for r in $(seq 1 "$rounds"); do
     "$lbuild/bin/llama-batched-bench" -m "${their_models[$i]}" -t "$threads" -tb "$threads" -c 2048 \
       -b 2048 -ub 512 -npp 16 -ntg 32 -npl 8,32 --output-format jsonl \
       >"$pout/llama-batched-$r.jsonl" 2>"$pout/llama-batched-$r.log"
+    for n in ${long//,/ }; do
+      say "round $r/$rounds ($p file): prefill $n and decode at depth $n, both engines"
+      build/bin/model_bench --model "${ours_models[$i]}" --dtype "$dtype" --threads "$threads" \
+        --runs 1 --batch-sizes 1 --decode-tokens 32 --context "$n" --prefill-tokens "$n" \
+        --json "$pout/ours-long-$n-$r.json" >/dev/null 2>"$pout/ours-long-$n-$r.log"
+      "$lbuild/bin/llama-bench" -m "${their_models[$i]}" -t "$threads" -p "$n" -n 0 -r 1 -o json \
+        >"$pout/llama-pp-$n-$r.json" 2>"$pout/llama-pp-$n-$r.log"
+      "$lbuild/bin/llama-bench" -m "${their_models[$i]}" -t "$threads" -p 0 -n 32 -d "$n" -r 1 \
+        -o json >"$pout/llama-tg-$n-$r.json" 2>"$pout/llama-tg-$n-$r.log"
+    done
   done
 done
 
@@ -192,5 +208,6 @@ for i in "${!pairs[@]}"; do
     --threads "$threads" --cpu "$cpu_model" --isa "$isa" --layers "$layers" --dtype "$dtype" \
     --llamacpp "llama.cpp of llama-cpp-python $llamacpp_py_version (ggml ${ggml_version:-?})" \
     --greedy-same "${greedy_same[$p]}" --greedy-ids "${ours_ids[$p]}" "${weights_args[@]}" \
+    --long "$long" \
     "${docs_arg[@]}"
 done

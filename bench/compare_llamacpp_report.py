@@ -68,21 +68,33 @@ def main():
     ap.add_argument("--docs", help="markdown file whose compare_llamacpp section to regenerate")
     ap.add_argument("--weights", default="bf16", help="the weights' format (bf16, q8_0, q4_k_m)")
     ap.add_argument("--file-maker", default="", help="who wrote the quantized GGUF both ran")
+    ap.add_argument("--long", default="",
+                    help="token counts of the long-context rows (ours-long-N-R.json, "
+                         "llama-pp-N-R.json, llama-tg-N-R.json)")
     ap.add_argument("--section-suffix", default="",
                     help="docs section compare_llamacpp_SUFFIX (default: from --dtype)")
     args = ap.parse_args()
     out = pathlib.Path(args.out)
 
-    rows = [  # (key, label, ours(run), theirs(round))
-        ("decode_b1", "decode, batch 1 (tokens/s)", lambda o: ours_decode(o, 1),
+    rows = [  # (key, label, ours(run, round), theirs(round))
+        ("decode_b1", "decode, batch 1 (tokens/s)", lambda o, r: ours_decode(o, 1),
          lambda r: llama_bench_ts(out / f"llama-tg-{r}.json", 0, 32)),
-        ("prefill_512", "prefill 512 (tokens/s)", lambda o: float(o["prefill_tokens_per_s"]),
+        ("prefill_512", "prefill 512 (tokens/s)", lambda o, r: float(o["prefill_tokens_per_s"]),
          lambda r: llama_bench_ts(out / f"llama-pp-{r}.json", 512, 0)),
-        ("decode_b8", "batched decode, 8 sequences (tokens/s)", lambda o: ours_decode(o, 8),
+        ("decode_b8", "batched decode, 8 sequences (tokens/s)", lambda o, r: ours_decode(o, 8),
          lambda r: batched_tg(out / f"llama-batched-{r}.jsonl", 8)),
-        ("decode_b32", "batched decode, 32 sequences (tokens/s)", lambda o: ours_decode(o, 32),
+        ("decode_b32", "batched decode, 32 sequences (tokens/s)", lambda o, r: ours_decode(o, 32),
          lambda r: batched_tg(out / f"llama-batched-{r}.jsonl", 32)),
     ]
+    for n in [int(v) for v in args.long.split(",") if v]:
+        rows += [
+            (f"prefill_{n}", f"prefill {n} (tokens/s)",
+             lambda o, r, n=n: float(load_json(out / f"ours-long-{n}-{r}.json")["prefill_tokens_per_s"]),
+             lambda r, n=n: llama_bench_ts(out / f"llama-pp-{n}-{r}.json", n, 0)),
+            (f"decode_depth_{n}", f"decode at depth {n} (tokens/s)",
+             lambda o, r, n=n: ours_decode(load_json(out / f"ours-long-{n}-{r}.json"), 1),
+             lambda r, n=n: llama_bench_ts(out / f"llama-tg-{n}-{r}.json", 0, 32)),
+        ]
     ours_runs = [load_json(out / f"ours-{r}.json") for r in range(1, args.rounds + 1)]
     bandwidth = statistics.median(o["bandwidth_gbs"] for o in ours_runs)
     bytes_per_token = ours_runs[0]["decode_bytes_per_token"]
@@ -92,7 +104,7 @@ def main():
               "read_bandwidth_gbs": bandwidth, "decode_bytes_per_token": bytes_per_token,
               "rows": {}}
     for key, label, ours_of, theirs_of in rows:
-        ours = [ours_of(o) for o in ours_runs]
+        ours = [ours_of(o, r) for r, o in enumerate(ours_runs, start=1)]
         theirs = [theirs_of(r) for r in range(1, args.rounds + 1)]
         result["rows"][key] = {"label": label, "dsv2": ours, "llamacpp": theirs,
                                "dsv2_median": statistics.median(ours),

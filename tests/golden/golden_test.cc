@@ -39,10 +39,6 @@ std::vector<float> Floats(const TensorInfo& t) {
   return std::vector<float>(p, p + t.numel());
 }
 
-int32_t Argmax(const float* v, int64_t n) {
-  return static_cast<int32_t>(std::max_element(v, v + n) - v);
-}
-
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {

@@ -40,6 +40,11 @@ inline double WindowNll(const DeepseekV2Model& model, const ExecContext& ctx,
   return nll / static_cast<double>(len - 1);
 }
 
+// The index of the largest of v[0..n) (the first of equals).
+inline int32_t Argmax(const float* v, int64_t n) {
+  return static_cast<int32_t>(std::max_element(v, v + n) - v);
+}
+
 // ‖ours − ref‖₂ / ‖ref‖₂ over one row of logits.
 inline double RowRelError(const float* ours, const float* ref, int64_t n) {
   double diff = 0, norm = 0;
