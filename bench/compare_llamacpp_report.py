@@ -164,8 +164,9 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 4))
-        labels = ["decode b1", "prefill 512", "decode b8", "decode b32"]
+        fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(rows)), 4))
+        labels = [label.split(" (")[0].replace("batched decode, ", "decode ")
+                  for _, label, _, _ in rows]
         xs = range(len(rows))
         ours = [result["rows"][k]["dsv2_median"] for k, _, _, _ in rows]
         theirs = [result["rows"][k]["llamacpp_median"] for k, _, _, _ in rows]

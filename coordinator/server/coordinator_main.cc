@@ -57,10 +57,14 @@ ABSL_FLAG(int64_t, max_running, 64, "Sequences decoded together at most.");
 ABSL_FLAG(int64_t, queue_capacity, 256,
           "Requests waiting for admission at most; beyond it Generate fails at once with "
           "RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int64_t, max_context, 4096, "Prompt plus generated tokens of one request at most.");
+ABSL_FLAG(int64_t, max_context, 0,
+          "Prompt plus generated tokens of one request at most. 0: the model's own limit "
+          "(max_position_embeddings: 163,840 for DeepSeek-V2-Lite) bounded by what the cache "
+          "holds, at least 32,768 (a start-up line says what it came to).");
 ABSL_FLAG(int64_t, cache_pages, 0,
-          "Pages of the latent KV cache (0: on a GPU, what --gpu-memory-fraction leaves after "
-          "the weights; on the CPU, max_running / 4 sequences of max_context).");
+          "Pages of 64 tokens of the latent KV cache (0: on a GPU, what --gpu-memory-fraction "
+          "leaves after the weights; on the CPU, max_running / 4 sequences of max_context within "
+          "a quarter of the free memory). At least one sequence of max_context.");
 ABSL_FLAG(double, gpu_memory_fraction, 0.90,
           "With --cache-pages 0 on a GPU: the share of the device's memory the process may "
           "fill (weights, step workspace and the latent KV cache).");
@@ -160,7 +164,7 @@ int main(int argc, char** argv) {
       {"max_prefill_while_decoding", 0, 1 << 24},
       {"max_running", 1, 1 << 20},
       {"queue_capacity", 0, 1 << 24},
-      {"max_context", 1, 1 << 24},
+      {"max_context", 0, 1 << 24, "0: the model's own, bounded by memory"},
       {"cache_pages", 0, kBig, "0: sized from the memory"},
       {"gpu_memory_fraction", 0.01, 1.0},
       {"page_size", 1, 1 << 16},

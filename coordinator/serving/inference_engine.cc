@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/mapped_pages.h"
 #include "common/status_macros.h"
 
 namespace dsv2 {
@@ -22,19 +23,42 @@ int64_t GpuCachePages(const DeepseekV2Model& model, const InferenceEngineOptions
   return std::max<int64_t>(0, budget / model.CachePageBytes(o.page_size));
 }
 
+// The share of the memory available at start that the CPU's cache may take with --cache-pages 0.
+constexpr int64_t kCpuCacheMemoryDivisor = 4;
+// The context a model gets by default at least, memory permitting or not (DeepSeek-V2-Lite's
+// advertised 32k), unless the model's own limit is lower.
+constexpr int64_t kMinDefaultContext = 32768;
+
 InferenceEngineOptions WithDefaults(InferenceEngineOptions o, const DeepseekV2Model& model) {
   o.page_size = std::max<int64_t>(1, o.page_size);
   o.max_step_tokens = std::max<int64_t>(1, o.max_step_tokens);
   o.max_running = std::max<int64_t>(1, o.max_running);
   o.max_prefill_tokens_while_decoding = std::max<int64_t>(1, o.max_prefill_tokens_while_decoding);
+  const int64_t model_limit = model.config().max_position_embeddings;
+  const bool auto_context = o.max_context <= 0;
+  if (auto_context) o.max_context = model_limit;
   const int64_t pages_per_context = (o.max_context + o.page_size - 1) / o.page_size;
   if (o.cache_pages <= 0 && model.device() == Device::kCuda)
     o.cache_pages = GpuCachePages(model, o);
-  if (o.cache_pages <= 0)
+  if (o.cache_pages <= 0) {
+    // max_running / 4 sequences of the longest context, within a share of the free memory.
     o.cache_pages = std::max<int64_t>(1, o.max_running / 4) * pages_per_context;
+    const int64_t available = AvailableMemoryBytes();
+    if (available > 0) {
+      const int64_t budget = available / kCpuCacheMemoryDivisor / model.CachePageBytes(o.page_size);
+      o.cache_pages = std::max<int64_t>(1, std::min(o.cache_pages, budget));
+    }
+  }
+  // The model's own context, bounded by the cache (one sequence may fill it), never below
+  // kMinDefaultContext where the model allows that much.
+  if (auto_context) {
+    o.max_context = std::min(o.max_context, std::max(o.cache_pages * o.page_size,
+                                                     std::min(model_limit, kMinDefaultContext)));
+  }
   // One sequence of the longest context, and one step's chunk, must always fit.
   const int64_t step_pages = (o.max_step_tokens + o.page_size - 1) / o.page_size;
-  o.cache_pages = std::max({o.cache_pages, pages_per_context, step_pages});
+  o.cache_pages =
+      std::max({o.cache_pages, (o.max_context + o.page_size - 1) / o.page_size, step_pages});
   return o;
 }
 
@@ -57,6 +81,16 @@ InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* 
     return;
   }
   cache_.emplace(*std::move(cache));
+  std::fprintf(stderr,
+               "dsv2: latent KV cache: %lld pages of %lld tokens (%.2f GB), %lld tokens in all; "
+               "max context %lld tokens (the model's %lld%s)\n",
+               static_cast<long long>(options_.cache_pages),
+               static_cast<long long>(options_.page_size),
+               options_.cache_pages * model.CachePageBytes(options_.page_size) / 1e9,
+               static_cast<long long>(options_.cache_pages * options_.page_size),
+               static_cast<long long>(options_.max_context),
+               static_cast<long long>(model.config().max_position_embeddings),
+               options.max_context <= 0 ? ", bounded by memory" : "; --max-context");
   // CUDA graphs replay a step without the host; an expert backend needs the host inside every
   // MoE layer (the exchange), so such a model runs eagerly.
   if (model.device() == Device::kCuda && !options_.enforce_eager && !model.has_expert_backend()) {

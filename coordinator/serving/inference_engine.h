@@ -35,12 +35,16 @@ struct InferenceEngineOptions {
   int64_t max_prefill_tokens_while_decoding = 64;
   int64_t max_running = 64;      // sequences in the running batch
   int64_t queue_capacity = 256;  // waiting requests; beyond: RESOURCE_EXHAUSTED
-  // 0: on the CPU enough for max_running sequences of max_context / 4; on a GPU what
-  // gpu_memory_fraction of the device's memory leaves after the weights and a step's workspace.
+  // 0: on the CPU enough for max_running / 4 sequences of max_context within a quarter of the
+  // memory available at start; on a GPU what gpu_memory_fraction of the device's memory leaves
+  // after the weights and a step's workspace. At least one sequence of max_context.
   int64_t cache_pages = 0;
   double gpu_memory_fraction = 0.90;
   int64_t page_size = 64;
-  int64_t max_context = 4096;  // prompt + generated tokens of one sequence
+  // Prompt + generated tokens of one sequence. 0: the model's own limit
+  // (max_position_embeddings) bounded by what the cache holds, but at least 32,768 (or the
+  // model's limit when lower).
+  int64_t max_context = 0;
   int32_t default_max_new_tokens = 256;
   int32_t max_new_tokens_limit = 4096;
   int threads = 0;  // CPU threads (0: one per core)

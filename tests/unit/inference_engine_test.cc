@@ -215,6 +215,25 @@ TEST_F(EngineTest, CancelFreesPagesWithinAStep) {
   EXPECT_EQ(engine.Stats().cancelled, 1);
 }
 
+// --max-context 0 (the default): the model's own limit, held by the cache at least once; a
+// prompt that does not fit is refused naming the limit. An explicit limit is kept as given.
+TEST_F(EngineTest, DefaultContextIsTheModelsOwnBoundedByTheCache) {
+  InferenceEngine engine(*model_, nullptr, {});
+  const InferenceEngineOptions& o = engine.options();
+  const int64_t model_limit = model_->config().max_position_embeddings;
+  EXPECT_LE(o.max_context, model_limit);
+  EXPECT_GE(o.max_context, std::min<int64_t>(model_limit, 32768));
+  EXPECT_GE(o.cache_pages * o.page_size, o.max_context);
+  absl::StatusOr<std::shared_ptr<RequestStream>> refused =
+      engine.Submit(Greedy(std::vector<int32_t>(o.max_context, refs_[0].prompt[0]), 1));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find(absl::StrCat(o.max_context)), std::string::npos)
+      << refused.status();
+  InferenceEngine fixed(*model_, nullptr, {.max_context = 100});
+  EXPECT_EQ(fixed.options().max_context, 100);
+}
+
 TEST_F(EngineTest, DeadlineEndsTheRequest) {
   InferenceEngine engine(*model_, nullptr, {.max_context = 4096});
   GenerationRequest r = Greedy(refs_[0].prompt, 4000);
