@@ -51,61 +51,17 @@ DSV2_AVX2 inline __m256 Load8(const Bf16* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
 }
 
-// Softmax over each head's scores [G, len] in place: the weights the values are summed with.
-template <int G>
-void SoftmaxRows(float* scores, int64_t len, const float* max_score) {
-  for (int h = 0; h < G; ++h) {
-    float* p = scores + h * len;
-    float sum = 0.0f;
-    for (int64_t j = 0; j < len; ++j) {
-      p[j] = std::exp(p[j] - max_score[h]);
-      sum += p[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < len; ++j) p[j] *= inv;
-  }
-}
-
-// AVX-512, kv_lora_rank and rope_dim multiples of 16: the heads [h0, h0 + G) of one token
-// together, so that each cache row is read once for all of them (the rows are the keys and the
-// values of every head). Scores: per row, 16-lane partial sums for the latent and the rope part
-// of each head, reduced. Values: 32 output columns of every head at a time in registers over
-// all rows (each row's cache lines are read once per token and head group).
-// The values of G heads: 32 output columns of every head at a time in registers over all rows
-// (each row's cache lines are read once per token and head group). scores: [G, len] weights.
+// Scores of G heads against rows [j0, j0 + n) of a sequence: s[h * n + jj] = (q_lat[h] · c[j] +
+// q_pe[h] · k_pe[j]) · scale, with 16-lane partial sums for the latent and the rope part of
+// each head, reduced (the sums the reference forms, in another order). AVX-512, float32 query;
+// kv_lora_rank and rope_dim multiples of 16.
 template <int G, typename T>
-DSV2_AVX512 void Values512(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t len,
-                           const std::vector<float>& scores, float* o) {
-  const int64_t rank = a.kv_lora_rank;
-  for (int64_t k = 0; k < rank; k += 32) {
-    __m512 lo[G], hi[G];
-    for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < len; ++j) {
-      const T* r = row(j) + k;
-      const __m512 r0 = Load16(r);
-      const __m512 r1 = k + 16 < rank ? Load16(r + 16) : _mm512_setzero_ps();
-      for (int h = 0; h < G; ++h) {
-        const __m512 w = _mm512_set1_ps(scores[h * len + j]);
-        lo[h] = _mm512_fmadd_ps(w, r0, lo[h]);
-        hi[h] = _mm512_fmadd_ps(w, r1, hi[h]);
-      }
-    }
-    for (int h = 0; h < G; ++h) {
-      _mm512_storeu_ps(o + h * rank + k, lo[h]);
-      if (k + 16 < rank) _mm512_storeu_ps(o + h * rank + k + 16, hi[h]);
-    }
-  }
-}
-
-template <int G, typename T>
-DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t len,
-                              const float* q, float* o, std::vector<float>& scores) {
-  const int64_t rank = a.kv_lora_rank, rope = a.rope_dim, q_dim = rank + rope;
-  scores.resize(G * len);  // [G, len]
-  float max_score[G];
-  for (int h = 0; h < G; ++h) max_score[h] = -INFINITY;
-  for (int64_t j = 0; j < len; ++j) {
-    const T* r = row(j);
+DSV2_AVX512 void TileScores512(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t j0,
+                               int64_t n, const void* qv, float* s) {
+  const float* q = static_cast<const float*>(qv);
+  const int64_t rank = a.kv_lora_rank, q_dim = rank + a.rope_dim;
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const T* r = row(j0 + jj);
     __m512 lat[G], pe[G];
     for (int h = 0; h < G; ++h) lat[h] = pe[h] = _mm512_setzero_ps();
     for (int64_t k = 0; k < rank; k += 16) {
@@ -119,56 +75,72 @@ DSV2_AVX512 void HeadGroup512(const MlaAttentionArgs& a, const SequenceRows<T>& 
         pe[h] = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * q_dim + k), rv, pe[h]);
     }
     for (int h = 0; h < G; ++h) {
-      const float sc =
+      s[h * n + jj] =
           (_mm512_reduce_add_ps(lat[h]) + _mm512_reduce_add_ps(pe[h])) * a.softmax_scale;
-      scores[h * len + j] = sc;
-      max_score[h] = std::max(max_score[h], sc);
     }
   }
-  SoftmaxRows<G>(scores.data(), len, max_score);
-  Values512<G, T>(a, row, len, scores, o);
 }
 
-// HeadGroup512 with bf16 query and rows (kv_lora_rank and rope_dim multiples of 32): the scores
-// by vdpbf16ps, the products of bf16 pairs exact in float32 as the FMAs on widened values are;
-// 32 values per instruction and no widening. The values stay float32 FMAs (the weights are
-// float32, as the GPU keeps them).
+// TileScores512 with bf16 query and rows (kv_lora_rank and rope_dim multiples of 32): vdpbf16ps,
+// the products of bf16 pairs exact in float32 as the FMAs on widened values are.
 template <int G>
-DSV2_AVX512BF16 void HeadGroupDot(const MlaAttentionArgs& a, const SequenceRows<Bf16>& row,
-                                  int64_t len, const Bf16* q, float* o,
-                                  std::vector<float>& scores) {
-  const int64_t rank = a.kv_lora_rank, rope = a.rope_dim, q_dim = rank + rope;
-  const uint16_t* qb = &q->bits;
-  scores.resize(G * len);  // [G, len]
-  float max_score[G];
-  for (int h = 0; h < G; ++h) max_score[h] = -INFINITY;
-  for (int64_t j = 0; j < len; ++j) {
-    const uint16_t* r = &row(j)->bits;
+DSV2_AVX512BF16 void TileScoresDot(const MlaAttentionArgs& a, const SequenceRows<Bf16>& row,
+                                   int64_t j0, int64_t n, const void* qv, float* s) {
+  const uint16_t* qb = &static_cast<const Bf16*>(qv)->bits;
+  const int64_t rank = a.kv_lora_rank, q_dim = rank + a.rope_dim;
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const uint16_t* r = &row(j0 + jj)->bits;
     __m512 lat[G], pe[G];
     for (int h = 0; h < G; ++h) lat[h] = pe[h] = _mm512_setzero_ps();
     for (int64_t k = 0; k < rank; k += 32) {
       const __m512bh rv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(r + k));
       for (int h = 0; h < G; ++h) {
-        const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(qb + h * q_dim + k));
-        lat[h] = _mm512_dpbf16_ps(lat[h], qv, rv);
+        const __m512bh qh = reinterpret_cast<__m512bh>(_mm512_loadu_si512(qb + h * q_dim + k));
+        lat[h] = _mm512_dpbf16_ps(lat[h], qh, rv);
       }
     }
     for (int64_t k = rank; k < q_dim; k += 32) {
       const __m512bh rv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(r + k));
       for (int h = 0; h < G; ++h) {
-        const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(qb + h * q_dim + k));
-        pe[h] = _mm512_dpbf16_ps(pe[h], qv, rv);
+        const __m512bh qh = reinterpret_cast<__m512bh>(_mm512_loadu_si512(qb + h * q_dim + k));
+        pe[h] = _mm512_dpbf16_ps(pe[h], qh, rv);
       }
     }
     for (int h = 0; h < G; ++h) {
-      const float sc =
+      s[h * n + jj] =
           (_mm512_reduce_add_ps(lat[h]) + _mm512_reduce_add_ps(pe[h])) * a.softmax_scale;
-      scores[h * len + j] = sc;
-      max_score[h] = std::max(max_score[h], sc);
     }
   }
-  SoftmaxRows<G>(scores.data(), len, max_score);
-  Values512<G, Bf16>(a, row, len, scores, o);
+}
+
+// o[h] += Σ_jj p[h * n + jj] · c[j0 + jj] for G heads: 32 output columns of every head at a
+// time in registers over the tile's rows (which sit in the cache by now).
+template <int G, typename T>
+DSV2_AVX512 void TileValues512(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t j0,
+                               int64_t n, const float* p, float* o) {
+  const int64_t rank = a.kv_lora_rank;
+  for (int64_t k = 0; k < rank; k += 32) {
+    const bool two = k + 16 < rank;
+    __m512 lo[G], hi[G];
+    for (int h = 0; h < G; ++h) {
+      lo[h] = _mm512_loadu_ps(o + h * rank + k);
+      hi[h] = two ? _mm512_loadu_ps(o + h * rank + k + 16) : _mm512_setzero_ps();
+    }
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const T* r = row(j0 + jj) + k;
+      const __m512 r0 = Load16(r);
+      const __m512 r1 = two ? Load16(r + 16) : _mm512_setzero_ps();
+      for (int h = 0; h < G; ++h) {
+        const __m512 w = _mm512_set1_ps(p[h * n + jj]);
+        lo[h] = _mm512_fmadd_ps(w, r0, lo[h]);
+        hi[h] = _mm512_fmadd_ps(w, r1, hi[h]);
+      }
+    }
+    for (int h = 0; h < G; ++h) {
+      _mm512_storeu_ps(o + h * rank + k, lo[h]);
+      if (two) _mm512_storeu_ps(o + h * rank + k + 16, hi[h]);
+    }
+  }
 }
 
 DSV2_AVX2 inline float Sum8(__m256 v) {
@@ -177,48 +149,48 @@ DSV2_AVX2 inline float Sum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// HeadGroup512 in 8 lanes (kv_lora_rank and rope_dim multiples of 8), 16 output columns of
-// every head at a time.
+// TileScores512 in 8 lanes (kv_lora_rank and rope_dim multiples of 8).
 template <int G, typename T>
-DSV2_AVX2 void HeadGroup256(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t len,
-                            const float* q, float* o, std::vector<float>& scores) {
-  const int64_t rank = a.kv_lora_rank, rope = a.rope_dim, q_dim = rank + rope;
-  scores.resize(G * len);  // [G, len]
-  float max_score[G];
-  for (int h = 0; h < G; ++h) max_score[h] = -INFINITY;
-  for (int64_t j = 0; j < len; ++j) {
-    const T* r = row(j);
+DSV2_AVX2 void TileScores256(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t j0,
+                             int64_t n, const void* qv, float* s) {
+  const float* q = static_cast<const float*>(qv);
+  const int64_t rank = a.kv_lora_rank, q_dim = rank + a.rope_dim;
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const T* r = row(j0 + jj);
     __m256 lat[G], pe[G];
     for (int h = 0; h < G; ++h) lat[h] = pe[h] = _mm256_setzero_ps();
     for (int64_t k = 0; k < rank; k += 8) {
       const __m256 rv = Load8(r + k);
-      for (int h = 0; h < G; ++h) {
+      for (int h = 0; h < G; ++h)
         lat[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * q_dim + k), rv, lat[h]);
-      }
     }
     for (int64_t k = rank; k < q_dim; k += 8) {
       const __m256 rv = Load8(r + k);
-      for (int h = 0; h < G; ++h) {
+      for (int h = 0; h < G; ++h)
         pe[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * q_dim + k), rv, pe[h]);
-      }
     }
-    for (int h = 0; h < G; ++h) {
-      const float sc = (Sum8(lat[h]) + Sum8(pe[h])) * a.softmax_scale;
-      scores[h * len + j] = sc;
-      max_score[h] = std::max(max_score[h], sc);
-    }
+    for (int h = 0; h < G; ++h) s[h * n + jj] = (Sum8(lat[h]) + Sum8(pe[h])) * a.softmax_scale;
   }
-  SoftmaxRows<G>(scores.data(), len, max_score);
+}
+
+// TileValues512 in 8 lanes, 16 output columns of every head at a time.
+template <int G, typename T>
+DSV2_AVX2 void TileValues256(const MlaAttentionArgs& a, const SequenceRows<T>& row, int64_t j0,
+                             int64_t n, const float* p, float* o) {
+  const int64_t rank = a.kv_lora_rank;
   for (int64_t k = 0; k < rank; k += 16) {
     const bool two = k + 8 < rank;
     __m256 lo[G], hi[G];
-    for (int h = 0; h < G; ++h) lo[h] = hi[h] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < len; ++j) {
-      const T* r = row(j) + k;
+    for (int h = 0; h < G; ++h) {
+      lo[h] = _mm256_loadu_ps(o + h * rank + k);
+      hi[h] = two ? _mm256_loadu_ps(o + h * rank + k + 8) : _mm256_setzero_ps();
+    }
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const T* r = row(j0 + jj) + k;
       const __m256 r0 = Load8(r);
       const __m256 r1 = two ? Load8(r + 8) : _mm256_setzero_ps();
       for (int h = 0; h < G; ++h) {
-        const __m256 w = _mm256_set1_ps(scores[h * len + j]);
+        const __m256 w = _mm256_set1_ps(p[h * n + jj]);
         lo[h] = _mm256_fmadd_ps(w, r0, lo[h]);
         hi[h] = _mm256_fmadd_ps(w, r1, hi[h]);
       }
@@ -226,6 +198,36 @@ DSV2_AVX2 void HeadGroup256(const MlaAttentionArgs& a, const SequenceRows<T>& ro
     for (int h = 0; h < G; ++h) {
       _mm256_storeu_ps(o + h * rank + k, lo[h]);
       if (two) _mm256_storeu_ps(o + h * rank + k + 8, hi[h]);
+    }
+  }
+}
+
+// A split's running softmax per head (flash attention): the largest score m, the sum l of
+// e^(s − m), and o = Σ e^(s − m) · c (unnormalised), over the rows seen so far.
+struct PartialSoftmax {
+  std::vector<float> m, l, o;  // [heads], [heads], [heads, rank]
+  void Reset(int64_t heads, int64_t rank) {
+    m.assign(heads, -INFINITY);
+    l.assign(heads, 0.0f);
+    o.assign(heads * rank, 0.0f);
+  }
+};
+
+// Folds the scores s [g, n] of heads h0.. into the running softmax: rescales what it holds to
+// the new maxima and turns s into the weights e^(s − m) of the tile's rows.
+void FoldScores(PartialSoftmax& st, int64_t h0, int64_t g, int64_t n, int64_t rank, float* s) {
+  for (int64_t h = 0; h < g; ++h) {
+    float* sh = s + h * n;
+    float m = st.m[h0 + h];
+    for (int64_t jj = 0; jj < n; ++jj) m = std::max(m, sh[jj]);
+    const float correction = std::exp(st.m[h0 + h] - m);  // 0 for the first tile (−inf)
+    float sum = 0.0f;
+    for (int64_t jj = 0; jj < n; ++jj) sum += (sh[jj] = std::exp(sh[jj] - m));
+    st.l[h0 + h] = st.l[h0 + h] * correction + sum;
+    st.m[h0 + h] = m;
+    if (correction != 1.0f) {
+      float* oh = st.o.data() + (h0 + h) * rank;
+      for (int64_t k = 0; k < rank; ++k) oh[k] *= correction;
     }
   }
 }
@@ -251,6 +253,102 @@ float* OutAsFloat(Bf16* /*out*/, int64_t count, std::vector<float>& buf) {
 void Finish(const float* /*o*/, float* /*out*/, int64_t /*count*/) {}
 void Finish(const float* o, Bf16* out, int64_t count) { RoundToBf16(o, out, count); }
 
+template <typename T>
+using ScoresFn = void (*)(const MlaAttentionArgs&, const SequenceRows<T>&, int64_t j0, int64_t n,
+                          const void* q, float* s);
+template <typename T>
+using ValuesFn = void (*)(const MlaAttentionArgs&, const SequenceRows<T>&, int64_t j0, int64_t n,
+                          const float* p, float* o);
+template <typename T>
+struct TileKernels {
+  const ScoresFn<T>* scores;  // [g - 1]: g heads at once
+  const ValuesFn<T>* values;
+  int64_t group;
+  bool bf16_query;
+};
+
+constexpr int64_t kTileRows = 64;       // rows read once for every head, then reused from cache
+constexpr int64_t kMinSplitRows = 512;  // a sequence is split across threads in spans this long
+
+// Every head of a token in one pass over its rows (flash decoding): a tile of rows is read once
+// from memory for all heads (scores, online softmax, values, group by group), and a long
+// sequence is split across threads when there are fewer tokens than threads, the splits'
+// partial softmaxes merged at the end.
+template <typename T, typename RowsOf>
+void TiledAttend(const CpuContext& ctx, const MlaAttentionArgs& a, const TileKernels<T>& k,
+                 const RowsOf& rows_of) {
+  const int64_t heads = a.n_heads, rank = a.kv_lora_rank, q_dim = rank + a.rope_dim;
+  const T* q_all = static_cast<const T*>(a.q);
+  T* out_all = static_cast<T*>(a.out);
+  // Tasks: (token, split); first_task[t] is token t's first.
+  std::vector<int64_t> first_task(a.n_tokens + 1, 0);
+  const int64_t want = (ctx.num_threads() + a.n_tokens - 1) / a.n_tokens;
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
+    const int64_t splits = std::clamp<int64_t>(len / kMinSplitRows, 1, want);
+    first_task[t + 1] = first_task[t] + splits;
+  }
+  const int64_t tasks = first_task[a.n_tokens];
+  std::vector<PartialSoftmax> partial(tasks > a.n_tokens ? tasks : 0);
+  ctx.ParallelFor(tasks, 1, [&](int64_t begin, int64_t end) {
+    PartialSoftmax own;
+    std::vector<float> s(k.group * kTileRows), q_buf, o_buf;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t t =
+          std::upper_bound(first_task.begin(), first_task.end(), task) - first_task.begin() - 1;
+      const int64_t splits = first_task[t + 1] - first_task[t], part = task - first_task[t];
+      const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
+      const int64_t j0 = len * part / splits, j1 = len * (part + 1) / splits;
+      PartialSoftmax& st = splits > 1 ? partial[task] : own;
+      st.Reset(heads, rank);
+      const T* q_t = q_all + t * heads * q_dim;
+      const char* q = k.bf16_query
+                          ? reinterpret_cast<const char*>(q_t)
+                          : reinterpret_cast<const char*>(QueryAsFloat(q_t, heads * q_dim, q_buf));
+      const int64_t q_size = k.bf16_query ? 2 : 4;
+      const SequenceRows<T> row = rows_of(t);
+      for (int64_t jt = j0; jt < j1; jt += kTileRows) {
+        const int64_t n = std::min(kTileRows, j1 - jt);
+        for (int64_t h0 = 0; h0 < heads; h0 += k.group) {
+          const int64_t g = std::min(k.group, heads - h0);
+          k.scores[g - 1](a, row, jt, n, q + h0 * q_dim * q_size, s.data());
+          FoldScores(st, h0, g, n, rank, s.data());
+          k.values[g - 1](a, row, jt, n, s.data(), st.o.data() + h0 * rank);
+        }
+      }
+      if (splits > 1) continue;
+      T* out = out_all + t * heads * rank;
+      float* o = OutAsFloat(out, heads * rank, o_buf);
+      for (int64_t h = 0; h < heads; ++h) {
+        const float inv = 1.0f / st.l[h];
+        for (int64_t i = 0; i < rank; ++i) o[h * rank + i] = st.o[h * rank + i] * inv;
+      }
+      Finish(o, out, heads * rank);
+    }
+  });
+  // The split tokens: o = Σ_s e^(m_s − M) o_s / Σ_s e^(m_s − M) l_s, M the largest m_s.
+  std::vector<float> o_buf;
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    if (first_task[t + 1] - first_task[t] == 1) continue;
+    T* out = out_all + t * heads * rank;
+    float* o = OutAsFloat(out, heads * rank, o_buf);
+    for (int64_t h = 0; h < heads; ++h) {
+      float m = -INFINITY, l = 0.0f;
+      for (int64_t task = first_task[t]; task < first_task[t + 1]; ++task) {
+        m = std::max(m, partial[task].m[h]);
+      }
+      std::fill(o + h * rank, o + (h + 1) * rank, 0.0f);
+      for (int64_t task = first_task[t]; task < first_task[t + 1]; ++task) {
+        const float w = std::exp(partial[task].m[h] - m);
+        l += w * partial[task].l[h];
+        Axpy(w, partial[task].o.data() + h * rank, o + h * rank, rank);
+      }
+      for (int64_t i = 0; i < rank; ++i) o[h * rank + i] /= l;
+    }
+    Finish(o, out, heads * rank);
+  }
+}
+
 // The attention in the cache's dtype T (the activation dtype): scores, softmax and sums in
 // float32, each head's output rounded to T once (the CUDA twin's rounding).
 template <typename T>
@@ -268,54 +366,41 @@ void Attend(const CpuContext& ctx, const MlaAttentionArgs& a) {
                            a.block_tables + static_cast<int64_t>(a.token_table[t]) * a.max_pages,
                            c.page_size, c.page_stride, c.row_dim};
   };
-  // Runs group_fn(t, h0, g, len, o, scores, q_buf) for every task (token t, heads h0 .. h0+g-1,
-  // g <= group): o is the group's float32 output [g, rank], rounded into out afterwards.
-  auto per_head_group = [&](int64_t group, auto&& group_fn) {
-    const int64_t groups = (a.n_heads + group - 1) / group;
-    ctx.ParallelFor(a.n_tokens * groups, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores, q_buf, o_buf;
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t t = task / groups, h0 = task % groups * group;
-        const int64_t g = std::min(group, a.n_heads - h0);
-        const int64_t len = static_cast<int64_t>(a.positions[t]) + 1;
-        T* out = out_all + (t * a.n_heads + h0) * rank;
-        float* o = OutAsFloat(out, g * rank, o_buf);
-        group_fn(t, h0, g, len, o, scores, q_buf);
-        Finish(o, out, g * rank);
-      }
-    });
-  };
-  // bf16 query and rows with the bf16 dot product: the scores by vdpbf16ps (HeadGroupDot).
+  // The tile kernels for this ISA and dtype: [g - 1] takes g heads at once.
+  const ScoresFn<T>* scores_fn = nullptr;
+  const ValuesFn<T>* values_fn = nullptr;
+  int64_t group = 0;
+  bool bf16_query = false;  // the scores read the bf16 query as it is (vdpbf16ps)
   if constexpr (std::is_same_v<T, Bf16>) {
     if (ctx.isa() >= CpuIsa::kAvx512Bf16 && a.kv_lora_rank % 32 == 0 && a.rope_dim % 32 == 0) {
-      using DotFn = void (*)(const MlaAttentionArgs&, const SequenceRows<Bf16>&, int64_t,
-                             const Bf16*, float*, std::vector<float>&);
-      static constexpr DotFn kDot[] = {HeadGroupDot<1>, HeadGroupDot<2>, HeadGroupDot<3>,
-                                       HeadGroupDot<4>, HeadGroupDot<5>, HeadGroupDot<6>,
-                                       HeadGroupDot<7>, HeadGroupDot<8>};
-      per_head_group(8, [&](int64_t t, int64_t h0, int64_t g, int64_t len, float* o,
-                            std::vector<float>& scores, std::vector<float>& /*q_buf*/) {
-        kDot[g - 1](a, rows_of(t), len, q_all + (t * a.n_heads + h0) * q_dim, o, scores);
-      });
-      return;
+      static constexpr ScoresFn<Bf16> kDot[] = {
+          TileScoresDot<1>, TileScoresDot<2>, TileScoresDot<3>, TileScoresDot<4>,
+          TileScoresDot<5>, TileScoresDot<6>, TileScoresDot<7>, TileScoresDot<8>};
+      scores_fn = kDot;
+      bf16_query = true;
     }
   }
-  if (avx512 || avx2) {
-    // Tasks: (token, group of up to 8 heads with AVX-512, 4 with AVX2's 16 registers).
-    const int64_t kGroup = avx512 ? 8 : 4;
-    using GroupFn = void (*)(const MlaAttentionArgs&, const SequenceRows<T>&, int64_t, const float*,
-                             float*, std::vector<float>&);
-    static constexpr GroupFn k512[] = {HeadGroup512<1, T>, HeadGroup512<2, T>, HeadGroup512<3, T>,
-                                       HeadGroup512<4, T>, HeadGroup512<5, T>, HeadGroup512<6, T>,
-                                       HeadGroup512<7, T>, HeadGroup512<8, T>};
-    static constexpr GroupFn k256[] = {HeadGroup256<1, T>, HeadGroup256<2, T>, HeadGroup256<3, T>,
-                                       HeadGroup256<4, T>};
-    const GroupFn* const head_group = avx512 ? k512 : k256;  // [g - 1]: g heads at once
-    per_head_group(kGroup, [&](int64_t t, int64_t h0, int64_t g, int64_t len, float* o,
-                               std::vector<float>& scores, std::vector<float>& q_buf) {
-      const float* q = QueryAsFloat(q_all + (t * a.n_heads + h0) * q_dim, g * q_dim, q_buf);
-      head_group[g - 1](a, rows_of(t), len, q, o, scores);
-    });
+  if (avx512) {
+    static constexpr ScoresFn<T> kScores[] = {
+        TileScores512<1, T>, TileScores512<2, T>, TileScores512<3, T>, TileScores512<4, T>,
+        TileScores512<5, T>, TileScores512<6, T>, TileScores512<7, T>, TileScores512<8, T>};
+    static constexpr ValuesFn<T> kValues[] = {
+        TileValues512<1, T>, TileValues512<2, T>, TileValues512<3, T>, TileValues512<4, T>,
+        TileValues512<5, T>, TileValues512<6, T>, TileValues512<7, T>, TileValues512<8, T>};
+    if (scores_fn == nullptr) scores_fn = kScores;
+    values_fn = kValues;
+    group = 8;
+  } else if (avx2) {  // 4 heads: AVX2's 16 registers
+    static constexpr ScoresFn<T> kScores[] = {TileScores256<1, T>, TileScores256<2, T>,
+                                              TileScores256<3, T>, TileScores256<4, T>};
+    static constexpr ValuesFn<T> kValues[] = {TileValues256<1, T>, TileValues256<2, T>,
+                                              TileValues256<3, T>, TileValues256<4, T>};
+    scores_fn = kScores;
+    values_fn = kValues;
+    group = 4;
+  }
+  if (values_fn != nullptr) {
+    TiledAttend<T>(ctx, a, {scores_fn, values_fn, group, bf16_query}, rows_of);
     return;
   }
   ctx.ParallelFor(a.n_tokens * a.n_heads, 1, [&](int64_t begin, int64_t end) {
@@ -339,7 +424,10 @@ void Attend(const CpuContext& ctx, const MlaAttentionArgs& a) {
         scores[j] = s;
         max_score = std::max(max_score, s);
       }
-      SoftmaxRows<1>(scores.data(), len, &max_score);
+      float sum = 0.0f;
+      for (int64_t j = 0; j < len; ++j) sum += (scores[j] = std::exp(scores[j] - max_score));
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < len; ++j) scores[j] *= inv;
       std::fill(o, o + rank, 0.0f);
       for (int64_t j = 0; j < len; ++j) Axpy(scores[j], row(j), o, rank);
       Finish(o, out, rank);

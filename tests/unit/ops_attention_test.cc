@@ -21,6 +21,8 @@ namespace {
 
 struct Case {
   int64_t rank, rope, heads, page_size;
+  // > 0: instead, one decode token over a sequence of this many rows (split across threads).
+  int64_t decode_rows = 0;
 };
 
 void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
@@ -30,9 +32,11 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
                " act=" + PrecisionName(ctx.act_dtype()));
   const int64_t row_dim = c.rank + c.rope;
   // Two sequences: 37 rows (one decode token at position 36) and 70 rows (a prefill chunk of
-  // the last 5 tokens, positions 65..69).
-  const std::vector<int64_t> lengths = {37, 70};
-  const int64_t max_pages = (70 + c.page_size - 1) / c.page_size;
+  // the last 5 tokens, positions 65..69); or one decode token after decode_rows rows.
+  const std::vector<int64_t> lengths =
+      c.decode_rows > 0 ? std::vector<int64_t>{c.decode_rows, 1} : std::vector<int64_t>{37, 70};
+  const int64_t longest = std::max(lengths[0], lengths[1]);
+  const int64_t max_pages = (longest + c.page_size - 1) / c.page_size;
   const int64_t num_pages = 2 * max_pages + 3;
   std::vector<int32_t> page_ids(num_pages);
   std::iota(page_ids.begin(), page_ids.end(), 0);
@@ -46,8 +50,11 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   std::vector<float> cache(num_pages * c.page_size * row_dim);
   for (float& v : cache) v = uni(rng);
-  const std::vector<int32_t> positions = {36, 65, 66, 67, 68, 69};
-  const std::vector<int32_t> token_table = {0, 1, 1, 1, 1, 1};
+  const std::vector<int32_t> positions =
+      c.decode_rows > 0 ? std::vector<int32_t>{static_cast<int32_t>(c.decode_rows - 1)}
+                        : std::vector<int32_t>{36, 65, 66, 67, 68, 69};
+  const std::vector<int32_t> token_table =
+      c.decode_rows > 0 ? std::vector<int32_t>{0} : std::vector<int32_t>{0, 1, 1, 1, 1, 1};
   const int64_t n = static_cast<int64_t>(positions.size());
   std::vector<float> q(n * c.heads * row_dim);
   for (float& v : q) v = 2 * uni(rng);
@@ -76,7 +83,7 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
   a.token_table = token_table.data();
   a.block_tables = block_tables.data();
   a.max_pages = max_pages;
-  a.max_position = 69;
+  a.max_position = *std::max_element(positions.begin(), positions.end());
   a.cache = {bf16 ? static_cast<void*>(cache16.data()) : cache.data(), ctx.act_dtype(),
              c.page_size * row_dim, c.page_size, row_dim};
   a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(row_dim));
@@ -120,8 +127,9 @@ void CheckCase(const CpuContext& ctx, const Case& c, std::mt19937& rng) {
 
 TEST(OpsMlaAttention, MatchesReferenceOnEveryIsa) {
   std::mt19937 rng(11);
-  const Case cases[] = {
-      {512, 64, 16, 64}, {512, 64, 3, 16}, {48, 16, 11, 7}, {16, 16, 9, 5}, {20, 6, 5, 3}};
+  const Case cases[] = {{512, 64, 16, 64},  {512, 64, 3, 16}, {48, 16, 11, 7},
+                        {16, 16, 9, 5},     {20, 6, 5, 3},    {64, 32, 11, 16, 1600},
+                        {20, 6, 3, 7, 1100}};
   for (CpuIsa isa : kAllCpuIsas) {
     if (!CpuSupports(isa)) {
       std::printf("OpsMlaAttention: %s not supported by this CPU, not tested\n", CpuIsaName(isa));
