@@ -84,6 +84,48 @@ TEST_F(ExpertParallelTest, CoordinatorShardPlusTwoWorkersMatchStandalone) {
   ExpectSameAsStandalone(coordinator->port());
 }
 
+// Past YaRN's original positions (issue 31): the 4,500-token prompt of the long-context fixture
+// (tools/make_long_context_fixture.py), prefilled in chunks of 2,048 (the expanded attention)
+// and decoded over 4,500 cached rows, gives transformers' greedy tokens standalone, and the
+// standalone tokens and logprobs (within 1e-5) with two worker processes.
+TEST(ExpertParallelLongContextTest, TwoWorkersMatchStandaloneAndTransformers) {
+  auto ref = SafetensorsFile::Open(kLite + "/long_context.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto ints = [&](const std::string& name) {
+    const TensorInfo& t = (*ref)->tensors().at(name);
+    const auto* v = static_cast<const int64_t*>(t.data);
+    return std::vector<int32_t>(v, v + t.numel());
+  };
+  const std::vector<int32_t> prompt = ints("ids"), greedy = ints("greedy_ids");
+  auto start = [](const std::vector<std::string>& workers) {
+    return std::move(CoordinatorServer::Start(
+                         {.model_dir = kLite,
+                          .engine = {.max_step_tokens = 2048, .max_context = 8192},
+                          .expert_parallel = {.workers = workers,
+                                              .timeout = absl::Seconds(2),
+                                              .retry_interval = absl::Milliseconds(200)}}))
+        .value();
+  };
+  const int new_tokens = static_cast<int>(greedy.size());
+  GenResult standalone;
+  {
+    auto server = start({});
+    standalone = Generate(server->port(), prompt, new_tokens);
+  }
+  ASSERT_TRUE(standalone.status.ok()) << standalone.status.error_message();
+  EXPECT_EQ(standalone.tokens, greedy);
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = start({w1.address(), w2.address()});
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  const GenResult ep = Generate(coordinator->port(), prompt, new_tokens);
+  ASSERT_TRUE(ep.status.ok()) << ep.status.error_message();
+  EXPECT_EQ(ep.tokens, standalone.tokens);
+  ASSERT_EQ(ep.logprobs.size(), standalone.logprobs.size());
+  for (size_t j = 0; j < ep.logprobs.size(); ++j) {
+    EXPECT_NEAR(ep.logprobs[j], standalone.logprobs[j], 1e-5) << j;
+  }
+}
+
 TEST_F(ExpertParallelTest, CoordinatorProcessWithTwoWorkerProcesses) {
   // Everything as separate processes, started as an operator would.
   WorkerProcess w1(kLite, 1), w2(kLite, 2);
