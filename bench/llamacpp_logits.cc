@@ -20,24 +20,9 @@
 #include <vector>
 
 #include "llama.h"
+#include "llamacpp_util.h"
 
 namespace {
-
-std::vector<llama_token> ParseIds(const std::string& text) {
-  std::vector<llama_token> ids;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    ids.push_back(static_cast<llama_token>(std::strtol(text.c_str() + start, nullptr, 10)));
-    start = end + 1;
-  }
-  return ids;
-}
-
-void Quiet(ggml_log_level level, const char* text, void*) {
-  if (level >= GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
-}
 
 // A JSON string body: quotes and backslashes escaped, control characters dropped.
 std::string JsonEscaped(const std::string& s) {
@@ -94,7 +79,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  llama_log_set(Quiet, nullptr);
+  llama_log_set(QuietLog, nullptr);
   llama_backend_init();
   llama_model* model = llama_model_load_from_file(argv[1], llama_model_default_params());
   if (model == nullptr) {

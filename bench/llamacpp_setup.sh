@@ -4,7 +4,8 @@
 #   llamacpp_setup CACHE_DIR   needs $venv_python (tools/pinned_venv.sh); sets $llamacpp_src,
 #                              $llamacpp_build (binaries and libraries in its bin/) and
 #                              $ggml_version
-#   llamacpp_tool NAME         compiles bench/NAME.cc to $llamacpp_build/bin/NAME (when older)
+#   llamacpp_tool NAME         compiles bench/NAME.cc (with bench/llamacpp_util.h) to
+#                              $llamacpp_build/bin/NAME (when older)
 #                              and prints that path
 llamacpp_py_version=0.3.36  # the llama-cpp-python release whose vendored llama.cpp we build
 
@@ -39,7 +40,7 @@ llamacpp_setup() {
 
 llamacpp_tool() {
   local name="$1" bin="$llamacpp_build/bin/$1"
-  if [ ! -x "$bin" ] || [ "bench/$name.cc" -nt "$bin" ]; then
+  if [ ! -x "$bin" ] || [ "bench/$name.cc" -nt "$bin" ] || [ bench/llamacpp_util.h -nt "$bin" ]; then
     g++ -std=c++17 -O2 -o "$bin" "bench/$name.cc" -I"$llamacpp_src/include" \
       -I"$llamacpp_src/ggml/include" -L"$llamacpp_build/bin" -lllama -lggml -lggml-base \
       -Wl,-rpath,"$llamacpp_build/bin" >&2 || return 1

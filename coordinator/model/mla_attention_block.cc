@@ -13,6 +13,21 @@
 namespace dsv2 {
 namespace {
 
+// RoPE of the query's q_pe parts: [n, heads, qk] rows, the last rope_dim values of each head.
+RopeArgs QueryRope(const AttentionEnv& env, void* q) {
+  const ModelConfig& c = env.config;
+  const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim();
+  return {.x = static_cast<char*>(q) + c.qk_nope_head_dim * DTypeSize(env.ctx.act_dtype()),
+          .n_tokens = env.layout.n_tokens,
+          .n_vecs = heads,
+          .token_stride = heads * qk,
+          .vec_stride = qk,
+          .dim = c.qk_rope_head_dim,
+          .positions = env.layout.tables.positions,
+          .inv_freq = env.inv_freq,
+          .attn_factor = env.attn_factor};
+}
+
 void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w, void* q,
                        void* o);
 
@@ -25,7 +40,7 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
   const StepTables& t = env.layout.tables;
   const int64_t n = env.layout.n_tokens;
   const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
-  const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim;
+  const int64_t rope_dim = c.qk_rope_head_dim;
   const int64_t qk = c.qk_head_dim(), v_dim = c.v_head_dim, r = c.kv_lora_rank;
   const int64_t row_dim = c.latent_cache_dim();  // r + rope_dim
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -93,15 +108,7 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
   if (expanded < n) AbsorbedAttention(env, layer, w, q, o);
   if (!segments.empty()) {
     ProfileScope prof(ctx, "attn.expanded_attention");
-    ApplyRope(ctx, {.x = static_cast<char*>(q) + nope * act_size,
-                    .n_tokens = n,
-                    .n_vecs = heads,
-                    .token_stride = heads * qk,
-                    .vec_stride = qk,
-                    .dim = rope_dim,
-                    .positions = t.positions,
-                    .inv_freq = env.inv_freq,
-                    .attn_factor = env.attn_factor});
+    ApplyRope(ctx, QueryRope(env, q));  // in place: the expanded form reads q itself
     for (const ExpandedSegment& s : segments) {
       ExpandedAttention(env, {.segment = s,
                               .w = w,
@@ -156,18 +163,11 @@ void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWe
   const int64_t act_size = DTypeSize(act);
   {
     ProfileScope prof(ctx, "attn.rope");
-    ApplyRope(ctx, {.x = static_cast<char*>(q) + nope * act_size,
-                    .n_tokens = n,
-                    .n_vecs = heads,
-                    .token_stride = heads * qk,
-                    .vec_stride = qk,
-                    .dim = rope_dim,
-                    .positions = t.positions,
-                    .inv_freq = env.inv_freq,
-                    .attn_factor = env.attn_factor,
-                    .out = static_cast<char*>(q_abs) + r * act_size,
-                    .out_token_stride = heads * row_dim,
-                    .out_vec_stride = row_dim});
+    RopeArgs rope = QueryRope(env, q);  // into q_abs's rope slots
+    rope.out = static_cast<char*>(q_abs) + r * act_size;
+    rope.out_token_stride = heads * row_dim;
+    rope.out_vec_stride = row_dim;
+    ApplyRope(ctx, rope);
   }
 
   // 4. Attention over the latent cache: o_lat [n, heads, r].

@@ -37,7 +37,13 @@ std::vector<ExpandedSegment> ExpandedSegments(const ModelConfig& c, const TokenL
   const double v = static_cast<double>(c.v_head_dim);
   const double saved_per_pair = heads * (2 * r - nope - v);
   const double expansion_per_row = heads * (nope + v) * r;
-  if (saved_per_pair <= 0) return out;
+  // A layout whose tables live only on the device side (DecodeGraphs' padded decode buckets)
+  // holds decode tokens: nothing to expand.
+  const size_t n_tokens = static_cast<size_t>(layout.n_tokens);
+  if (saved_per_pair <= 0 || layout.positions.size() != n_tokens ||
+      layout.token_table.size() != n_tokens) {
+    return out;
+  }
   for (int64_t t = 0; t < layout.n_tokens;) {
     int64_t end = t + 1;
     while (end < layout.n_tokens && layout.token_table[end] == layout.token_table[t] &&

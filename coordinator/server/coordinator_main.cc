@@ -312,6 +312,22 @@ int main(int argc, char** argv) {
                dsv2::DescribePlacement((*server)->model()).c_str(),
                (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
                static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
+  {
+    const dsv2::InferenceEngineOptions& o = (*server)->engine().options();
+    const dsv2::DeepseekV2Model& model = (*server)->model();
+    std::fprintf(stderr,
+                 "dsv2-coordinator: latent KV cache: %lld pages of %lld tokens (%.2f GB), %lld "
+                 "tokens in all; max context %lld tokens (%s)\n",
+                 static_cast<long long>(o.cache_pages), static_cast<long long>(o.page_size),
+                 o.cache_pages * model.CachePageBytes(o.page_size) / 1e9,
+                 static_cast<long long>(o.cache_pages * o.page_size),
+                 static_cast<long long>(o.max_context),
+                 absl::GetFlag(FLAGS_max_context) > 0
+                     ? "--max-context"
+                     : absl::StrCat("the model's ", model.config().max_position_embeddings,
+                                    ", bounded by the cache")
+                           .c_str());
+  }
   const std::string host = absl::GetFlag(FLAGS_host);
   if (open_cluster) {
     std::fprintf(stderr,

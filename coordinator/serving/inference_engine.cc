@@ -81,16 +81,6 @@ InferenceEngine::InferenceEngine(const DeepseekV2Model& model, const Tokenizer* 
     return;
   }
   cache_.emplace(*std::move(cache));
-  std::fprintf(stderr,
-               "dsv2: latent KV cache: %lld pages of %lld tokens (%.2f GB), %lld tokens in all; "
-               "max context %lld tokens (the model's %lld%s)\n",
-               static_cast<long long>(options_.cache_pages),
-               static_cast<long long>(options_.page_size),
-               options_.cache_pages * model.CachePageBytes(options_.page_size) / 1e9,
-               static_cast<long long>(options_.cache_pages * options_.page_size),
-               static_cast<long long>(options_.max_context),
-               static_cast<long long>(model.config().max_position_embeddings),
-               options.max_context <= 0 ? ", bounded by memory" : "; --max-context");
   // CUDA graphs replay a step without the host; an expert backend needs the host inside every
   // MoE layer (the exchange), so such a model runs eagerly.
   if (model.device() == Device::kCuda && !options_.enforce_eager && !model.has_expert_backend()) {
