@@ -23,23 +23,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "llamacpp_greedy: needs ids, NEW_TOKENS >= 1 and THREADS >= 1\n");
     return 2;
   }
-  llama_log_set(QuietLog, nullptr);
-  llama_backend_init();
-  llama_model* model = llama_model_load_from_file(argv[1], llama_model_default_params());
-  if (model == nullptr) {
-    std::fprintf(stderr, "llamacpp_greedy: cannot load %s\n", argv[1]);
-    return 1;
-  }
-  llama_context_params cparams = llama_context_default_params();
-  cparams.n_ctx = static_cast<uint32_t>(prompt.size() + new_tokens + 16);
-  cparams.n_batch = cparams.n_ctx;
-  cparams.n_threads = threads;
-  cparams.n_threads_batch = threads;
-  llama_context* ctx = llama_init_from_model(model, cparams);
-  if (ctx == nullptr) {
-    std::fprintf(stderr, "llamacpp_greedy: cannot make a context\n");
-    return 1;
-  }
+  const LlamaRun run = OpenLlama("llamacpp_greedy", argv[1],
+                                 static_cast<uint32_t>(prompt.size() + new_tokens + 16), threads);
+  if (run.ctx == nullptr) return 1;
+  llama_context* ctx = run.ctx;
+  llama_model* model = run.model;
   const int32_t vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
   std::vector<llama_token> next = prompt;
   for (int t = 0; t < new_tokens; ++t) {

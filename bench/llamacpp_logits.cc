@@ -79,24 +79,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  llama_log_set(QuietLog, nullptr);
-  llama_backend_init();
-  llama_model* model = llama_model_load_from_file(argv[1], llama_model_default_params());
-  if (model == nullptr) {
-    std::fprintf(stderr, "llamacpp_logits: cannot load %s\n", argv[1]);
-    return 1;
-  }
-  llama_context_params cparams = llama_context_default_params();
-  cparams.n_ctx = static_cast<uint32_t>(len + 16);
-  cparams.n_batch = cparams.n_ctx;
-  cparams.n_ubatch = cparams.n_ctx;
-  cparams.n_threads = threads;
-  cparams.n_threads_batch = threads;
-  llama_context* ctx = llama_init_from_model(model, cparams);
-  if (ctx == nullptr) {
-    std::fprintf(stderr, "llamacpp_logits: cannot make a context\n");
-    return 1;
-  }
+  const LlamaRun run =
+      OpenLlama("llamacpp_logits", argv[1], static_cast<uint32_t>(len + 16), threads);
+  if (run.ctx == nullptr) return 1;
+  llama_context* ctx = run.ctx;
+  llama_model* model = run.model;
   const int32_t vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
   const int k = std::min(top_k, vocab);
   std::vector<int32_t> top_ids;

@@ -13,23 +13,31 @@
 namespace dsv2 {
 namespace {
 
-// RoPE of the query's q_pe parts: [n, heads, qk] rows, the last rope_dim values of each head.
-RopeArgs QueryRope(const AttentionEnv& env, void* q) {
+// Tokens [first, first + count) of the step.
+struct TokenRange {
+  int64_t first = 0;
+  int64_t count = 0;
+};
+
+// RoPE of the q_pe parts of the range's queries (q: the step's [n, heads, qk] rows, the last
+// rope_dim values of each head).
+RopeArgs QueryRope(const AttentionEnv& env, void* q, TokenRange range) {
   const ModelConfig& c = env.config;
   const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim();
-  return {.x = static_cast<char*>(q) + c.qk_nope_head_dim * DTypeSize(env.ctx.act_dtype()),
-          .n_tokens = env.layout.n_tokens,
+  return {.x = static_cast<char*>(q) +
+               (range.first * heads * qk + c.qk_nope_head_dim) * DTypeSize(env.ctx.act_dtype()),
+          .n_tokens = range.count,
           .n_vecs = heads,
           .token_stride = heads * qk,
           .vec_stride = qk,
           .dim = c.qk_rope_head_dim,
-          .positions = env.layout.tables.positions,
+          .positions = env.layout.tables.positions + range.first,
           .inv_freq = env.inv_freq,
           .attn_factor = env.attn_factor};
 }
 
-void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w, void* q,
-                       void* o);
+void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w,
+                       TokenRange range, void* q, void* o);
 
 }  // namespace
 
@@ -97,19 +105,23 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
                            .cache = cache});
   }
 
-  // Prefill chunks long enough take the expanded form (mla_expanded_attention.h); the other
-  // tokens, all of them on a GPU, the absorbed form (steps 3-5).
+  // Prefill chunks long enough take the expanded form (mla_expanded_attention.h); the tokens
+  // between them, all of them on a GPU, the absorbed form (steps 3-5).
   const std::vector<ExpandedSegment> segments =
       ctx.on_cuda() ? std::vector<ExpandedSegment>{} : ExpandedSegments(c, env.layout);
-  int64_t expanded = 0;
-  for (const ExpandedSegment& s : segments) expanded += s.n_tokens;
   void* o = alloc(n * heads * v_dim);  // [n, heads, v]
   const int64_t act_size = DTypeSize(act);
-  if (expanded < n) AbsorbedAttention(env, layer, w, q, o);
+  int64_t next = 0;  // the first token no form has taken yet
+  for (const ExpandedSegment& s : segments) {
+    if (s.first_token > next) AbsorbedAttention(env, layer, w, {next, s.first_token - next}, q, o);
+    next = s.first_token + s.n_tokens;
+  }
+  if (next < n) AbsorbedAttention(env, layer, w, {next, n - next}, q, o);
   if (!segments.empty()) {
     ProfileScope prof(ctx, "attn.expanded_attention");
-    ApplyRope(ctx, QueryRope(env, q));  // in place: the expanded form reads q itself
     for (const ExpandedSegment& s : segments) {
+      // In place: the expanded form reads q itself.
+      ApplyRope(ctx, QueryRope(env, q, {s.first_token, s.n_tokens}));
       ExpandedAttention(env, {.segment = s,
                               .w = w,
                               .cache = cache,
@@ -130,17 +142,21 @@ void MlaAttentionForward(const AttentionEnv& env, int64_t layer, const Attention
 
 namespace {
 
-// Steps 3-5 for every token: o [n, heads, v] from q [n, heads, qk] (q_pe not yet rotated).
-void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w, void* q,
-                       void* o) {
+// Steps 3-5 for the range's tokens: their rows of o [n, heads, v] from those of q [n, heads, qk]
+// (q_pe not yet rotated).
+void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWeights& w,
+                       TokenRange range, void* q_all, void* o_all) {
   const ExecContext& ctx = env.ctx;
   const ModelConfig& c = env.config;
   const StepTables& t = env.layout.tables;
-  const int64_t n = env.layout.n_tokens, heads = c.num_attention_heads;
+  const int64_t n = range.count, heads = c.num_attention_heads;
   const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim;
   const int64_t qk = c.qk_head_dim(), v_dim = c.v_head_dim, r = c.kv_lora_rank;
   const int64_t row_dim = c.latent_cache_dim();
   const DType act = ctx.act_dtype();
+  const int64_t act_size = DTypeSize(act);
+  void* q = static_cast<char*>(q_all) + range.first * heads * qk * act_size;
+  void* o = static_cast<char*>(o_all) + range.first * heads * v_dim * act_size;
   WorkspaceScope scope(ctx.workspace());
   auto alloc = [&](int64_t count) { return ctx.workspace().Alloc(act, count); };
   const LatentCacheLayerView cache = env.cache.LayerView(layer);
@@ -160,10 +176,9 @@ void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWe
                  .w_batch_stride = r * nope,
                  .y_batch_stride = row_dim});
   }
-  const int64_t act_size = DTypeSize(act);
   {
     ProfileScope prof(ctx, "attn.rope");
-    RopeArgs rope = QueryRope(env, q);  // into q_abs's rope slots
+    RopeArgs rope = QueryRope(env, q_all, range);  // into q_abs's rope slots
     rope.out = static_cast<char*>(q_abs) + r * act_size;
     rope.out_token_stride = heads * row_dim;
     rope.out_vec_stride = row_dim;
@@ -180,8 +195,8 @@ void AbsorbedAttention(const AttentionEnv& env, int64_t layer, const AttentionWe
                        .n_heads = heads,
                        .kv_lora_rank = r,
                        .rope_dim = rope_dim,
-                       .positions = t.positions,
-                       .token_table = t.token_table,
+                       .positions = t.positions + range.first,
+                       .token_table = t.token_table + range.first,
                        .block_tables = t.block_tables,
                        .max_pages = env.layout.max_pages,
                        .max_position = env.layout.max_position,
