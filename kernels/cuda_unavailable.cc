@@ -38,6 +38,7 @@ absl::Status CudaContext::Zero(void*, int64_t) { Unreachable(); }
 absl::Status CudaContext::Synchronize() { Unreachable(); }
 absl::Status CudaContext::CopyToDevice(void*, const void*, int64_t) { Unreachable(); }
 absl::Status CudaContext::CopyToHost(void*, const void*, int64_t) { Unreachable(); }
+absl::Status CudaContext::CopyOnDevice(void*, const void*, int64_t) { Unreachable(); }
 absl::Status CudaContext::LastError(const char*) { Unreachable(); }
 
 absl::StatusOr<double> MeasureCopyBandwidth(CudaContext&, int64_t) { Unreachable(); }

@@ -2,16 +2,23 @@
 // kv_lora_rank + qk_rope_head_dim values (the normalized latent c and the roped shared key k_pe)
 // in the run's activation dtype: float32 on the CPU, bfloat16 (or float32) in one pool of GPU
 // memory. Each sequence owns a block table: row `pos` of a sequence lives in page
-// block_table[pos / page_size], slot pos % page_size. Page bookkeeping is on the host.
+// block_table[pos / page_size], slot pos % page_size. Page bookkeeping is on the host
+// (PagePool): pages are reference-counted, and full computed pages may be kept after their
+// sequence is gone so that a later prompt with the same prefix maps them instead of computing
+// them again (MatchPrefix / CachePages); a page two sequences share, or one kept for reuse, is
+// never written: PrepareWrite copies it first.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "coordinator/model/page_pool.h"
 #include "kernels/device_buffer.h"
 #include "kernels/mla_attention.h"
 
@@ -31,12 +38,28 @@ class LatentKvCache {
   // RESOURCE_EXHAUSTED when the pool cannot be allocated.
   static absl::StatusOr<LatentKvCache> Create(const LatentKvCacheOptions& options);
 
-  int64_t AddSequence();
+  // `salt` keeps the sequence's pages apart from those of other salts (prefix caching).
+  int64_t AddSequence(std::string salt = "");
   // Ensures rows [0, num_tokens) of `seq` have pages; RESOURCE_EXHAUSTED when the pool is empty
-  // (the sequence keeps what it had).
+  // (the sequence keeps what it had). Cached pages are evicted, least recently used first,
+  // when no page is free.
   absl::Status Reserve(int64_t seq, int64_t num_tokens);
+  // Releases the sequence's pages: those in the prefix index stay cached, the others are free.
   void FreeSequence(int64_t seq);
-  bool HasSequence(int64_t seq) const { return block_tables_.count(seq) != 0; }
+
+  // Prefix caching. Maps the longest cached run of full pages that starts `tokens` into the
+  // block table of `seq` (which must have none yet) and returns the rows they hold.
+  int64_t MatchPrefix(int64_t seq, absl::Span<const int32_t> tokens);
+  // Indexes the pages of `seq` that are full and computed (rows [0, num_computed) of `tokens`).
+  void CachePages(int64_t seq, absl::Span<const int32_t> tokens, int64_t num_computed);
+  // Makes rows [begin, end) of `seq` writable: a page it shares with another sequence or that is
+  // in the prefix index is first copied into a page of its own (copy on write).
+  // RESOURCE_EXHAUSTED when no page is left for the copy.
+  absl::Status PrepareWrite(const ExecContext& ctx, int64_t seq, int64_t begin, int64_t end);
+  // OK when every page is held, cached or free, exactly one of them, and the references match
+  // the block tables (tests).
+  absl::Status Audit() const { return pool_.Audit(HeldReferences()); }
+  bool HasSequence(int64_t seq) const { return sequences_.count(seq) != 0; }
 
   const std::vector<int32_t>& BlockTable(int64_t seq) const;
   int64_t Capacity(int64_t seq) const;  // rows the sequence's pages hold
@@ -51,23 +74,35 @@ class LatentKvCache {
 
   int64_t page_size() const { return options_.page_size; }
   int64_t num_pages() const { return options_.num_pages; }
-  int64_t free_pages() const { return static_cast<int64_t>(free_.size()); }
+  // Pages a reservation can take: free ones and cached ones (evicted when taken).
+  int64_t free_pages() const { return pool_.available(); }
+  int64_t cached_pages() const { return pool_.num_cached(); }
   int64_t bytes() const { return storage_.bytes(); }
   Device device() const { return options_.device; }
   DType dtype() const { return options_.dtype; }
 
  private:
-  explicit LatentKvCache(const LatentKvCacheOptions& options) : options_(options) {}
+  struct SequencePages {
+    std::vector<int32_t> table;
+    std::string salt;
+    int64_t chained = 0;         // leading pages whose content the prefix chain knows
+    PageSerial last_serial = 0;  // that of page chained - 1
+  };
+  explicit LatentKvCache(const LatentKvCacheOptions& options)
+      : options_(options), pool_(options.num_pages, options.page_size) {}
   int64_t page_stride() const { return options_.page_size * options_.row_dim; }
   int64_t pages_per_layer() const { return options_.num_pages + 1; }  // + the scratch page
+  SequencePages& Pages(int64_t seq);
+  absl::Status CopyPage(const ExecContext& ctx, int32_t from, int32_t to);
+  int64_t HeldReferences() const;
 
   LatentKvCacheOptions options_;
   // [num_layers, num_pages + 1, page_size, row_dim]. Not zeroed: a row is always written before it
   // is read (a sequence attends only to its own positions up to the current one), so pages are
   // touched only when used instead of all at start-up (4 GB for V2-Lite's default cache).
   DeviceBuffer storage_;
-  std::vector<int32_t> free_;
-  std::unordered_map<int64_t, std::vector<int32_t>> block_tables_;
+  PagePool pool_;
+  std::unordered_map<int64_t, SequencePages> sequences_;
   int64_t next_seq_ = 0;
 };
 

@@ -107,6 +107,11 @@ ABSL_FLAG(int, max_stop_string_bytes, 256, "Bytes of one stop string at most.");
 ABSL_FLAG(bool, enforce_eager, false,
           "On a GPU, run every step eagerly instead of replaying the decode steps from CUDA "
           "graphs captured per batch-size bucket (1, 2, 4, ..., 256).");
+ABSL_FLAG(bool, prefix_caching, true,
+          "Automatic prefix caching: full cache pages stay cached after their request, and a "
+          "prompt that starts like an earlier one (same tokens, same cache_salt) reuses them "
+          "instead of computing them again; least recently used pages are evicted when the "
+          "cache is full. --prefix-caching=false computes every prompt in full.");
 ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens of requests that set none.");
 ABSL_FLAG(int32_t, max_new_tokens_limit, 4096, "The largest max_new_tokens a request may ask.");
 ABSL_FLAG(std::vector<std::string>, workers, {},
@@ -283,6 +288,7 @@ int main(int argc, char** argv) {
                   .max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit),
                   .threads = absl::GetFlag(FLAGS_threads),
                   .enforce_eager = absl::GetFlag(FLAGS_enforce_eager),
+                  .prefix_caching = absl::GetFlag(FLAGS_prefix_caching),
                   .stop_limits = {.max_strings = absl::GetFlag(FLAGS_max_stop_strings),
                                   .max_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes)}},
        .max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes),
@@ -300,24 +306,20 @@ int main(int argc, char** argv) {
                            .transport = transport,
                            .micro_batches = absl::GetFlag(FLAGS_micro_batches)}});
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  const dsv2::EngineStats stats = (*server)->engine().Stats();
-  std::fprintf(stderr,
-               "dsv2-coordinator: serving %s%s on %s:%d (%s, %s, %lld cache pages of %lld "
-               "tokens)\n",
+  std::fprintf(stderr, "dsv2-coordinator: serving %s%s on %s:%d (%s, %s)\n",
                synthetic.empty() ? path.c_str() : ("synthetic " + synthetic).c_str(),
                demo                 ? " (the built-in demo model)"
                : !synthetic.empty() ? " (random weights)"
                                     : "",
                absl::GetFlag(FLAGS_host).c_str(), (*server)->port(),
                dsv2::DescribePlacement((*server)->model()).c_str(),
-               (*server)->has_tokenizer() ? "with tokenizer" : "token ids only",
-               static_cast<long long>(stats.pages_total), static_cast<long long>(stats.page_size));
+               (*server)->has_tokenizer() ? "with tokenizer" : "token ids only");
   {
     const dsv2::InferenceEngineOptions& o = (*server)->engine().options();
     const dsv2::DeepseekV2Model& model = (*server)->model();
     std::fprintf(stderr,
                  "dsv2-coordinator: latent KV cache: %lld pages of %lld tokens (%.2f GB), %lld "
-                 "tokens in all; max context %lld tokens (%s)\n",
+                 "tokens in all; max context %lld tokens (%s); prefix caching %s\n",
                  static_cast<long long>(o.cache_pages), static_cast<long long>(o.page_size),
                  o.cache_pages * model.CachePageBytes(o.page_size) / 1e9,
                  static_cast<long long>(o.cache_pages * o.page_size),
@@ -326,7 +328,8 @@ int main(int argc, char** argv) {
                      ? "--max-context"
                      : absl::StrCat("the model's ", model.config().max_position_embeddings,
                                     ", bounded by the cache")
-                           .c_str());
+                           .c_str(),
+                 o.prefix_caching ? "on" : "off (--prefix-caching=false)");
   }
   const std::string host = absl::GetFlag(FLAGS_host);
   if (open_cluster) {

@@ -19,8 +19,20 @@ bool Contains(const std::vector<int32_t>& v, int64_t x) {
 }  // namespace
 
 bool InferenceEngine::ReservePages(Sequence& seq, int64_t tokens) {
-  if (seq.cache_seq < 0) seq.cache_seq = cache_->AddSequence();
-  return cache_->Reserve(seq.cache_seq, tokens).ok();
+  if (seq.cache_seq < 0) seq.cache_seq = cache_->AddSequence(seq.request.cache_salt);
+  return cache_->Reserve(seq.cache_seq, tokens).ok() &&
+         cache_->PrepareWrite(*exec_, seq.cache_seq, seq.num_computed, tokens).ok();
+}
+
+void InferenceEngine::MatchCachedPrefix(Sequence& seq) {
+  if (!options_.prefix_caching || seq.cache_seq >= 0) return;
+  // Prompt logprobs need the logits of every prompt position; cached pages do not keep them.
+  if (seq.request.prompt_logprobs && !seq.prompt_logprobs_done) return;
+  seq.cache_seq = cache_->AddSequence(seq.request.cache_salt);
+  const int64_t hit = cache_->MatchPrefix(seq.cache_seq, seq.tokens);
+  // At least the last token runs through the model: its logits give the next token. When all
+  // tokens are cached, its row is written again into a copy of the last page (copy on write).
+  seq.num_computed = std::min<int64_t>(hit, static_cast<int64_t>(seq.tokens.size()) - 1);
 }
 
 void InferenceEngine::ReleasePages(Sequence& seq) {
@@ -97,13 +109,19 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
   while (budget > 0 && prefill_budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < options_.max_running) {
     Sequence& s = *waiting_.front();
+    MatchCachedPrefix(s);
     const int64_t count = take(s);
-    if (!ReservePages(s, count)) {
+    if (!ReservePages(s, s.num_computed + count)) {
       ReleasePages(s);
       break;
     }
+    if (options_.prefix_caching) {
+      prefix_queries_ += static_cast<int64_t>(s.tokens.size());
+      prefix_hits_ += s.num_computed;
+    }
     if (!s.first_scheduled) {
       s.first_scheduled = SteadyClock::now();
+      s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_len);
       metrics_.queue_time.Observe(Seconds(*s.first_scheduled - s.arrival));
       metrics_.AddTokens(s.prompt_len, 0);
     }
@@ -151,6 +169,9 @@ void InferenceEngine::RunStep(const std::vector<ScheduledChunk>& plan) {
   size_t row = 0;
   for (const ScheduledChunk& c : plan) {
     c.seq->num_computed += c.count;
+    if (options_.prefix_caching) {  // before ProcessLogits, which may release the pages
+      cache_->CachePages(c.seq->cache_seq, c.seq->tokens, c.seq->num_computed);
+    }
     if (request.summarize[row]) {
       ProcessLogits(c, nullptr, summary++);
     } else {
@@ -249,6 +270,7 @@ void InferenceEngine::AppendToken(Sequence& s, int32_t token, const float* raw_l
   s.done = true;
   ++finished_;
   ev.prompt_tokens = static_cast<int32_t>(s.prompt_len);
+  ev.cached_prompt_tokens = static_cast<int32_t>(std::max<int64_t>(0, s.cached_prompt_tokens));
   ev.completion_tokens = static_cast<int32_t>(s.generated());
   ev.timings.queued_ms = s.first_scheduled ? Ms(*s.first_scheduled - s.arrival) : 0;
   ev.timings.time_to_first_token_ms = Ms(*s.first_token - s.arrival);
@@ -277,6 +299,7 @@ void InferenceEngine::Finish(Sequence& s, FinishReason reason, absl::Status erro
   ev.finish = reason;
   ev.error = std::move(error);
   ev.prompt_tokens = static_cast<int32_t>(s.prompt_len);
+  ev.cached_prompt_tokens = static_cast<int32_t>(std::max<int64_t>(0, s.cached_prompt_tokens));
   ev.completion_tokens = static_cast<int32_t>(s.generated());
   ev.timings.total_ms = Ms(SteadyClock::now() - s.arrival);
   s.stream->Push(std::move(ev));

@@ -30,6 +30,9 @@ struct GenerationRequest {
   bool logprobs = false;
   int32_t top_logprobs = 0;  // 0..20
   bool prompt_logprobs = false;
+  // Prefix caching: requests share cached prompt pages only with requests of the same salt
+  // (tenants that must not observe each other's prompts through timing use different salts).
+  std::string cache_salt;
   std::optional<SteadyClock::time_point> deadline;
 };
 
@@ -58,6 +61,7 @@ struct GenerationEvent {
   FinishReason finish = FinishReason::kNone;
   absl::Status error;
   int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // of prompt_tokens, those taken from the prefix cache
   int32_t completion_tokens = 0;
   GenerationTimings timings;
 };

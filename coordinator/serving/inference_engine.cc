@@ -136,6 +136,11 @@ absl::Status InferenceEngine::Validate(const GenerationRequest& r) const {
           "stopping.stop_token_ids[", i, "]: ", r.stop_token_ids[i], " is outside the vocabulary"));
     }
   }
+  if (static_cast<int64_t>(r.cache_salt.size()) > options_.max_cache_salt_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("cache_salt: ", r.cache_salt.size(),
+                                                   " bytes, at most ",
+                                                   options_.max_cache_salt_bytes, " are allowed"));
+  }
   if (r.top_logprobs < 0 || r.top_logprobs > 20) {
     return absl::InvalidArgumentError(
         absl::StrCat("logprobs.top_logprobs: ", r.top_logprobs, " is outside [0, 20]"));
@@ -223,6 +228,11 @@ void InferenceEngine::PublishStats() {
   stats_.waiting = static_cast<int64_t>(waiting_.size());
   stats_.pages_total = cache_->num_pages();
   stats_.pages_free = cache_->free_pages();
+  stats_.pages_cached = cache_->cached_pages();
+  stats_.prefix_cache_queries = prefix_queries_;
+  stats_.prefix_cache_hits = prefix_hits_;
+  stats_.page_audit_failures = page_audit_failures_;
+  stats_.first_page_audit_failure = first_page_audit_failure_;
   stats_.page_size = cache_->page_size();
   stats_.finished = finished_;
   stats_.cancelled = cancelled_;
@@ -267,6 +277,11 @@ void InferenceEngine::Loop() {
     if (!plan.empty()) RunStep(plan);
     std::erase_if(running_, [](const auto& s) { return s->done; });
     std::erase_if(waiting_, [](const auto& s) { return s->done; });
+    if (options_.audit_pages) {
+      if (absl::Status audit = cache_->Audit(); !audit.ok() && page_audit_failures_++ == 0) {
+        first_page_audit_failure_ = absl::StrCat("after step ", steps_, ": ", audit.message());
+      }
+    }
     PublishStats();
     if (plan.empty() && !waiting_.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -3,7 +3,9 @@
 // of prompts (chunked prefill) in a single forward call. The latent cache is paged: a request is
 // admitted when pages are free, a running sequence that needs a page it cannot get preempts the
 // most recently admitted one (whose pages are freed and whose tokens are recomputed later), and
-// pages come back when a request finishes, is cancelled or fails.
+// pages come back when a request finishes, is cancelled or fails. With prefix caching, full
+// computed pages stay in the cache after that; a request whose tokens start like an earlier
+// one's maps those pages and computes only the rest (LatentKvCache::MatchPrefix).
 #pragma once
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -50,6 +53,13 @@ struct InferenceEngineOptions {
   int threads = 0;  // CPU threads (0: one per core)
   // On a GPU, decode steps replay CUDA graphs per batch bucket; true: every step runs eagerly.
   bool enforce_eager = false;
+  // Automatic prefix caching. A request that asks for prompt logprobs computes its whole
+  // prompt (the logits of cached positions are not kept); its pages are cached for others.
+  bool prefix_caching = true;
+  int64_t max_cache_salt_bytes = 256;
+  // Tests: after every step, check that each cache page is held, cached or free (exactly one)
+  // and that the references match the block tables; failures count in EngineStats.
+  bool audit_pages = false;
   StopStringLimits stop_limits = {};  // stop strings a request may give
 };
 
@@ -57,7 +67,8 @@ struct EngineStats {
   int64_t running = 0;
   int64_t waiting = 0;
   int64_t pages_total = 0;
-  int64_t pages_free = 0;
+  int64_t pages_free = 0;    // including the cached ones, which are evicted when needed
+  int64_t pages_cached = 0;  // kept for prefix reuse, held by no request
   int64_t page_size = 0;
   int64_t finished = 0;
   int64_t cancelled = 0;
@@ -65,6 +76,10 @@ struct EngineStats {
   int64_t failed = 0;   // other errors
   int64_t preemptions = 0;
   int64_t steps = 0;
+  int64_t prefix_cache_queries = 0;  // tokens of the requests looked up in the prefix cache
+  int64_t prefix_cache_hits = 0;     // of those, tokens taken from it
+  int64_t page_audit_failures = 0;   // with audit_pages
+  std::string first_page_audit_failure;
 };
 
 class InferenceEngine {
@@ -108,7 +123,10 @@ class InferenceEngine {
   void ReapCancelledAndExpired();
   absl::Status AbortStatus() const;
   std::vector<ScheduledChunk> PlanStep();
+  // Gives seq pages for its tokens up to `tokens`, writable from num_computed on.
   bool ReservePages(Sequence& seq, int64_t tokens);
+  // A sequence about to be admitted maps the cached pages of its prefix.
+  void MatchCachedPrefix(Sequence& seq);
   void Preempt(Sequence& victim);
   void RunStep(const std::vector<ScheduledChunk>& plan);
   // rows: the chunk's full logit rows, or summary: its last row summarised.
@@ -145,6 +163,8 @@ class InferenceEngine {
   EngineMetrics metrics_;
   std::vector<float> sample_scratch_;  // one row of logits for the sampler
   int64_t finished_ = 0, cancelled_ = 0, expired_ = 0, failed_ = 0, preemptions_ = 0, steps_ = 0;
+  int64_t prefix_queries_ = 0, prefix_hits_ = 0, page_audit_failures_ = 0;
+  std::string first_page_audit_failure_;
   std::thread thread_;
 };
 

@@ -17,9 +17,10 @@ struct Sequence {
   std::shared_ptr<RequestStream> stream;
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   int64_t prompt_len = 0;
-  int32_t max_new_tokens = 0;  // after defaults and the context limit
-  int64_t cache_seq = -1;      // id in the LatentKvCache while it holds pages, else -1
-  int64_t num_computed = 0;    // tokens whose latent rows are in the cache
+  int32_t max_new_tokens = 0;         // after defaults and the context limit
+  int64_t cache_seq = -1;             // id in the LatentKvCache while it holds pages, else -1
+  int64_t num_computed = 0;           // tokens whose latent rows are in the cache
+  int64_t cached_prompt_tokens = -1;  // prompt tokens the prefix cache gave at first admission
   bool prompt_logprobs_done = false;
   bool done = false;                           // finished; removed from the lists after the step
   std::vector<TokenLogprobs> prompt_logprobs;  // collected over the prefill chunks

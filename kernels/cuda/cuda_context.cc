@@ -136,6 +136,12 @@ absl::Status CudaContext::CopyToHost(void* dst, const void* src, int64_t bytes) 
                    "cudaMemcpyAsync (to host)");
 }
 
+absl::Status CudaContext::CopyOnDevice(void* dst, const void* src, int64_t bytes) {
+  if (bytes == 0) return absl::OkStatus();
+  return CudaError(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_),
+                   "cudaMemcpyAsync (on device)");
+}
+
 absl::Status CudaContext::LastError(const char* what) {
   return CudaError(cudaGetLastError(), what);
 }

@@ -63,6 +63,7 @@ class CudaContext {
   // Stream-ordered copies (host memory should be pinned for the copy to be asynchronous).
   absl::Status CopyToDevice(void* dst, const void* src, int64_t bytes);
   absl::Status CopyToHost(void* dst, const void* src, int64_t bytes);
+  absl::Status CopyOnDevice(void* dst, const void* src, int64_t bytes);  // device to device
   // The error of the last launch, if any (checked after each op in debug builds and by tests).
   absl::Status LastError(const char* what);
 
