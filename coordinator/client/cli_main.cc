@@ -45,6 +45,8 @@ ABSL_FLAG(std::optional<int32_t>, logprobs, std::nullopt,
           "alternatives (0..20) to stderr after the text.");
 ABSL_FLAG(bool, ignore_eos, false,
           "generate/chat: keep generating past the end-of-sequence token.");
+ABSL_FLAG(std::string, cache_salt, "",
+          "generate/chat: share cached prompt prefixes only with requests of this salt.");
 ABSL_FLAG(std::string, system, "", "chat: a system message sent before MESSAGE.");
 ABSL_FLAG(bool, add_special_tokens, true,
           "generate/tokenize: let the tokenizer add BOS to a text prompt.");
@@ -150,6 +152,7 @@ absl::StatusOr<dsv2::v1::GenerateRequest> GenerateRequestFromFlags(
     r.mutable_logprobs()->set_enabled(true);
     r.mutable_logprobs()->set_top_logprobs(*n);
   }
+  r.set_cache_salt(absl::GetFlag(FLAGS_cache_salt));
   return r;
 }
 

@@ -56,9 +56,12 @@ void PrintLogprobs(const std::vector<v1::TokenLogprobs>& all) {
 
 void PrintSummary(const v1::GenerateResponse& last, const StreamStats& s) {
   const Clock::time_point end = Clock::now();
-  std::string line = absl::StrFormat("[finish: %s | prompt %d + completion %d tokens",
-                                     FinishName(last.finish_reason()), last.usage().prompt_tokens(),
-                                     last.usage().completion_tokens());
+  std::string line = absl::StrFormat("[finish: %s | prompt %d", FinishName(last.finish_reason()),
+                                     last.usage().prompt_tokens());
+  if (last.usage().cached_prompt_tokens() > 0) {
+    absl::StrAppendFormat(&line, " (%d cached)", last.usage().cached_prompt_tokens());
+  }
+  absl::StrAppendFormat(&line, " + completion %d tokens", last.usage().completion_tokens());
   if (s.tokens > 0) {
     absl::StrAppendFormat(&line, " | TTFT %.1f ms", MsBetween(s.start, s.first_token));
   }

@@ -76,8 +76,17 @@ int RunInfo(const std::shared_ptr<grpc::Channel>& channel, double timeout_s,
                        s.running_sequences(), s.waiting_requests(), s.requests_finished(),
                        s.requests_cancelled(), s.requests_expired(), s.requests_failed()));
   Line("scheduler", absl::StrFormat("%d steps, %d preemptions", s.steps(), s.preemptions()));
-  Line("kv cache", absl::StrFormat("%d of %d pages free, %d tokens per page", s.cache_pages_free(),
-                                   s.cache_pages_total(), s.page_size()));
+  Line("kv cache", absl::StrFormat("%d of %d pages free (%d of them cached), %d tokens per page",
+                                   s.cache_pages_free(), s.cache_pages_total(),
+                                   s.cache_pages_cached(), s.page_size()));
+  Line("prefix cache",
+       s.prefix_caching()
+           ? absl::StrFormat("on: %d of %d prompt tokens looked up were cached (%.1f%%)",
+                             s.prefix_cache_hits(), s.prefix_cache_queries(),
+                             s.prefix_cache_queries() > 0
+                                 ? 100.0 * s.prefix_cache_hits() / s.prefix_cache_queries()
+                                 : 0.0)
+           : std::string("off"));
   if (info.has_expert_parallel()) {
     const v1::ExpertParallelInfo& ep = info.expert_parallel();
     Line("expert parallel",

@@ -170,7 +170,8 @@ void OpenAiApi::Generate(const std::string& body, bool chat, HttpResponder& out)
     if (!ev.final) continue;
     const json usage = {{"prompt_tokens", ev.prompt_tokens},
                         {"completion_tokens", ev.completion_tokens},
-                        {"total_tokens", ev.prompt_tokens + ev.completion_tokens}};
+                        {"total_tokens", ev.prompt_tokens + ev.completion_tokens},
+                        {"prompt_tokens_details", {{"cached_tokens", ev.cached_prompt_tokens}}}};
     if (p.stream) {
       if (p.include_usage) {
         json last = chunk(json(nullptr));
@@ -212,9 +213,18 @@ std::string OpenAiApi::Metrics() const {
           {R"({outcome="failed"})", s.failed}});
   metric("dsv2_running_sequences", "gauge", "Sequences in the running batch.", {{"", s.running}});
   metric("dsv2_waiting_requests", "gauge", "Requests waiting for admission.", {{"", s.waiting}});
-  metric("dsv2_cache_pages_used", "gauge", "Latent KV cache pages in use.",
+  metric("dsv2_cache_pages_used", "gauge", "Latent KV cache pages held by requests.",
          {{"", s.pages_total - s.pages_free}});
   metric("dsv2_cache_pages_total", "gauge", "Latent KV cache pages.", {{"", s.pages_total}});
+  metric("dsv2_cache_pages_cached", "gauge",
+         "Latent KV cache pages no request holds, kept for prefix reuse (evicted when needed).",
+         {{"", s.pages_cached}});
+  metric("dsv2_prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache (at each admission).",
+         {{"", s.prefix_cache_queries}});
+  metric("dsv2_prefix_cache_hits_total", "counter",
+         "Prompt tokens taken from the prefix cache instead of computed.",
+         {{"", s.prefix_cache_hits}});
   metric("dsv2_preemptions_total", "counter", "Sequences preempted (recomputed later).",
          {{"", s.preemptions}});
   metric("dsv2_engine_steps_total", "counter", "Engine steps (forward calls).", {{"", s.steps}});

@@ -77,6 +77,12 @@ class Params {
     *out = At(k).get<bool>();
     return std::nullopt;
   }
+  std::optional<ApiError> String(const char* k, std::string* out) const {
+    if (!Has(k)) return std::nullopt;
+    if (!At(k).is_string()) return Bad(k, "must be a string");
+    *out = At(k).get<std::string>();
+    return std::nullopt;
+  }
   static ApiError Bad(const std::string& k, const std::string& why) {
     return {400, absl::StrCat("'", k, "' ", why), k};
   }
@@ -226,6 +232,8 @@ std::optional<ApiError> Parse(const json& j, const OpenAiRequestContext& o, bool
   }
   // Extension (as vLLM's): generate max_tokens even past the end-of-sentence token.
   if (auto e = p.Bool("ignore_eos", &r.ignore_eos)) return e;
+  // Extension (as vLLM's): prefix-cache isolation; the engine checks its length.
+  if (auto e = p.String("cache_salt", &r.cache_salt)) return e;
   if (auto e = p.Bool("stream", &out->stream)) return e;
   if (p.Has("stream_options")) {
     const json& so = p.At("stream_options");

@@ -105,6 +105,10 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const v1::GetM
   out->set_steps(s.steps);
   out->set_requests_expired(s.expired);
   out->set_requests_failed(s.failed);
+  out->set_prefix_caching(served_.engine->options().prefix_caching);
+  out->set_prefix_cache_queries(s.prefix_cache_queries);
+  out->set_prefix_cache_hits(s.prefix_cache_hits);
+  out->set_cache_pages_cached(s.pages_cached);
   if (const ExpertParallelBackend* group = served_.expert_group; group != nullptr) {
     v1::ExpertParallelInfo* ep = info->mutable_expert_parallel();
     const ExpertPlacement& p = group->placement();

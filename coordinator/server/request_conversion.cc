@@ -64,6 +64,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
                                                       const Tokenizer* tokenizer) {
   GenerationRequest g;
   g.request_id = r.request_id();
+  g.cache_salt = r.cache_salt();
   const bool add_special = r.has_add_special_tokens() ? r.add_special_tokens() : true;
   switch (r.prompt_case()) {
     case v1::GenerateRequest::kText: {
@@ -147,6 +148,7 @@ v1::GenerateResponse ToResponse(const GenerationEvent& e, const std::string& req
     }
     out.mutable_usage()->set_prompt_tokens(e.prompt_tokens);
     out.mutable_usage()->set_completion_tokens(e.completion_tokens);
+    out.mutable_usage()->set_cached_prompt_tokens(e.cached_prompt_tokens);
     v1::Timings* t = out.mutable_timings();
     t->set_queued_ms(e.timings.queued_ms);
     t->set_time_to_first_token_ms(e.timings.time_to_first_token_ms);

@@ -67,6 +67,35 @@ TEST_F(ExpertParallelTest, ConcurrentStreamsInTwoMicroBatchesMatchStandalone) {
   }
 }
 
+// Prefix caching in expert-parallel mode: a repeated prompt gives the same tokens and logprobs,
+// and the workers see only the tokens that were not cached.
+TEST_F(ExpertParallelTest, PrefixCachingSendsTheWorkersFewerTokens) {
+  WorkerProcess w1(kLite, 1), w2(kLite, 2);
+  auto coordinator = StartCoordinator({w1.address(), w2.address()});
+  ASSERT_TRUE(WaitServing(*coordinator, true)) << coordinator->expert_group()->status();
+  std::vector<int32_t> prompt;  // 2 full pages of 64 and more
+  while (prompt.size() < 150) prompt.insert(prompt.end(), prompts_[0].begin(), prompts_[0].end());
+  const int64_t routed0 = coordinator->expert_group()->tokens_routed();
+  const GenResult first = Generate(coordinator->port(), prompt, 8);
+  const int64_t routed1 = coordinator->expert_group()->tokens_routed();
+  const GenResult again = Generate(coordinator->port(), prompt, 8);
+  const int64_t routed2 = coordinator->expert_group()->tokens_routed();
+  ASSERT_TRUE(first.status.ok() && again.status.ok());
+  EXPECT_EQ(again.tokens, first.tokens);
+  ASSERT_EQ(again.logprobs.size(), first.logprobs.size());
+  for (size_t j = 0; j < first.logprobs.size(); ++j) {
+    EXPECT_NEAR(again.logprobs[j], first.logprobs[j], 1e-5) << j;
+  }
+  const int64_t cached = coordinator->engine().Stats().prefix_cache_hits;
+  EXPECT_EQ(cached, 128);
+  // Each MoE layer routed the prompt and 7 decode tokens the first time, 128 fewer the second.
+  const int64_t tokens_first = static_cast<int64_t>(prompt.size()) + 7;
+  ASSERT_EQ((routed1 - routed0) % tokens_first, 0);
+  const int64_t moe_layers = (routed1 - routed0) / tokens_first;
+  EXPECT_GT(moe_layers, 0);
+  EXPECT_EQ(routed2 - routed1, (tokens_first - cached) * moe_layers);
+}
+
 TEST_F(ExpertParallelTest, ThreeWorkersUnevenShardsMatchStandalone) {
   WorkerProcess w1(kLite, 1), w2(kLite, 2), w3(kLite, 3);  // 16 experts: 6, 5, 5
   auto coordinator = StartCoordinator({w1.address(), w2.address(), w3.address()});

@@ -8,6 +8,8 @@ built-in demo model (trained on Shakespeare, its own tokenizer) with gRPC and HT
 - usage in the last streamed chunk (stream_options.include_usage), logprobs in both formats;
 - typed errors: NotFoundError for another model, BadRequestError naming the parameter;
 - /metrics parses and its counters move as requests finish; /health is 200;
+- prefix caching: a repeated long prompt reports usage.prompt_tokens_details.cached_tokens and
+  gives the same text; another cache_salt reuses nothing; dsv2_prefix_cache_* move;
 - 32 concurrent streams give the same texts as one at a time;
 - malformed bodies (truncated JSON, wrong types, huge numbers, invalid UTF-8, a 10 MB body, a
   stalled header) get 4xx or a closed connection, and the server keeps serving.
@@ -137,6 +139,24 @@ def main():
         check(len(content) == 4 and all(len(c.top_logprobs) == 2 for c in content) and
               content[0].logprob == content[0].top_logprobs[0].logprob,
               "chat: logprobs.content with top 2 (greedy: chosen == best)")
+
+        # Prefix caching: the repeat of a long prompt takes its full pages from the cache.
+        long_prompt = " ".join(["To be, or not to be, that is the question:"] * 24)
+        hits_before = metrics(base).get(("dsv2_prefix_cache_hits_total", ()), 0)
+        first = client.completions.create(model="dsv2-demo", prompt=long_prompt, max_tokens=8,
+                                          temperature=0, extra_body={"cache_salt": "t1"})
+        again = client.completions.create(model="dsv2-demo", prompt=long_prompt, max_tokens=8,
+                                          temperature=0, extra_body={"cache_salt": "t1"})
+        other = client.completions.create(model="dsv2-demo", prompt=long_prompt, max_tokens=8,
+                                          temperature=0, extra_body={"cache_salt": "t2"})
+        cached = [r.usage.prompt_tokens_details.cached_tokens for r in (first, again, other)]
+        print(f"prefix cache: {first.usage.prompt_tokens} prompt tokens, cached {cached}")
+        check(cached[0] == 0 and cached[1] >= 64 and cached[1] < first.usage.prompt_tokens and
+              cached[2] == 0, "prefix cache: cached_tokens 0, then the full pages, 0 for "
+              "another cache_salt")
+        check(again.choices[0].text == first.choices[0].text, "prefix cache: same text")
+        hits = metrics(base).get(("dsv2_prefix_cache_hits_total", ()), 0) - hits_before
+        check(hits == cached[1], f"/metrics: dsv2_prefix_cache_hits_total moved by {hits}")
 
         # Typed errors.
         try:

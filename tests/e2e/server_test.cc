@@ -385,6 +385,39 @@ TEST_F(ServerTest, SeededSamplingIsReproducible) {
   EXPECT_NE(run(42), run(43));
 }
 
+// Prefix caching through the API: a repeated prompt reports its cached tokens in the usage and
+// gives the same tokens; another cache_salt never hits; GetModelInfo counts queries and hits.
+TEST_F(ServerTest, RepeatedPromptIsServedFromThePrefixCacheWithinItsSalt) {
+  Client client(golden_->port());
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 41; ++i) prompt.push_back(3 + (i * 37) % 500);  // 5 pages of 8 + 1
+  auto run = [&](const std::string& salt) {
+    v1::GenerateRequest req = GreedyIds(prompt, 6);
+    req.set_cache_salt(salt);
+    StreamResult r = client.Generate(req);
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    return r;
+  };
+  const v1::SchedulerStats before = client.Info().stats();
+  EXPECT_TRUE(before.prefix_caching());
+  const StreamResult first = run("server-test");
+  EXPECT_EQ(first.last.usage().cached_prompt_tokens(), 0);
+  const StreamResult again = run("server-test");
+  EXPECT_EQ(again.last.usage().cached_prompt_tokens(), 40);
+  EXPECT_EQ(again.last.usage().prompt_tokens(), 41);
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_EQ(run("server-test-other-tenant").last.usage().cached_prompt_tokens(), 0);
+  const v1::SchedulerStats after = client.Info().stats();
+  EXPECT_EQ(after.prefix_cache_queries() - before.prefix_cache_queries(), 3 * 41);
+  EXPECT_EQ(after.prefix_cache_hits() - before.prefix_cache_hits(), 40);
+  EXPECT_GT(after.cache_pages_cached(), 0);
+  v1::GenerateRequest long_salt = GreedyIds(prompt, 1);
+  long_salt.set_cache_salt(std::string(300, 's'));
+  const StreamResult refused = client.Generate(long_salt);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.status.error_message().find("cache_salt"), std::string::npos);
+}
+
 TEST_F(ServerTest, HealthIsServing) {
   Client client(demo_->port());
   auto health = grpc::health::v1::Health::NewStub(client.channel_);
