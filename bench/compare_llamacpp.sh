@@ -57,11 +57,8 @@ done
   { echo "compare_llamacpp: --long must be comma-separated token counts, got '$long'" >&2; exit 2; }
 say() { echo "compare: $*" >&2; }
 
-vocab=129280                # DeepSeek-V3's tokenizer
-v3_tokenizer="$root/../shared/tokenizers/deepseek-v3"
+vocab=129280  # DeepSeek-V3's tokenizer (the checkpoint llamacpp_bf16_pair writes)
 cache="$root/bench/out/llamacpp"
-ckpt="$root/bench/out/v2lite-${layers}l-v3vocab"
-gguf="$cache/v2lite-${layers}l-v3vocab-bf16.gguf"
 mkdir -p "$out" "$cache"
 
 # --- the machine ---------------------------------------------------------------------------
@@ -89,27 +86,8 @@ src="$llamacpp_src" lbuild="$llamacpp_build"
 greedy="$(llamacpp_tool llamacpp_greedy)"
 
 # --- the checkpoint and its GGUF -----------------------------------------------------------
-if [ ! -f "$ckpt/.complete" ]; then
-  say "writing the checkpoint $ckpt ($layers layers, vocab $vocab)"
-  rm -rf "$ckpt"
-  build/bin/dsv2-make-checkpoint --out "$ckpt" --preset v2-lite --layers "$layers" \
-    --vocab-size "$vocab"
-  cp "$v3_tokenizer/tokenizer.json" "$v3_tokenizer/tokenizer_config.json" "$ckpt/"
-  touch "$ckpt/.complete"
-  rm -f "$gguf"
-fi
-if [ ! -f "$gguf" ]; then
-  say "converting to bf16 GGUF with llama.cpp's convert_hf_to_gguf.py"
-  view="$cache/hf-view"  # the checkpoint as the converter must see it: q_lora_rank 0
-  rm -rf "$view" && mkdir -p "$view"
-  for f in "$ckpt"/*; do ln -s "$f" "$view/"; done
-  rm "$view/config.json"
-  "$venv_python" -c 'import json,sys; c=json.load(open(sys.argv[1])); c["q_lora_rank"]=0; json.dump(c,open(sys.argv[2],"w"),indent=2)' \
-    "$ckpt/config.json" "$view/config.json"
-  "$venv_python" "$src/convert_hf_to_gguf.py" "$view" --outtype bf16 --outfile "$gguf.part" \
-    >"$cache/convert.log" 2>&1 || { tail -20 "$cache/convert.log" >&2; exit 1; }
-  mv "$gguf.part" "$gguf"
-fi
+llamacpp_bf16_pair "$layers" "$cache"
+ckpt="$pair_ckpt" gguf="$pair_gguf"
 
 # --- the files each engine runs ---------------------------------------------------------------
 # pairs: name, our model (checkpoint directory or GGUF), llama.cpp's GGUF; one table each.
