@@ -60,11 +60,13 @@ void LatentKvCache::FreeSequence(int64_t seq) {
   sequences_.erase(it);
 }
 
-int64_t LatentKvCache::MatchPrefix(int64_t seq, absl::Span<const int32_t> tokens) {
+int64_t LatentKvCache::MatchPrefix(const ExecContext& ctx, int64_t seq,
+                                   absl::Span<const int32_t> tokens) {
   SequencePages& s = Pages(seq);
   DSV2_CHECK(s.table.empty());
   const int64_t ps = options_.page_size;
-  while ((s.chained + 1) * ps <= static_cast<int64_t>(tokens.size())) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  while ((s.chained + 1) * ps <= n) {
     std::optional<PagePool::Match> m =
         pool_.Find(s.last_serial, s.salt, tokens.subspan(s.chained * ps, ps));
     if (!m) break;
@@ -73,7 +75,22 @@ int64_t LatentKvCache::MatchPrefix(int64_t seq, absl::Span<const int32_t> tokens
     s.last_serial = m->serial;
     ++s.chained;
   }
-  return s.chained * ps;
+  const int64_t full = s.chained * ps;
+  if (full == n) return full;
+  // The next page in part: a copy of the cached page that shares the most leading tokens.
+  const std::optional<PagePool::PartialMatch> part =
+      pool_.FindPartial(s.last_serial, s.salt, tokens.subspan(full, std::min(ps, n - full)));
+  if (!part) return full;
+  pool_.Retain(part->page);  // not evicted by the allocation below
+  const std::optional<int32_t> copy = pool_.Allocate();
+  const bool copied = copy && CopyPage(ctx, part->page, *copy).ok();
+  pool_.Release(part->page);
+  if (!copied) {
+    if (copy) pool_.Release(*copy);
+    return full;
+  }
+  s.table.push_back(*copy);
+  return full + part->tokens;
 }
 
 void LatentKvCache::CachePages(int64_t seq, absl::Span<const int32_t> tokens,

@@ -48,8 +48,10 @@ class LatentKvCache {
   void FreeSequence(int64_t seq);
 
   // Prefix caching. Maps the longest cached run of full pages that starts `tokens` into the
-  // block table of `seq` (which must have none yet) and returns the rows they hold.
-  int64_t MatchPrefix(int64_t seq, absl::Span<const int32_t> tokens);
+  // block table of `seq` (which must have none yet), then, where a cached page after them starts
+  // with the next tokens, a copy of it (its rows beyond those are written before they are read);
+  // returns the rows of `tokens` the mapped pages hold.
+  int64_t MatchPrefix(const ExecContext& ctx, int64_t seq, absl::Span<const int32_t> tokens);
   // Indexes the pages of `seq` that are full and computed (rows [0, num_computed) of `tokens`).
   void CachePages(int64_t seq, absl::Span<const int32_t> tokens, int64_t num_computed);
   // Makes rows [begin, end) of `seq` writable: a page it shares with another sequence or that is

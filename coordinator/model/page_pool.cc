@@ -26,13 +26,29 @@ PagePool::PagePool(int64_t num_pages, int64_t page_size)
   for (int64_t p = num_pages - 1; p >= 0; --p) free_.push_back(static_cast<int32_t>(p));
 }
 
+uint64_t PagePool::ParentKey(PageSerial parent, const std::string& salt) {
+  const uint64_t h = Mix(parent + 0x9e3779b97f4a7c15ULL);
+  return parent == 0 ? Mix(h ^ std::hash<std::string>()(salt)) : h;
+}
+
 uint64_t PagePool::Key(PageSerial parent, const std::string& salt,
                        absl::Span<const int32_t> tokens) {
-  uint64_t h = Mix(parent + 0x9e3779b97f4a7c15ULL);
-  if (parent == 0) h = Mix(h ^ std::hash<std::string>()(salt));
+  uint64_t h = ParentKey(parent, salt);
   for (const int32_t t : tokens) h = Mix(h ^ static_cast<uint32_t>(t));
   return h;
 }
+
+namespace {
+void EraseEntry(std::unordered_multimap<uint64_t, int32_t>& map, uint64_t key, int32_t page) {
+  auto [first, last] = map.equal_range(key);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == page) {
+      map.erase(it);
+      return;
+    }
+  }
+}
+}  // namespace
 
 std::optional<int32_t> PagePool::Allocate() {
   int32_t page;
@@ -54,13 +70,8 @@ void PagePool::Evict(int32_t page) {
   DSV2_CHECK(p.in_lru && p.refs == 0);
   lru_.erase(p.lru_pos);
   p.in_lru = false;
-  auto [first, last] = index_.equal_range(p.key);
-  for (auto it = first; it != last; ++it) {
-    if (it->second == page) {
-      index_.erase(it);
-      break;
-    }
-  }
+  EraseEntry(index_, p.key, page);
+  EraseEntry(children_, ParentKey(p.parent, p.salt), page);
   p.serial = p.parent = p.key = 0;
   p.salt.clear();
   p.tokens.clear();
@@ -101,6 +112,22 @@ std::optional<PagePool::Match> PagePool::Find(PageSerial parent, const std::stri
   return std::nullopt;
 }
 
+std::optional<PagePool::PartialMatch> PagePool::FindPartial(
+    PageSerial parent, const std::string& salt, absl::Span<const int32_t> tokens) const {
+  std::optional<PartialMatch> best;
+  auto [first, last] = children_.equal_range(ParentKey(parent, salt));
+  int looked = 0;
+  for (auto it = first; it != last && looked < kMaxPartialCandidates; ++it, ++looked) {
+    const Page& p = pages_[it->second];
+    if (p.parent != parent || (parent == 0 && p.salt != salt)) continue;
+    const int64_t n = std::min<int64_t>(tokens.size(), p.tokens.size());
+    int64_t same = 0;
+    while (same < n && p.tokens[same] == tokens[same]) ++same;
+    if (same > 0 && (!best || same > best->tokens)) best = PartialMatch{it->second, same};
+  }
+  return best;
+}
+
 PageSerial PagePool::Register(int32_t page, PageSerial parent, const std::string& salt,
                               absl::Span<const int32_t> tokens) {
   Page& p = pages_[page];
@@ -112,6 +139,7 @@ PageSerial PagePool::Register(int32_t page, PageSerial parent, const std::string
   if (parent == 0) p.salt = salt;
   p.tokens.assign(tokens.begin(), tokens.end());
   index_.emplace(p.key, page);
+  children_.emplace(ParentKey(parent, salt), page);
   return p.serial;
 }
 
@@ -146,6 +174,10 @@ absl::Status PagePool::Audit(int64_t held_refs) const {
   if (indexed != num_indexed()) {
     return absl::InternalError(
         absl::StrCat(indexed, " pages carry a serial, the index has ", num_indexed()));
+  }
+  if (static_cast<int64_t>(children_.size()) != num_indexed()) {
+    return absl::InternalError(absl::StrCat(children_.size(), " pages in the children index, ",
+                                            num_indexed(), " in the index"));
   }
   for (const auto& [key, page] : index_) {
     if (pages_[page].key != key || pages_[page].serial == 0) {

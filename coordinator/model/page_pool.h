@@ -48,6 +48,17 @@ class PagePool {
   };
   std::optional<Match> Find(PageSerial parent, const std::string& salt,
                             absl::Span<const int32_t> tokens) const;
+  // Of the indexed pages right after `parent` (salted like Find's), the one whose tokens start
+  // with the longest run of `tokens` (fewer than a page: the rest of a prompt, or a page that
+  // differs somewhere), and that run's length (at least 1). Looks at kMaxPartialCandidates pages
+  // at most. The page is not retained.
+  struct PartialMatch {
+    int32_t page;
+    int64_t tokens;
+  };
+  static constexpr int kMaxPartialCandidates = 64;
+  std::optional<PartialMatch> FindPartial(PageSerial parent, const std::string& salt,
+                                          absl::Span<const int32_t> tokens) const;
   // Indexes `page` (held, full, computed) as holding `tokens` after `parent`, and returns the
   // serial of that content: the page's own, or that of a page already indexed with the same
   // content (computed at the same time by another request; that one stays indexed and `page`
@@ -81,13 +92,15 @@ class PagePool {
     bool in_lru = false;
   };
   static uint64_t Key(PageSerial parent, const std::string& salt, absl::Span<const int32_t> tokens);
+  static uint64_t ParentKey(PageSerial parent, const std::string& salt);
   void Evict(int32_t page);
 
   int64_t page_size_;
   std::vector<Page> pages_;
   std::vector<int32_t> free_;
-  std::list<int32_t> lru_;  // cached pages, least recently released first
-  std::unordered_multimap<uint64_t, int32_t> index_;
+  std::list<int32_t> lru_;                            // cached pages, least recently released first
+  std::unordered_multimap<uint64_t, int32_t> index_;  // Key → page
+  std::unordered_multimap<uint64_t, int32_t> children_;  // ParentKey → page
   PageSerial next_serial_ = 1;
 };
 

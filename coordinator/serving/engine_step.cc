@@ -29,7 +29,7 @@ void InferenceEngine::MatchCachedPrefix(Sequence& seq) {
   // Prompt logprobs need the logits of every prompt position; cached pages do not keep them.
   if (seq.request.prompt_logprobs && !seq.prompt_logprobs_done) return;
   seq.cache_seq = cache_->AddSequence(seq.request.cache_salt);
-  const int64_t hit = cache_->MatchPrefix(seq.cache_seq, seq.tokens);
+  const int64_t hit = cache_->MatchPrefix(*exec_, seq.cache_seq, seq.tokens);
   // At least the last token runs through the model: its logits give the next token. When all
   // tokens are cached, its row is written again into a copy of the last page (copy on write).
   seq.num_computed = std::min<int64_t>(hit, static_cast<int64_t>(seq.tokens.size()) - 1);

@@ -53,7 +53,7 @@ class PrefixCacheTest : public ::testing::Test {
   // A sequence that computes all of `tokens` (its rows marked) and caches its full pages.
   int64_t Compute(const std::vector<int32_t>& tokens, const std::string& salt = "") {
     const int64_t seq = cache_->AddSequence(salt);
-    const int64_t hit = cache_->MatchPrefix(seq, tokens);
+    const int64_t hit = cache_->MatchPrefix(ctx_, seq, tokens);
     EXPECT_TRUE(cache_->Reserve(seq, static_cast<int64_t>(tokens.size())).ok());
     EXPECT_TRUE(cache_->PrepareWrite(ctx_, seq, hit, tokens.size()).ok());
     for (size_t pos = hit; pos < tokens.size(); ++pos) {
@@ -75,13 +75,16 @@ TEST_F(PrefixCacheTest, ASecondPromptMapsTheFirstOnesFullPages) {
   std::vector<int32_t> second = Iota(9, 100);
   second[8] = 7;  // the same 8 tokens, then another
   const int64_t b = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(b, second), 8);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, b, second), 8);
   EXPECT_EQ(cache_->cached_pages(), 0);  // held again
   EXPECT_EQ(cache_->Row(1, b, 7)[0], 107.0f);
-  // A different token in the second page: only the first page matches.
+  // A different token in the second page: the first page matches, and the second's first row
+  // (token 104) comes with a copy of that page.
   second[5] = 1;
   const int64_t c = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(c, second), 4);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, c, second), 5);
+  EXPECT_NE(cache_->BlockTable(c)[1], cache_->BlockTable(b)[1]);
+  EXPECT_EQ(cache_->Row(0, c, 4)[0], 104.0f);
   EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
   cache_->FreeSequence(b);
   cache_->FreeSequence(c);
@@ -94,17 +97,17 @@ TEST_F(PrefixCacheTest, PagesMatchOnlyAfterTheSamePrefixAndSalt) {
   std::vector<int32_t> shifted = Iota(8, 0);
   shifted[0] = 99;  // page 1 has the same tokens but follows another page 0
   const int64_t a = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(a, shifted), 0);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, a, shifted), 0);
   const int64_t salted = cache_->AddSequence("tenant-b");
-  EXPECT_EQ(cache_->MatchPrefix(salted, Iota(8, 0)), 0);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, salted, Iota(8, 0)), 0);
   const int64_t same = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(same, Iota(8, 0)), 8);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, same, Iota(8, 0)), 8);
   // A salted chain is found by its own salt only.
   cache_->FreeSequence(Compute(Iota(4, 50), "tenant-b"));
   const int64_t b2 = cache_->AddSequence("tenant-b");
-  EXPECT_EQ(cache_->MatchPrefix(b2, Iota(4, 50)), 4);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, b2, Iota(4, 50)), 4);
   const int64_t unsalted = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(unsalted, Iota(4, 50)), 0);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, unsalted, Iota(4, 50)), 0);
   EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
 }
 
@@ -112,7 +115,7 @@ TEST_F(PrefixCacheTest, ASharedPageIsCopiedBeforeItIsWritten) {
   const std::vector<int32_t> tokens = Iota(8, 10);
   const int64_t a = Compute(tokens);  // still held
   const int64_t b = cache_->AddSequence();
-  ASSERT_EQ(cache_->MatchPrefix(b, tokens), 8);
+  ASSERT_EQ(cache_->MatchPrefix(ctx_, b, tokens), 8);
   EXPECT_EQ(cache_->BlockTable(b), cache_->BlockTable(a));
   // b recomputes its last token (all of its prompt was cached): page 1 is copied first.
   ASSERT_TRUE(cache_->PrepareWrite(ctx_, b, 7, 8).ok());
@@ -134,6 +137,29 @@ TEST_F(PrefixCacheTest, ASharedPageIsCopiedBeforeItIsWritten) {
   EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
 }
 
+TEST_F(PrefixCacheTest, APromptEndingInsideACachedPageGetsACopyOfItsLeadingRows) {
+  cache_->FreeSequence(Compute(Iota(8, 0)));
+  const int64_t a = cache_->AddSequence();
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, a, {0, 1, 2, 3, 4, 5}), 6);
+  const int64_t b = cache_->AddSequence();
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, b, {0, 1, 2, 3, 4, 5, 99}), 6);
+  EXPECT_EQ(cache_->BlockTable(a)[0], cache_->BlockTable(b)[0]);  // the full page is shared
+  EXPECT_NE(cache_->BlockTable(a)[1], cache_->BlockTable(b)[1]);  // the partial one copied
+  for (const int64_t s : {a, b}) {
+    EXPECT_EQ(cache_->Row(1, s, 4)[0], 4.0f);
+    EXPECT_EQ(cache_->Row(1, s, 5)[0], 5.0f);
+  }
+  EXPECT_EQ(cache_->cached_pages(), 1);  // the original of the copies, still cached
+  // Computing the copy's last rows with the original's tokens: its content is indexed already.
+  ASSERT_TRUE(cache_->Reserve(a, 8).ok());
+  ASSERT_TRUE(cache_->PrepareWrite(ctx_, a, 6, 8).ok());
+  cache_->CachePages(a, Iota(8, 0), 8);
+  for (const int64_t s : {a, b}) cache_->FreeSequence(s);
+  EXPECT_EQ(cache_->cached_pages(), 2);
+  EXPECT_EQ(cache_->free_pages(), 6);
+  EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
+}
+
 TEST_F(PrefixCacheTest, CachedPagesAreEvictedLeastRecentlyUsedFirst) {
   cache_->FreeSequence(Compute(Iota(8, 0)));   // older: pages p0, p1
   cache_->FreeSequence(Compute(Iota(8, 20)));  // newer
@@ -144,9 +170,9 @@ TEST_F(PrefixCacheTest, CachedPagesAreEvictedLeastRecentlyUsedFirst) {
   ASSERT_TRUE(cache_->Reserve(s, 12).ok());
   EXPECT_EQ(cache_->cached_pages(), 3);
   const int64_t older = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(older, Iota(8, 0)), 4);  // its head is still cached
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, older, Iota(8, 0)), 4);  // its head is still cached
   const int64_t newer = cache_->AddSequence();
-  EXPECT_EQ(cache_->MatchPrefix(newer, Iota(8, 20)), 8);
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, newer, Iota(8, 20)), 8);
   EXPECT_EQ(cache_->Reserve(s, 20).code(), absl::StatusCode::kResourceExhausted);  // all held
   EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
   for (const int64_t q : {s, older, newer}) cache_->FreeSequence(q);

@@ -180,8 +180,10 @@ TEST_F(PrefixCachingTest, ARepeatedPromptComputesOnlyWhatIsNotCached) {
   const std::vector<int32_t> prompt = RandomTokens(rng, 50);  // 12 full pages + 2 tokens
   const Outcome a = Drain(**engine.Submit(Request(prompt, 8)));
   EXPECT_EQ(a.last.cached_prompt_tokens, 0);
+  // The 12 pages, then the first 2 rows of the next (written with the generated tokens after
+  // them: a copy). The last prompt token runs again for its logits.
   const Outcome b = Drain(**engine.Submit(Request(prompt, 8)));
-  EXPECT_EQ(b.last.cached_prompt_tokens, 48);
+  EXPECT_EQ(b.last.cached_prompt_tokens, 49);
   EXPECT_EQ(b.tokens, a.tokens);
   ExpectSameLogprobs(b.logprobs, a.logprobs, "repeat");
   // A page-aligned prompt, all of it cached: the last token runs again (copy on write).
@@ -200,7 +202,7 @@ TEST_F(PrefixCachingTest, ARepeatedPromptComputesOnlyWhatIsNotCached) {
   EXPECT_EQ(d.last.cached_prompt_tokens, 0);
   EXPECT_EQ(uncached.Stats().prefix_cache_hits, 0);
   const EngineStats s = engine.Stats();
-  EXPECT_EQ(s.prefix_cache_hits, 48 + 47 + 47);
+  EXPECT_EQ(s.prefix_cache_hits, 49 + 47 + 47);
   EXPECT_EQ(s.prefix_cache_queries, 50 + 50 + 48 + 48);
   ExpectPagesSound(engine);
 }
@@ -243,7 +245,8 @@ TEST_F(PrefixCachingTest, PromptLogprobsComputeTheWholePromptAndCacheItForOthers
   ASSERT_EQ(a.prompt_logprobs.size(), prompt.size() - 1);
   ExpectSameLogprobs(a.prompt_logprobs, ref.prompt_logprobs, "prompt logprobs");
   EXPECT_EQ(a.tokens, ref.tokens);
-  EXPECT_EQ(Drain(**engine.Submit(Request(prompt, 4))).last.cached_prompt_tokens, 28);
+  // 7 full pages and the first 2 rows of the 8th (which the answer's tokens completed).
+  EXPECT_EQ(Drain(**engine.Submit(Request(prompt, 4))).last.cached_prompt_tokens, 29);
   ExpectPagesSound(engine);
 }
 
