@@ -24,6 +24,24 @@ bool InferenceEngine::ReservePages(Sequence& seq, int64_t tokens) {
          cache_->PrepareWrite(*exec_, seq.cache_seq, seq.num_computed, tokens).ok();
 }
 
+bool InferenceEngine::NextPagesBeingComputed(const Sequence& seq) const {
+  if (!options_.prefix_caching || seq.cache_seq < 0) return false;
+  const int64_t ps = cache_->page_size();
+  const int64_t next_page_end = (seq.num_computed / ps + 1) * ps;
+  if (next_page_end > static_cast<int64_t>(seq.tokens.size())) return false;
+  for (const auto& r : running_) {
+    if (r->done || r->num_computed >= next_page_end ||
+        static_cast<int64_t>(r->tokens.size()) < next_page_end ||
+        r->request.cache_salt != seq.request.cache_salt) {
+      continue;
+    }
+    if (std::equal(seq.tokens.begin(), seq.tokens.begin() + next_page_end, r->tokens.begin())) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void InferenceEngine::MatchCachedPrefix(Sequence& seq) {
   if (!options_.prefix_caching || seq.cache_seq >= 0) return;
   // Prompt logprobs need the logits of every prompt position; cached pages do not keep them.
@@ -106,10 +124,15 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
     ++it;
   }
   // 2. Admit waiting requests in arrival order while the budget and free pages allow.
-  while (budget > 0 && prefill_budget > 0 && !waiting_.empty() &&
-         static_cast<int64_t>(running_.size()) < options_.max_running) {
-    Sequence& s = *waiting_.front();
+  for (auto it = waiting_.begin(); it != waiting_.end() && budget > 0 && prefill_budget > 0 &&
+                                   static_cast<int64_t>(running_.size()) < options_.max_running;) {
+    Sequence& s = **it;
     MatchCachedPrefix(s);
+    if (NextPagesBeingComputed(s)) {  // wait for them rather than compute them twice
+      ReleasePages(s);
+      ++it;
+      continue;
+    }
     const int64_t count = take(s);
     if (!ReservePages(s, s.num_computed + count)) {
       ReleasePages(s);
@@ -128,8 +151,8 @@ std::vector<InferenceEngine::ScheduledChunk> InferenceEngine::PlanStep() {
     plan.push_back(chunk_of(s, count));
     budget -= count;
     prefill_budget -= count;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(*it));
+    it = waiting_.erase(it);
   }
   return plan;
 }

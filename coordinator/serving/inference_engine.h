@@ -127,6 +127,10 @@ class InferenceEngine {
   bool ReservePages(Sequence& seq, int64_t tokens);
   // A sequence about to be admitted maps the cached pages of its prefix.
   void MatchCachedPrefix(Sequence& seq);
+  // True when a running sequence is computing the next full page of seq's tokens (same tokens
+  // up to its end, same salt): seq then waits for it to enter the cache (a few steps) instead of
+  // computing it a second time, as concurrent requests with one system prompt would.
+  bool NextPagesBeingComputed(const Sequence& seq) const;
   void Preempt(Sequence& victim);
   void RunStep(const std::vector<ScheduledChunk>& plan);
   // rows: the chunk's full logit rows, or summary: its last row summarised.

@@ -207,6 +207,33 @@ TEST_F(PrefixCachingTest, ARepeatedPromptComputesOnlyWhatIsNotCached) {
   ExpectPagesSound(engine);
 }
 
+// Requests that arrive together with one system prompt: the first computes it, the others wait
+// the few steps until its pages are cached instead of computing it again.
+TEST_F(PrefixCachingTest, ConcurrentRequestsWithOnePrefixComputeItOnce) {
+  std::mt19937 rng(14);
+  const std::vector<int32_t> system = RandomTokens(rng, 48);
+  std::vector<GenerationRequest> wave;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<int32_t> prompt = system;
+    for (const int32_t t : RandomTokens(rng, 2)) prompt.push_back(t);
+    wave.push_back(Request(prompt, 6));
+  }
+  std::map<bool, std::vector<Outcome>> out;
+  for (const bool caching : {false, true}) {
+    InferenceEngine engine(*model_, nullptr, Options(caching));
+    out[caching] = RunWave(engine, wave, {});
+    ExpectPagesSound(engine);
+  }
+  EXPECT_EQ(out[true][0].last.cached_prompt_tokens, 0);
+  for (size_t i = 0; i < wave.size(); ++i) {
+    if (i > 0) {
+      EXPECT_EQ(out[true][i].last.cached_prompt_tokens, 48) << i;
+    }
+    EXPECT_EQ(out[true][i].tokens, out[false][i].tokens) << i;
+    ExpectSameLogprobs(out[true][i].logprobs, out[false][i].logprobs, absl::StrCat("request ", i));
+  }
+}
+
 TEST_F(PrefixCachingTest, ASaltedRequestNeverHitsAnotherSaltsPages) {
   InferenceEngine engine(*model_, nullptr, Options(true));
   std::mt19937 rng(12);
