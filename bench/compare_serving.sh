@@ -16,7 +16,7 @@
 #      shared-cN    SGLang's generated-shared-prefix shape scaled down: 8 system prompts of 1,024
 #                   tokens, each request one of them (drawn at random by aiperf) + a 64-token
 #                   question, 64 out; 64 requests at 8 and at 32 streams;
-#      multiturn-c8 8 conversations x 4 turns (256-token user turns, 64 out; every turn resends
+#      multiturn-c8 8 conversations x 4 turns (128-token user turns, 64 out; every turn resends
 #                   the conversation so far, answers included), 8 streams;
 # 4. prints the table (output tokens/s, TTFT and ITL p50/p99, prompt tokens served from a cache)
 #    and writes OUT/serving.{md,json,png}; docs/BENCHMARKS.md's compare_serving section is
@@ -76,7 +76,7 @@ fi
 aiperf="$loadtest_venv/bin/aiperf"
 
 # --- servers ---------------------------------------------------------------------------------
-port=50400
+port=21400  # below the ephemeral range, where a client connection may hold a port
 server_pid=""
 stop_server() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -144,7 +144,7 @@ workloads=(
   "random-c32|32|--isl 256 --osl 64 --request-count 64|--isl 256 --osl 16 --request-count 32"
   "shared-c8|8|--num-prefix-prompts 8 --prefix-prompt-length 1024 --isl 64 --osl 64 --request-count 64|--num-prefix-prompts 2 --prefix-prompt-length 1024 --isl 64 --osl 16 --request-count 8"
   "shared-c32|32|--num-prefix-prompts 8 --prefix-prompt-length 1024 --isl 64 --osl 64 --request-count 64|--num-prefix-prompts 2 --prefix-prompt-length 1024 --isl 64 --osl 16 --request-count 32"
-  "multiturn-c8|8|--conversation-num 8 --conversation-turn-mean 4 --conversation-turn-stddev 0 --isl 256 --osl 64|--conversation-num 2 --conversation-turn-mean 2 --conversation-turn-stddev 0 --isl 256 --osl 16"
+  "multiturn-c8|8|--conversation-num 8 --conversation-turn-mean 4 --conversation-turn-stddev 0 --isl 128 --osl 64|--conversation-num 2 --conversation-turn-mean 2 --conversation-turn-stddev 0 --isl 256 --osl 16"
 )
 i=0
 for w in "${workloads[@]}"; do

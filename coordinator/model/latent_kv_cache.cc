@@ -108,6 +108,20 @@ void LatentKvCache::CachePages(int64_t seq, absl::Span<const int32_t> tokens,
   }
 }
 
+void LatentKvCache::CacheAndFreeSequence(int64_t seq, absl::Span<const int32_t> tokens,
+                                         int64_t num_computed) {
+  CachePages(seq, tokens, num_computed);
+  const SequencePages& s = Pages(seq);
+  const int64_t begin = s.chained * options_.page_size;
+  if (num_computed > begin && s.chained < static_cast<int64_t>(s.table.size())) {
+    const int32_t tail = s.table[s.chained];
+    if (pool_.refs(tail) == 1 && !pool_.indexed(tail)) {
+      pool_.RegisterTail(tail, s.last_serial, s.salt, tokens.subspan(begin, num_computed - begin));
+    }
+  }
+  FreeSequence(seq);
+}
+
 absl::Status LatentKvCache::PrepareWrite(const ExecContext& ctx, int64_t seq, int64_t begin,
                                          int64_t end) {
   std::vector<int32_t>& table = Pages(seq).table;

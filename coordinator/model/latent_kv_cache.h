@@ -54,6 +54,9 @@ class LatentKvCache {
   int64_t MatchPrefix(const ExecContext& ctx, int64_t seq, absl::Span<const int32_t> tokens);
   // Indexes the pages of `seq` that are full and computed (rows [0, num_computed) of `tokens`).
   void CachePages(int64_t seq, absl::Span<const int32_t> tokens, int64_t num_computed);
+  // FreeSequence, after indexing what is computed: the full pages, and the rows of the last
+  // page as a tail page (a later prompt that ends, or turns away, inside it maps a copy).
+  void CacheAndFreeSequence(int64_t seq, absl::Span<const int32_t> tokens, int64_t num_computed);
   // Makes rows [begin, end) of `seq` writable: a page it shares with another sequence or that is
   // in the prefix index is first copied into a page of its own (copy on write).
   // RESOURCE_EXHAUSTED when no page is left for the copy.

@@ -128,6 +128,20 @@ std::optional<PagePool::PartialMatch> PagePool::FindPartial(
   return best;
 }
 
+void PagePool::RegisterTail(int32_t page, PageSerial parent, const std::string& salt,
+                            absl::Span<const int32_t> tokens) {
+  Page& p = pages_[page];
+  DSV2_CHECK(p.refs > 0 && p.serial == 0 && !tokens.empty() &&
+             static_cast<int64_t>(tokens.size()) < page_size_);
+  const std::optional<PartialMatch> known = FindPartial(parent, salt, tokens);
+  if (known && known->tokens == static_cast<int64_t>(tokens.size())) return;
+  p.serial = next_serial_++;
+  p.parent = parent;
+  if (parent == 0) p.salt = salt;
+  p.tokens.assign(tokens.begin(), tokens.end());
+  children_.emplace(ParentKey(parent, salt), page);
+}
+
 PageSerial PagePool::Register(int32_t page, PageSerial parent, const std::string& salt,
                               absl::Span<const int32_t> tokens) {
   Page& p = pages_[page];
@@ -158,11 +172,12 @@ absl::Status PagePool::Audit(int64_t held_refs) const {
           absl::StrCat("page ", page, " is cached and held, free or unindexed"));
     }
   }
-  int64_t refs = 0, indexed = 0;
+  int64_t refs = 0, indexed = 0, full = 0;
   for (size_t page = 0; page < pages_.size(); ++page) {
     const Page& p = pages_[page];
     refs += p.refs;
     if (p.serial != 0) ++indexed;
+    if (p.serial != 0 && static_cast<int64_t>(p.tokens.size()) == page_size_) ++full;
     if (p.refs > 0 && (seen[page] != 0 || p.in_lru)) {
       return absl::InternalError(absl::StrCat("page ", page, " is held and free or cached"));
     }
@@ -171,13 +186,16 @@ absl::Status PagePool::Audit(int64_t held_refs) const {
           absl::StrCat("page ", page, " is lost: neither held, free nor cached"));
     }
   }
-  if (indexed != num_indexed()) {
-    return absl::InternalError(
-        absl::StrCat(indexed, " pages carry a serial, the index has ", num_indexed()));
+  if (indexed != static_cast<int64_t>(children_.size()) ||
+      full != static_cast<int64_t>(index_.size())) {
+    return absl::InternalError(absl::StrCat(indexed, " pages carry a serial (", full,
+                                            " full), the indexes hold ", children_.size(), " (",
+                                            index_.size(), " full)"));
   }
-  if (static_cast<int64_t>(children_.size()) != num_indexed()) {
-    return absl::InternalError(absl::StrCat(children_.size(), " pages in the children index, ",
-                                            num_indexed(), " in the index"));
+  for (const auto& [key, page] : children_) {
+    if (ParentKey(pages_[page].parent, pages_[page].salt) != key || pages_[page].serial == 0) {
+      return absl::InternalError(absl::StrCat("children index entry of page ", page, " is stale"));
+    }
   }
   for (const auto& [key, page] : index_) {
     if (pages_[page].key != key || pages_[page].serial == 0) {

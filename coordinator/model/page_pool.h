@@ -6,12 +6,13 @@
 //   cached     refs == 0, in the prefix index: holds rows some request computed, kept for reuse
 //              and evicted least-recently-released first when a page is needed;
 //   free       refs == 0, not in the index.
-// A page enters the index only when full and computed; its content is then identified by its
+// A page enters the index when full and computed; its content is then identified by its
 // tokens and by the page before it (its parent), so a match means the same tokens at the same
-// positions after the same prefix. The index is hashed, but every match is verified: the page's
-// own tokens, and its parent by serial number (serials are never reused, so a page whose parent
-// was evicted can no longer be reached). The first page of a chain carries the request's cache
-// salt instead of a parent: chains of different salts never meet.
+// positions after the same prefix. The last, partly computed page of a finished sequence enters
+// it too, as a tail page that only partial matches (FindPartial) can map. The index is hashed, but
+// every match is verified: the page's own tokens, and its parent by serial number (serials are
+// never reused, so a page whose parent was evicted can no longer be reached). The first page of a
+// chain carries the request's cache salt instead of a parent: chains of different salts never meet.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +66,10 @@ class PagePool {
   // stays an ordinary page, free once released).
   PageSerial Register(int32_t page, PageSerial parent, const std::string& salt,
                       absl::Span<const int32_t> tokens);
+  // Indexes `page` (held, not indexed) as a tail page whose first tokens.size() (< page_size)
+  // rows hold `tokens` after `parent`, unless an indexed page already starts with them all.
+  void RegisterTail(int32_t page, PageSerial parent, const std::string& salt,
+                    absl::Span<const int32_t> tokens);
 
   int32_t refs(int32_t page) const { return pages_[page].refs; }
   bool indexed(int32_t page) const { return pages_[page].serial != 0; }
@@ -73,7 +78,7 @@ class PagePool {
   int64_t available() const { return static_cast<int64_t>(free_.size() + lru_.size()); }
   int64_t num_free() const { return static_cast<int64_t>(free_.size()); }
   int64_t num_cached() const { return static_cast<int64_t>(lru_.size()); }
-  int64_t num_indexed() const { return static_cast<int64_t>(index_.size()); }
+  int64_t num_indexed() const { return static_cast<int64_t>(children_.size()); }  // with tails
   int64_t num_pages() const { return static_cast<int64_t>(pages_.size()); }
 
   // Every page in exactly one state, the lists and the index consistent with the pages, the
@@ -99,8 +104,8 @@ class PagePool {
   std::vector<Page> pages_;
   std::vector<int32_t> free_;
   std::list<int32_t> lru_;                            // cached pages, least recently released first
-  std::unordered_multimap<uint64_t, int32_t> index_;  // Key → page
-  std::unordered_multimap<uint64_t, int32_t> children_;  // ParentKey → page
+  std::unordered_multimap<uint64_t, int32_t> index_;  // Key → full page
+  std::unordered_multimap<uint64_t, int32_t> children_;  // ParentKey → page (full or tail)
   PageSerial next_serial_ = 1;
 };
 

@@ -54,7 +54,11 @@ void InferenceEngine::MatchCachedPrefix(Sequence& seq) {
 }
 
 void InferenceEngine::ReleasePages(Sequence& seq) {
-  if (seq.cache_seq >= 0) cache_->FreeSequence(seq.cache_seq);
+  if (seq.cache_seq >= 0 && options_.prefix_caching) {
+    cache_->CacheAndFreeSequence(seq.cache_seq, seq.tokens, seq.num_computed);
+  } else if (seq.cache_seq >= 0) {
+    cache_->FreeSequence(seq.cache_seq);
+  }
   seq.cache_seq = -1;
   seq.num_computed = 0;
 }

@@ -160,6 +160,27 @@ TEST_F(PrefixCacheTest, APromptEndingInsideACachedPageGetsACopyOfItsLeadingRows)
   EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
 }
 
+TEST_F(PrefixCacheTest, AFinishedSequencesLastRowsStayCachedAsATailPage) {
+  // 6 computed rows: a full page, and 2 rows of the next, kept as a tail page.
+  const std::vector<int32_t> tokens = Iota(6, 30);
+  const int64_t a = cache_->AddSequence();
+  ASSERT_TRUE(cache_->Reserve(a, 8).ok());
+  for (int pos = 0; pos < 6; ++pos) cache_->Row(0, a, pos)[0] = tokens[pos];
+  cache_->CacheAndFreeSequence(a, tokens, 6);
+  EXPECT_EQ(cache_->cached_pages(), 2);
+  // The next turn resends the 6 tokens and more: 4 rows mapped, 2 from a copy of the tail.
+  std::vector<int32_t> next = tokens;
+  next.push_back(77);
+  const int64_t b = cache_->AddSequence();
+  EXPECT_EQ(cache_->MatchPrefix(ctx_, b, next), 6);
+  EXPECT_EQ(cache_->Row(0, b, 5)[0], 35.0f);
+  // Its own last page is a copy of the tail with the same rows: not indexed a second time.
+  cache_->CacheAndFreeSequence(b, next, 6);
+  EXPECT_EQ(cache_->cached_pages(), 2);
+  EXPECT_EQ(cache_->free_pages(), 6);
+  EXPECT_TRUE(cache_->Audit().ok()) << cache_->Audit();
+}
+
 TEST_F(PrefixCacheTest, CachedPagesAreEvictedLeastRecentlyUsedFirst) {
   cache_->FreeSequence(Compute(Iota(8, 0)));   // older: pages p0, p1
   cache_->FreeSequence(Compute(Iota(8, 20)));  // newer
