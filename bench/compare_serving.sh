@@ -4,7 +4,8 @@
 # nobody here wrote: NVIDIA's aiperf from PyPI (its synthetic prompts tokenized with the
 # checkpoint's own tokenizer, read from disk: nothing is downloaded at run time).
 #   bench/compare_serving.sh [--layers 4] [--threads 2] [--out bench/out/serving] [--quick]
-#                            [--no-docs]
+#                            [--rounds 1] [--workloads random-c1,...] [--servers dsv2,...]
+#                            [--no-example] [--no-docs]
 # 1. builds llama.cpp (with llama-server) as bench/compare_llamacpp.sh does, and writes the same
 #    random V2-Lite-shaped bf16 checkpoint (DeepSeek-V3 tokenizer) and its bf16 GGUF;
 # 2. the example of issue 32, on each server freshly started (llama-server with one slot): a
@@ -21,6 +22,9 @@
 # 4. prints the table (output tokens/s, TTFT and ITL p50/p99, prompt tokens served from a cache)
 #    and writes OUT/serving.{md,json,png}; docs/BENCHMARKS.md's compare_serving section is
 #    regenerated from it (unless --no-docs).
+# --rounds N repeats the example and the workloads N times (the servers' order alternating from
+# one run to the next) and reports medians; --workloads and --servers (dsv2, dsv2-nocache,
+# llamacpp) pick a subset, --no-example skips step 2; docs are written for the full set only.
 # llama-server runs with --parallel equal to the streams (a slot each) and its defaults
 # otherwise (prompt caching on); ours with its defaults. Both get --threads; aiperf shares the
 # machine with them. --quick: a few requests per workload (checks that everything runs).
@@ -31,9 +35,16 @@ case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-layers=4 threads=2 out=bench/out/serving docs=1 quick=0
+layers=4 threads=2 out=bench/out/serving docs=1 quick=0 rounds=1 example=1
+all_workloads="random-c1,random-c8,random-c32,shared-c8,shared-c32,multiturn-c8"
+all_servers="dsv2,dsv2-nocache,llamacpp"
+want_workloads="$all_workloads" want_servers="$all_servers"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --rounds) rounds="$2"; shift 2 ;;
+    --workloads) want_workloads="$2"; shift 2 ;;
+    --servers) want_servers="$2"; shift 2 ;;
+    --no-example) example=0; shift ;;
     --layers) layers="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
@@ -42,7 +53,13 @@ while [ $# -gt 0 ]; do
     *) echo "compare_serving: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in threads layers; do
+for w in ${want_workloads//,/ }; do
+  [[ ",$all_workloads," == *",$w,"* ]] || { echo "compare_serving: unknown workload '$w' (of $all_workloads)" >&2; exit 2; }
+done
+for s in ${want_servers//,/ }; do
+  [[ ",$all_servers," == *",$s,"* ]] || { echo "compare_serving: unknown server '$s' (of $all_servers)" >&2; exit 2; }
+done
+for v in threads layers rounds; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "compare_serving: --$v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 say() { echo "compare_serving: $*" >&2; }
@@ -122,19 +139,34 @@ start_server() {
   say "$name did not answer within 300 s"; exit 1
 }
 
-servers=(dsv2 dsv2-nocache llamacpp)
+IFS=',' read -r -a servers <<<"$want_servers"
 rm -rf "$out/runs" && mkdir -p "$out/runs"
+turn=0  # alternates the servers' order from one run to the next
+next_order() {  # sets $order
+  local s
+  order=()
+  if [ $((turn % 2)) = 0 ]; then order=("${servers[@]}"); else
+    for ((s = ${#servers[@]} - 1; s >= 0; s--)); do order+=("${servers[$s]}"); done
+  fi
+  turn=$((turn + 1))
+}
 
+for round in $(seq 1 "$rounds"); do
 # --- 2. the example: one prompt, then one sharing its first 900 tokens ------------------------
 pairs=3
 [ "$quick" = 1 ] && pairs=1
-for name in "${servers[@]}"; do
-  say "example (905 then 900 shared tokens, $pairs pairs): $name"
-  start_server "$name" 1 "$out/runs/example-$name.log"
-  "$venv_python" bench/serving_prefix_example.py "http://127.0.0.1:$port" v2lite --pairs "$pairs" \
-    >"$out/runs/example-$name.json"
-  stop_server
-done
+if [ "$example" = 1 ]; then
+  next_order
+  for name in "${order[@]}"; do
+    say "round $round/$rounds: example (905 then 900 shared tokens, $pairs pairs): $name"
+    dir="$out/runs/$round/example/$name"
+    mkdir -p "$dir"
+    start_server "$name" 1 "$dir/server.log"
+    "$venv_python" bench/serving_prefix_example.py "http://127.0.0.1:$port" v2lite \
+      --pairs "$pairs" --seed "$round" >"$dir/example.json"
+    stop_server
+  done
+fi
 
 # --- 3. the workloads -------------------------------------------------------------------------
 # name | streams | aiperf arguments (full run) | aiperf arguments (--quick)
@@ -146,16 +178,15 @@ workloads=(
   "shared-c32|32|--num-prefix-prompts 8 --prefix-prompt-length 1024 --isl 64 --osl 64 --request-count 64|--num-prefix-prompts 2 --prefix-prompt-length 1024 --isl 64 --osl 16 --request-count 32"
   "multiturn-c8|8|--conversation-num 8 --conversation-turn-mean 4 --conversation-turn-stddev 0 --isl 128 --osl 64|--conversation-num 2 --conversation-turn-mean 2 --conversation-turn-stddev 0 --isl 256 --osl 16"
 )
-i=0
 for w in "${workloads[@]}"; do
   IFS='|' read -r wname streams full_args quick_args <<<"$w"
+  [[ ",$want_workloads," == *",$wname,"* ]] || continue
   args="$full_args"
   [ "$quick" = 1 ] && args="$quick_args"
-  order=("${servers[@]}")
-  if [ $((i % 2)) = 1 ]; then order=(llamacpp dsv2-nocache dsv2); fi
+  next_order
   for name in "${order[@]}"; do
-    say "$wname: $name"
-    dir="$out/runs/$wname/$name"
+    say "round $round/$rounds: $wname: $name"
+    dir="$out/runs/$round/$wname/$name"
     mkdir -p "$dir"
     start_server "$name" "$streams" "$dir/server.log"
     # shellcheck disable=SC2086  # $args is a list of aiperf flags
@@ -167,14 +198,17 @@ for w in "${workloads[@]}"; do
       { tail -20 "$dir/aiperf.log" >&2; say "aiperf failed on $wname/$name"; exit 1; }
     stop_server
   done
-  i=$((i + 1))
 done
+done  # rounds
 
 # --- 4. the report ----------------------------------------------------------------------------
 llama_version="$(find "$llamacpp_build/bin" -name 'libggml.so.*.*.*' | sed 's/.*libggml\.so\.//' | head -1)"
-report_args=(--out "$out" --cpu "$cpu_model, $(nproc) cores" --threads "$threads" --layers "$layers"
+report_args=(--out "$out" --rounds "$rounds" --cpu "$cpu_model, $(nproc) cores" --threads "$threads" --layers "$layers"
   --llamacpp "llama-cpp-python $llamacpp_py_version (ggml $llama_version)"
   --aiperf "$("$loadtest_venv/bin/pip" show aiperf | sed -n 's/^Version: //p')")
 [ "$quick" = 1 ] && report_args+=(--quick)
-[ "$docs" = 1 ] && [ "$quick" = 0 ] && report_args+=(--docs docs/BENCHMARKS.md)
+if [ "$docs" = 1 ] && [ "$quick" = 0 ] && [ "$example" = 1 ] && [ "$want_workloads" = "$all_workloads" ] &&
+  [ "$want_servers" = "$all_servers" ]; then
+  report_args+=(--docs docs/BENCHMARKS.md)
+fi
 "$loadtest_venv/bin/python" bench/compare_serving_report.py "${report_args[@]}"
