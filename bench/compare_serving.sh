@@ -17,8 +17,8 @@
 #      shared-cN    SGLang's generated-shared-prefix shape scaled down: 8 system prompts of 1,024
 #                   tokens, each request one of them (drawn at random by aiperf) + a 64-token
 #                   question, 64 out; 64 requests at 8 and at 32 streams;
-#      multiturn-c8 8 conversations x 4 turns (128-token user turns, 64 out; every turn resends
-#                   the conversation so far, answers included), 8 streams;
+#      multiturn-cN N conversations x 4 turns (128-token user turns, 64 out; every turn resends
+#                   the conversation so far, answers included) at N = 8 and 32 streams;
 # 4. prints the table (output tokens/s, TTFT and ITL p50/p99, prompt tokens served from a cache)
 #    and writes OUT/serving.{md,json,png}; docs/BENCHMARKS.md's compare_serving section is
 #    regenerated from it (unless --no-docs).
@@ -28,7 +28,7 @@
 # llama-server runs with --parallel equal to the streams (a slot each) and its defaults
 # otherwise (prompt caching on); ours with its defaults. Both get --threads; aiperf shares the
 # machine with them. --quick: a few requests per workload (checks that everything runs).
-# Needs what bench/compare_llamacpp.sh needs (~20 GB of disk, ~16 GB of memory) and ~25 minutes
+# Needs what bench/compare_llamacpp.sh needs (~20 GB of disk, ~16 GB of memory) and ~45 minutes
 # on 2 cores.
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
@@ -36,7 +36,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 layers=4 threads=2 out=bench/out/serving docs=1 quick=0 rounds=1 example=1
-all_workloads="random-c1,random-c8,random-c32,shared-c8,shared-c32,multiturn-c8"
+all_workloads="random-c1,random-c8,random-c32,shared-c8,shared-c32,multiturn-c8,multiturn-c32"
 all_servers="dsv2,dsv2-nocache,llamacpp"
 want_workloads="$all_workloads" want_servers="$all_servers"
 while [ $# -gt 0 ]; do
@@ -177,6 +177,7 @@ workloads=(
   "shared-c8|8|--num-prefix-prompts 8 --prefix-prompt-length 1024 --isl 64 --osl 64 --request-count 64|--num-prefix-prompts 2 --prefix-prompt-length 1024 --isl 64 --osl 16 --request-count 8"
   "shared-c32|32|--num-prefix-prompts 8 --prefix-prompt-length 1024 --isl 64 --osl 64 --request-count 64|--num-prefix-prompts 2 --prefix-prompt-length 1024 --isl 64 --osl 16 --request-count 32"
   "multiturn-c8|8|--conversation-num 8 --conversation-turn-mean 4 --conversation-turn-stddev 0 --isl 128 --osl 64|--conversation-num 2 --conversation-turn-mean 2 --conversation-turn-stddev 0 --isl 256 --osl 16"
+  "multiturn-c32|32|--conversation-num 32 --conversation-turn-mean 4 --conversation-turn-stddev 0 --isl 128 --osl 64|--conversation-num 4 --conversation-turn-mean 2 --conversation-turn-stddev 0 --isl 256 --osl 16"
 )
 for w in "${workloads[@]}"; do
   IFS='|' read -r wname streams full_args quick_args <<<"$w"

@@ -15,7 +15,8 @@ SERVERS = [("dsv2", "dsv2, prefix caching on"), ("dsv2-nocache", "dsv2, prefix c
            ("llamacpp", "llama-server")]
 WORKLOADS = [("random-c1", "random, 1 stream"), ("random-c8", "random, 8 streams"),
              ("random-c32", "random, 32 streams"), ("shared-c8", "shared prefix, 8 streams"),
-             ("shared-c32", "shared prefix, 32 streams"), ("multiturn-c8", "multi-turn, 8 streams")]
+             ("shared-c32", "shared prefix, 32 streams"), ("multiturn-c8", "multi-turn, 8 streams"),
+             ("multiturn-c32", "multi-turn, 32 streams")]
 
 
 def fail(msg):
