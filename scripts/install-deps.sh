@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages dsv2-serve builds with, skipping those already present.
+# Installs the Debian 12 packages dsv2-serve builds with, skipping those already present, and
+# fetches xgrammar's source distribution from PyPI (scripts/fetch-xgrammar.sh).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
@@ -10,6 +11,7 @@ packages=(
   libpcre2-dev libboost-dev nlohmann-json3-dev libssl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   python3 python3-venv python3-grpcio python3-protobuf python3-yaml
+  ca-certificates  # HTTPS to PyPI (scripts/fetch-xgrammar.sh)
   iproute2  # the local-cluster rehearsal's network namespaces
   clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtime (scripts/fuzz.sh)
 )
@@ -24,9 +26,12 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# Then xgrammar's C++ core (structured outputs) from its PyPI source distribution.
+fetch_xgrammar="$(dirname "$0")/fetch-xgrammar.sh"
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+  exec "$fetch_xgrammar"
 fi
 
 echo "install-deps: installing ${missing[*]}"
@@ -35,3 +40,4 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+"$fetch_xgrammar"
